@@ -1,0 +1,66 @@
+"""llm_magics: fine-tune LLMs with LoRA / QLoRA from a Jupyter notebook.
+
+``%load_ext llm_magics`` registers the magics and imports nothing heavy; the public API below is
+imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+# bitsandbytes logs a warning at import on CPUs with AVX512-BF16 when an optional kernel cannot
+# be downloaded; it says nothing a notebook user can act on
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+__version__ = "0.1.0"
+__all__ = [
+    "LLM",
+    "Database",
+    "LLMTrainer",
+    "LLMTrainingConfiguration",
+    "Run",
+    "connect",
+    "load_ipython_extension",
+    "tiny_model",
+    "unload_ipython_extension",
+]
+
+_LAZY = {
+    "LLM": "llm_magics.model",
+    "Database": "llm_magics.db",
+    "LLMTrainer": "llm_magics.config",
+    "LLMTrainingConfiguration": "llm_magics.config",
+    "Run": "llm_magics.run",
+    "connect": "llm_magics.db",
+    "tiny_model": "llm_magics.tiny",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'llm_magics' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext llm_magics``: registers the magics."""
+    from llm_magics.magics import LLMMagics
+
+    ipython.register_magics(LLMMagics(shell=ipython))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext llm_magics``: removes the magics."""
+    from llm_magics.magics import LLMMagics
+
+    for kind, names in ipython.magics_manager.magics.items():
+        for name in [n for n, fn in names.items() if getattr(fn, "__self__", None).__class__ is LLMMagics]:
+            del names[name]

@@ -1,0 +1,112 @@
+"""A cell body or YAML file -> a plain mapping: safe YAML loading and {{ name }} interpolation.
+
+Nothing here evaluates what the user typed: YAML is loaded with the safe loader (no tag builds an
+object) and ``{{ name }}`` reads one name from the namespace, nothing more.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from llm_magics.errors import ConfigError
+
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
+_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
+_TOKEN = "__llm_magics_var_{}__"
+_TOKEN_PATTERN = re.compile(r"__llm_magics_var_(\d+)__")
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, plus floats written without a dot (2e-4) and errors on repeated keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                continue
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: '{key}' is given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 reads 2e-4 as a string; everyone writes learning rates that way.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parses YAML safely; a syntax error or an object-building tag becomes a ConfigError."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.constructor.ConstructorError as error:
+        line = error.problem_mark.line + 1 if error.problem_mark else "?"
+        raise ConfigError(
+            f"line {line}: YAML tags that build objects are not allowed ({error.problem.split(' for the tag ')[-1]})"
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"YAML syntax error at {where}{problem}") from None
+
+
+def parse_cell(text: str, namespace: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Turns a cell body into a mapping, reading each ``{{ name }}`` from ``namespace``."""
+    names: list[str] = []
+
+    def to_token(match: re.Match[str]) -> str:
+        name = _NAME.fullmatch(match.group(1))
+        if name is None:
+            raise ConfigError(
+                f"{match.group(0)!r}: interpolation takes one variable name, e.g. {{{{ base_model }}}}"
+            )
+        names.append(name.group(1))
+        return _TOKEN.format(len(names) - 1)
+
+    body = load_yaml(_PLACEHOLDER.sub(to_token, text))
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ConfigError(
+            f"the cell body must be a YAML mapping (key: value lines), not {type(body).__name__}"
+        )
+    values = _lookup(names, namespace or {})
+    return _substitute(body, values)
+
+
+def _lookup(names: list[str], namespace: Mapping[str, Any]) -> list[Any]:
+    missing = [name for name in dict.fromkeys(names) if name not in namespace]
+    if missing:
+        raise ConfigError([f"{{{{ {name} }}}}: '{name}' is not defined in the notebook" for name in missing])
+    return [namespace[name] for name in names]
+
+
+def _substitute(node: Any, values: list[Any]) -> Any:
+    if isinstance(node, dict):
+        return {_substitute(key, values): _substitute(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_substitute(item, values) for item in node]
+    if not isinstance(node, str):
+        return node
+    whole = _TOKEN_PATTERN.fullmatch(node)
+    if whole:
+        return _data(values[int(whole.group(1))])
+    return _TOKEN_PATTERN.sub(lambda match: str(_data(values[int(match.group(1))])), node)
+
+
+def _data(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value

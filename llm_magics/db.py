@@ -1,0 +1,165 @@
+"""connect(uri) and the Database handle: the pymongo API on the data, plus show / load / apply."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llm_magics.errors import DatabaseError, did_you_mean, one_of
+
+if TYPE_CHECKING:
+    from llm_magics.loader import ModelCache
+    from llm_magics.store import Store
+
+DEFAULT_DIR = ".llm_magics"
+_SCHEMES = ("embedded", "mongomock", "mongodb", "mongodb+srv")
+_PASSWORD_IN_NETLOC = re.compile(r"(?P<head>[a-z+]+://[^:/@\s]*:)(?P<secret>[^@\s]*)(?P<tail>@)", re.I)
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&](?:password|pwd|secret|token)[^=&]*=)(?P<secret>[^&\s]*)", re.I)
+# one in-memory server per process, shared by every mongomock:// handle (like a real server)
+_memory_server: Any = None
+
+
+def redact(text: str) -> str:
+    """Hides passwords in anything that may contain a database URI."""
+    text = _PASSWORD_IN_NETLOC.sub(r"\g<head>***\g<tail>", str(text))
+    return _PASSWORD_IN_QUERY.sub(r"\g<head>***", text)
+
+
+def connect(uri: str | None = None, *, timeout_ms: int = 3000) -> Database:
+    """Opens a database.
+
+    Args:
+        uri: None or ``embedded://DIR`` for the persistent embedded store (default
+            ``.llm_magics/`` in the working directory); ``mongomock://NAME`` for an in-memory
+            one; ``mongodb://...`` / ``mongodb+srv://...`` for a MongoDB server.
+        timeout_ms: how long to wait for a MongoDB server before giving up.
+    """
+    uri = uri or f"embedded://{DEFAULT_DIR}"
+    scheme, _, rest = uri.partition("://")
+    if scheme not in _SCHEMES or not _:
+        raise DatabaseError(
+            f"database URI '{redact(uri)}': the scheme must be {one_of(s + '://' for s in _SCHEMES)}"
+            f"{did_you_mean(scheme, _SCHEMES)}"
+        )
+    if scheme == "embedded":
+        return _embedded(Path(rest or DEFAULT_DIR))
+    if scheme == "mongomock":
+        return _in_memory(rest.strip("/") or "test")
+    return _server(uri, timeout_ms)
+
+
+def _embedded(directory: Path) -> Database:
+    from llm_magics.embedded import EmbeddedClient
+
+    directory = directory.expanduser().resolve()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        client = EmbeddedClient(directory / "store.sqlite")
+    except OSError as error:
+        raise DatabaseError(f"cannot open the embedded store in {directory}: {error.strerror}") from None
+    return Database(client["default"], f"embedded://{directory}", directory / "artifacts", client)
+
+
+def _in_memory(name: str) -> Database:
+    import mongomock
+    from mongomock.store import ServerStore
+
+    global _memory_server
+    if _memory_server is None:
+        _memory_server = ServerStore()
+    client = mongomock.MongoClient(_store=_memory_server)
+    return Database(client[name], f"mongomock://{name}", Path(DEFAULT_DIR).resolve() / "artifacts", client)
+
+
+def _server(uri: str, timeout_ms: int) -> Database:
+    import pymongo
+    from pymongo.errors import ConfigurationError, PyMongoError
+
+    try:
+        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
+        client.admin.command("ping")
+    except ConfigurationError as error:
+        raise DatabaseError(f"database URI '{redact(uri)}': {redact(error)}") from None
+    except PyMongoError as error:
+        hosts = ", ".join(f"{host}:{port}" for host, port in client.topology_description.server_descriptions())
+        raise DatabaseError(
+            f"cannot reach MongoDB at {hosts or redact(uri)} within {timeout_ms / 1000:g} s "
+            f"({redact(str(error).split(',')[0])}) — is the server running and the URI right?"
+        ) from None
+    database = client.get_default_database("llm_magics")
+    return Database(database, redact(uri), Path(DEFAULT_DIR).resolve() / "artifacts", client)
+
+
+class Database:
+    """A database handle: ``db["docs"]`` and the rest of the pymongo API on the data, plus
+    ``show``, ``load`` and ``apply`` for the package's models, runs and checkpoints."""
+
+    def __init__(self, database: Any, uri: str, artifacts: Path, client: Any = None):
+        self.database = database
+        self.uri = redact(uri)
+        self.artifacts = artifacts
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"Database('{self.uri}')"
+
+    def __getitem__(self, name: str) -> Any:
+        return self.database[name]
+
+    def __getattr__(self, name: str) -> Any:
+        # the rest of the pymongo Database API: list_collection_names, get_collection, ...
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.database, name)
+
+    @property
+    def kind(self) -> str:
+        return self.uri.partition("://")[0]
+
+    @cached_property
+    def store(self) -> Store:
+        from llm_magics.store import Store
+
+        store = Store(self.database)
+        store.ensure_indexes()
+        store.reap()
+        return store
+
+    @cached_property
+    def models(self) -> ModelCache:
+        """Loaded base models and adapters, shared by every model loaded from this database."""
+        from llm_magics.loader import ModelCache
+
+        return ModelCache()
+
+    def show(self, kind: str = "model", name: str | None = None) -> list[Any]:
+        """Lists records: ``show("model")`` names; ``show("run", NAME)`` and
+        ``show("checkpoint", NAME)`` the records of a model (all runs without a name)."""
+        kinds = ("model", "run", "checkpoint")
+        if kind not in kinds:
+            raise DatabaseError(f"show: kind must be {one_of(kinds)}{did_you_mean(kind, kinds)}")
+        if kind == "model":
+            return self.store.model_names()
+        if kind == "run":
+            return self.store.list_runs(name)
+        if name is None:
+            raise DatabaseError("show('checkpoint', NAME): name the model")
+        return sorted(self.store.list_checkpoints(name), key=lambda c: (c["created"], c["step"]))
+
+    def load(self, kind: str, name: str, checkpoint: str | int | None = None) -> Any:
+        """Loads a model: the selected checkpoint, else the latest; or ``checkpoint`` =
+        a step, 'RUN:STEP', 'latest' or 'best'."""
+        if kind != "model":
+            raise DatabaseError(f"load: only 'model' can be loaded, not {kind!r}")
+        from llm_magics.model import load_model
+
+        return load_model(self, name, checkpoint)
+
+    def apply(self, model: Any) -> Any:
+        """The seed's form: trains ``model`` with its ``trainer`` configuration, then returns it."""
+        if getattr(model, "trainer", None) is None:
+            raise DatabaseError("apply: the model has no trainer= configuration to train with")
+        model.fit(configuration=model.trainer, db=self).wait()
+        return model

@@ -1,0 +1,55 @@
+"""The errors a user can fix: short, naming the key or value and what would be valid."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+from IPython.core.error import UsageError
+
+
+class LLMMagicsError(UsageError):
+    """A problem the user can fix. The magics show it without a traceback."""
+
+
+class ConfigError(LLMMagicsError):
+    """One or more problems in a training configuration, reported together."""
+
+    def __init__(self, problems: str | list[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            lines = "\n".join(f"  - {problem}" for problem in self.problems)
+            message = f"{len(self.problems)} problems in the configuration:\n{lines}"
+        super().__init__(message)
+
+
+class DataError(LLMMagicsError):
+    """The documents cannot become a training set (empty, missing field, wrong type)."""
+
+
+class DatabaseError(LLMMagicsError):
+    """The database cannot be reached or used."""
+
+
+class ModelError(LLMMagicsError):
+    """A model, adapter or checkpoint cannot be found or loaded."""
+
+
+class RunError(LLMMagicsError):
+    """A run cannot be found, started, stopped or resumed."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Returns " — did you mean 'x'?" for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" — did you mean '{close[0]}'?" if close else ""
+
+
+def one_of(choices: Iterable[object]) -> str:
+    """Formats valid values for a message: 'a', 'b' or 'c'."""
+    shown = [repr(choice) for choice in choices]
+    if len(shown) <= 1:
+        return "".join(shown)
+    return f"{', '.join(shown[:-1])} or {shown[-1]}"

@@ -1,0 +1,225 @@
+"""Loading base models, tokenizers and adapters (safetensors only), and the cache that keeps a
+loaded base model so predictions and checkpoint switches do not reload its weights."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llm_magics.errors import ConfigError, ModelError, one_of
+
+_DTYPES = ("auto", "float32", "float16", "bfloat16")
+_TASKS = {"causal-lm": "AutoModelForCausalLM", "text-classification": "AutoModelForSequenceClassification"}
+
+
+@dataclass
+class BaseModel:
+    """A base model and how it is loaded; ``key`` tells two loads of the same thing apart."""
+
+    path: str
+    bits: int | None = None
+    task: str = "causal-lm"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    tokenizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        parts = [self.path, self.bits, self.task, self.model_kwargs, self.tokenizer_kwargs, self.labels]
+        return json.dumps(parts, sort_keys=True, default=repr)
+
+
+def quiet_libraries() -> None:
+    """Silences import-time chatter that says nothing to a notebook user."""
+    # peft still asks models for the pre-v5 attribute names
+    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def check_model_path(path: str | None) -> str:
+    """Checks that a base model exists locally, or names a Hub model; returns the path."""
+    if not path:
+        raise ConfigError("model: name the base model (a local directory or a model name)")
+    local = Path(path).expanduser()
+    looks_local = local.exists() or path.startswith((".", "/", "~")) or path.count("/") > 1
+    if looks_local:
+        if not local.is_dir():
+            raise ModelError(f"model: no directory '{path}' — give a model directory or a model name")
+        if not (local / "config.json").is_file():
+            raise ModelError(f"model: '{path}' has no config.json, so it is not a saved model")
+        return str(local.resolve())
+    return path
+
+
+def load_tokenizer(path: str, tokenizer_kwargs: dict[str, Any] | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    quiet_libraries()
+    kwargs = {"trust_remote_code": False, **(tokenizer_kwargs or {})}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    except OSError as error:
+        raise ModelError(_unreachable(path, error)) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(base: BaseModel, *, device_map: Any = None) -> Any:
+    """Loads the base model, quantized when ``base.bits`` is set, from safetensors only."""
+    import transformers
+
+    quiet_libraries()
+    kwargs = {"trust_remote_code": False, **base.model_kwargs}
+    kwargs["dtype"] = _dtype(kwargs.pop("dtype", kwargs.pop("torch_dtype", None)))
+    kwargs.setdefault("device_map", device_map if device_map is not None else _default_device_map())
+    if base.bits is not None:
+        kwargs["quantization_config"] = quantization_config(base.bits)
+    if base.labels:
+        kwargs.update(num_labels=len(base.labels), id2label=dict(enumerate(base.labels)),
+                      label2id={label: i for i, label in enumerate(base.labels)})
+    auto_class = getattr(transformers, _TASKS[base.task])
+    try:
+        return auto_class.from_pretrained(base.path, use_safetensors=True, **kwargs)
+    except OSError as error:
+        if "safetensors" in str(error) or any(Path(base.path).glob("*.bin")):
+            raise ModelError(
+                f"model '{base.path}' has no safetensors weights; pickle files (.bin) are not loaded "
+                "because they can run code — convert it with save_pretrained(safe_serialization=True)"
+            ) from None
+        raise ModelError(_unreachable(base.path, error)) from None
+
+
+def quantization_config(bits: int) -> Any:
+    import torch
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ModelError(f"bits: {bits}-bit loading needs bitsandbytes — pip install bitsandbytes") from None
+    from transformers import BitsAndBytesConfig
+
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )
+
+
+def _dtype(name: Any) -> Any:
+    import torch
+
+    if name is None:
+        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    if isinstance(name, torch.dtype) or name == "auto":
+        return name
+    name = str(name).removeprefix("torch.")
+    if name not in _DTYPES:
+        raise ConfigError(f"model_kwargs.dtype: must be {one_of(_DTYPES)}, got {name!r}")
+    return getattr(torch, name)
+
+
+def _default_device_map() -> Any:
+    import torch
+
+    return {"": torch.cuda.current_device()} if torch.cuda.is_available() else None
+
+
+def _unreachable(path: str, error: Exception) -> str:
+    reason = str(error).strip().splitlines()[0][:160]
+    return (f"model '{path}': not a local model directory and it could not be downloaded ({reason}) "
+            "— give a local path, or check the name and the network")
+
+
+def check_adapter(path: str | Path) -> Path:
+    """Checks that an adapter directory holds safetensors weights."""
+    directory = Path(path)
+    if not (directory / "adapter_config.json").is_file():
+        raise ModelError(f"adapter '{path}': no adapter_config.json there, so it is not a LoRA adapter")
+    if not (directory / "adapter_model.safetensors").is_file():
+        raise ModelError(
+            f"adapter '{path}' has no adapter_model.safetensors; pickle files (.bin) are not loaded "
+            "because they can run code"
+        )
+    return directory
+
+
+@dataclass
+class Loaded:
+    """A base model in memory, with the adapters loaded onto it by name."""
+
+    model: Any
+    tokenizer: Any
+    adapters: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @contextlib.contextmanager
+    def using(self, adapter: str | Path | None) -> Iterator[Any]:
+        """Holds the model with ``adapter`` active (None: the base alone) while inside."""
+        with self.lock:
+            if adapter is None:
+                if not self.adapters:
+                    yield self.model
+                    return
+                with self.model.disable_adapter():
+                    yield self.model
+                return
+            self._activate(str(check_adapter(adapter)))
+            yield self.model
+
+    def _activate(self, path: str) -> None:
+        from peft import PeftModel
+
+        name = "a" + hashlib.sha1(path.encode()).hexdigest()[:12]
+        if name not in self.adapters:
+            if self.adapters:
+                self.model.load_adapter(path, adapter_name=name, is_trainable=False)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name, is_trainable=False)
+            self.adapters[name] = path
+        self.adapters.move_to_end(name)
+        self.model.set_adapter(name)
+        self.model.eval()
+
+
+class ModelCache:
+    """Keeps recently used base models loaded (``max_models`` at most)."""
+
+    def __init__(self, max_models: int = 1):
+        self.max_models = max_models
+        self._loaded: OrderedDict[str, Loaded] = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0  # base models loaded so far: a switch of checkpoint must not add one
+        self.verified: set[str] = set()  # checkpoints whose files matched their record
+
+    def get(self, base: BaseModel) -> Loaded:
+        with self._lock:
+            loaded = self._loaded.get(base.key)
+            if loaded is None:
+                tokenizer = load_tokenizer(base.path, base.tokenizer_kwargs)
+                model = load_model(base)
+                model.eval()
+                self.loads += 1
+                loaded = self._loaded[base.key] = Loaded(model, tokenizer)
+                while len(self._loaded) > self.max_models:
+                    self._loaded.popitem(last=False)
+            self._loaded.move_to_end(base.key)
+            return loaded
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded.clear()

@@ -1,0 +1,209 @@
+"""LLM: a base model with its adapters, trained with ``fit`` and used with ``predict``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llm_magics.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from llm_magics.config import LLMTrainingConfiguration
+    from llm_magics.db import Database
+    from llm_magics.loader import BaseModel, Loaded, ModelCache
+    from llm_magics.run import Run
+
+_BASE = object()  # predict(adapter=None) means "no adapter"; the default means "the model's own"
+
+
+class LLM:
+    """A causal language model: a base model, optionally quantized, plus LoRA checkpoints.
+
+    Args:
+        identifier: the model's name in the database (default: the base model's name).
+        model_name_or_path: the base model, a local directory or a model name.
+        bits: load the base quantized to 4 or 8 bits.
+        adapter_id: an adapter to apply when there is no checkpoint of this model: a directory or
+            ``checkpoint://NAME/STEP``.
+        model_kwargs: passed to ``from_pretrained`` (``trust_remote_code`` is off unless set here).
+        tokenizer_kwargs: passed to ``AutoTokenizer.from_pretrained``.
+        trainer: a configuration for ``db.apply(llm)`` (the seed's form).
+        db: the database holding its checkpoints.
+        checkpoint: which checkpoint predicts: None (the selected one, else the latest), a step,
+            'RUN:STEP', 'latest' or 'best'.
+    """
+
+    task = "causal-lm"
+
+    def __init__(self, identifier: str | None = None, model_name_or_path: str | None = None, *,
+                 bits: int | None = None, adapter_id: str | None = None,
+                 model_kwargs: dict[str, Any] | None = None, tokenizer_kwargs: dict[str, Any] | None = None,
+                 trainer: LLMTrainingConfiguration | None = None, db: Database | None = None,
+                 checkpoint: str | int | None = None, labels: list[str] | None = None):
+        if not model_name_or_path:
+            raise ConfigError("model_name_or_path: name the base model (a local directory or a model name)")
+        if bits not in (None, 4, 8):
+            raise ConfigError(f"bits: must be 4, 8 or None, got {bits!r}")
+        self.model_name_or_path = str(model_name_or_path)
+        self.identifier = identifier or Path(self.model_name_or_path).name
+        self.bits, self.adapter_id = bits, adapter_id
+        self.model_kwargs, self.tokenizer_kwargs = dict(model_kwargs or {}), dict(tokenizer_kwargs or {})
+        self.trainer, self.db, self.checkpoint = trainer, db, checkpoint
+        self.labels = list(labels or [])
+        self._cache: ModelCache | None = None
+
+    def __repr__(self) -> str:
+        quantized = f", bits={self.bits}" if self.bits else ""
+        return f"{type(self).__name__}(identifier='{self.identifier}', model_name_or_path='{self.model_name_or_path}'{quantized})"
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str, identifier: str | None = None, *,
+                        adapter_id: str | None = None, tokenizer_kwargs: dict[str, Any] | None = None,
+                        **model_kwargs: Any) -> LLM:
+        """Like transformers' ``from_pretrained``; ``load_in_4bit`` / ``load_in_8bit`` become ``bits``."""
+        bits = 4 if model_kwargs.pop("load_in_4bit", False) else 8 if model_kwargs.pop("load_in_8bit", False) else None
+        return cls(identifier, model_name_or_path, bits=bits, adapter_id=adapter_id,
+                   model_kwargs=model_kwargs, tokenizer_kwargs=tokenizer_kwargs)
+
+    # --- training ---
+
+    def fit(self, X: str | None = None, select: Any = None,
+            configuration: LLMTrainingConfiguration | None = None, db: Database | None = None,
+            on_ray: bool = False, ray_address: str | None = None, ray_configs: dict[str, Any] | None = None,
+            *, y: str | None = None, transform: Callable[[dict], Any] | None = None,
+            resume_from_checkpoint: str | int | bool | None = None, backend: str | None = None,
+            listeners: list[Callable[[Any], None]] = ()) -> Run:
+        """Fine-tunes on the selected documents; returns the run (finished unless it runs in the
+        background: ``backend="thread"`` or Ray)."""
+        from llm_magics.db import connect
+        from llm_magics.training.launch import launch, plan
+
+        config = self.configuration(configuration, X=X, select=select, y=y, on_ray=on_ray,
+                                    ray_address=ray_address, ray_configs=ray_configs)
+        self.db = db or self.db or connect()
+        checked = plan(self.identifier, config, self.db, transform=transform, backend=backend,
+                       resume=resume_from_checkpoint)
+        return launch(checked, listeners=listeners)
+
+    def configuration(self, configuration: LLMTrainingConfiguration | None = None, **given: Any) -> LLMTrainingConfiguration:
+        """The training configuration with this model's fields and the given data fields in it."""
+        from llm_magics.config import LLMTrainingConfiguration
+
+        config = configuration or self.trainer or LLMTrainingConfiguration()
+        changes: dict[str, Any] = {
+            "model": self.model_name_or_path, "bits": self.bits, "task": self.task,
+            "model_kwargs": {**config.model_kwargs, **self.model_kwargs},
+            "tokenizer_kwargs": {**config.tokenizer_kwargs, **self.tokenizer_kwargs},
+        }
+        if self.adapter_id:
+            changes["adapter_id"] = self.adapter_id
+        if given.get("select") is not None:
+            changes.update(_selection(given["select"]))
+        changes.update({k: given[k] for k in ("X", "y", "ray_address", "ray_configs") if given.get(k) is not None})
+        if given.get("on_ray"):
+            changes["on_ray"] = True
+        return config.replace(**changes)
+
+    # --- prediction ---
+
+    def predict(self, prompt: str | list[str], *, checkpoint: str | int | None = None,
+                adapter: Any = _BASE, **generate_kwargs: Any) -> str | list[str]:
+        """Generates from the model's checkpoint (selected, else latest; or ``checkpoint``).
+
+        ``adapter=None`` generates with the base model alone. Other keyword arguments go to
+        ``generate`` (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``, ...).
+        """
+        from llm_magics.generate import generate
+
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ConfigError("predict: give a prompt (text) or a list of prompts")
+        loaded, adapter_path, template = self._resolve(checkpoint, adapter)
+        with loaded.using(adapter_path) as model:
+            answers = generate(model, loaded.tokenizer, prompts, template, **generate_kwargs)
+        return answers[0] if isinstance(prompt, str) else answers
+
+    def predict_one(self, prompt: str, **generate_kwargs: Any) -> str:
+        """The seed's older name for ``predict`` of one prompt."""
+        return self.predict(prompt, **generate_kwargs)
+
+    def _resolve(self, checkpoint: str | int | None, adapter: Any) -> tuple[Loaded, str | None, dict | None]:
+        """The loaded base, the adapter directory to activate and the prompt format."""
+        from llm_magics.artifacts import is_adapter
+
+        if adapter is not _BASE:
+            return self.cache.get(self.base()), adapter, None
+        record = self.checkpoint_record(checkpoint)
+        if record is None:
+            return self.cache.get(self.base()), self._own_adapter(), None
+        path = self._verified(record)
+        if is_adapter(path):
+            return self.cache.get(self.base()), str(path), record.get("template")
+        return self.cache.get(self.base(path=str(path))), None, record.get("template")
+
+    def checkpoint_record(self, checkpoint: str | int | None = None) -> dict[str, Any] | None:
+        """The checkpoint that predicts, or None when this model has none in its database."""
+        if self.db is None or self.identifier not in self.db.store.model_names():
+            if checkpoint is not None:
+                raise ModelError(f"model '{self.identifier}' has no checkpoints in a database — fit it first")
+            return None
+        return self.db.store.checkpoint(self.identifier, checkpoint if checkpoint is not None else self.checkpoint)
+
+    def _own_adapter(self) -> str | None:
+        if self.adapter_id is None:
+            return None
+        if self.adapter_id.startswith("checkpoint://"):
+            from llm_magics.training.launch import resolve_adapter
+
+            return resolve_adapter(self.db, self.adapter_id)
+        return self.adapter_id
+
+    def _verified(self, record: dict[str, Any]) -> Path:
+        from llm_magics.artifacts import verify
+
+        cache = self.cache
+        if record["_id"] not in cache.verified:
+            verify(record)
+            cache.verified.add(record["_id"])
+        return Path(record["path"])
+
+    def base(self, path: str | None = None) -> BaseModel:
+        from llm_magics.loader import BaseModel, check_model_path
+
+        return BaseModel(path or check_model_path(self.model_name_or_path), self.bits, self.task,
+                         self.model_kwargs, self.tokenizer_kwargs, self.labels)
+
+    @property
+    def cache(self) -> ModelCache:
+        """Loaded models: the database's shared cache, else this model's own."""
+        if self.db is not None:
+            return self.db.models
+        if self._cache is None:
+            from llm_magics.loader import ModelCache
+
+            self._cache = ModelCache()
+        return self._cache
+
+
+def _selection(select: Any) -> dict[str, Any]:
+    """``select`` as the seed allows it: a collection name, a mapping, or a collection object."""
+    if isinstance(select, str):
+        return {"data": select, "select": None}
+    if isinstance(select, dict):
+        return {"select": select, "data": None}
+    import mongomock
+    import pymongo.collection
+
+    if isinstance(select, pymongo.collection.Collection | mongomock.Collection):
+        return {"data": select.name, "select": None}
+    raise ConfigError(f"select: give a collection name or {{collection, filter, ...}}, not {type(select).__name__}")
+
+
+def load_model(db: Database, name: str, checkpoint: str | int | None = None) -> LLM:
+    """``db.load("model", name)``: the model with its selected (else latest) or given checkpoint."""
+    record = db.store.model(name)
+    db.store.checkpoint(name, checkpoint)  # fails now, with the valid choices, if it does not exist
+    return LLM(name, record["base_model"], bits=record.get("bits"), adapter_id=record.get("adapter_id"),
+               model_kwargs=record.get("model_kwargs"), tokenizer_kwargs=record.get("tokenizer_kwargs"),
+               db=db, checkpoint=checkpoint, labels=record.get("labels"))

@@ -1,0 +1,141 @@
+"""The Run handle: what a started training run looks like to the user, live or from the store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llm_magics.errors import RunError
+
+if TYPE_CHECKING:
+    from llm_magics.db import Database
+
+FINAL = ("completed", "failed", "stopped", "interrupted")
+# runs still training in this process, by id (for %llm_stop and the views)
+_active: dict[str, Run] = {}
+
+
+@dataclass
+class RunState:
+    """Live progress of a run in this process; the recorder writes it, views read it."""
+
+    run_id: str
+    model: str
+    backend: str
+    status: str = "starting"
+    step: int = 0
+    total_steps: int | None = None
+    epoch: float = 0.0
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    loss: float | None = None
+    eval_loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_s: float | None = None
+    error: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    listeners: list[Callable[[RunState], None]] = field(default_factory=list, repr=False)
+
+    def changed(self) -> None:
+        for listener in list(self.listeners):
+            listener(self)
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.time()) - self.started
+
+
+@dataclass
+class Control:
+    """How the kernel steers a live run."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    on_stop: Callable[[], None] | None = None  # e.g. tells Ray workers
+
+
+class Run:
+    """A training run: ``.id``, ``.status``, ``.wait()``, ``.stop()``, ``.metrics``, ``.checkpoints``."""
+
+    def __init__(self, db: Database, run_id: str, state: RunState | None = None,
+                 control: Control | None = None):
+        self.db, self.id, self.state, self.control = db, run_id, state, control
+        if control is not None and not control.done.is_set():
+            _active[run_id] = self
+
+    def __repr__(self) -> str:
+        steps = f"{self.step}/{self.total_steps}" if self.total_steps else str(self.step)
+        return f"Run(id='{self.id}', model='{self.model}', status='{self.status}', step={steps})"
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The run's record in the database."""
+        return self.db.store.run(self.id)
+
+    @property
+    def model(self) -> str:
+        return self.state.model if self.state else self.record["model"]
+
+    @property
+    def status(self) -> str:
+        return self.state.status if self.state else self.record["status"]
+
+    @property
+    def step(self) -> int:
+        return self.state.step if self.state else self.record.get("step", 0)
+
+    @property
+    def total_steps(self) -> int | None:
+        return self.state.total_steps if self.state else self.record.get("total_steps")
+
+    @property
+    def error(self) -> str | None:
+        return self.state.error if self.state else self.record.get("error")
+
+    def wait(self, timeout: float | None = None) -> Run:
+        """Blocks until the run ends (or ``timeout`` seconds pass); returns the run."""
+        if self.control is not None and not self.control.done.wait(timeout):
+            raise TimeoutError(f"run {self.id} is still {self.status} after {timeout} s")
+        return self
+
+    def stop(self) -> Run:
+        """Asks the run to save a checkpoint and stop; returns at once (``wait()`` to block)."""
+        if self.control is None or self.control.done.is_set():
+            raise RunError(f"run {self.id} is not training in this kernel (status: {self.status})")
+        self.control.stop.set()
+        if self.control.on_stop is not None:
+            self.control.on_stop()
+        return self
+
+    @property
+    def metrics(self) -> Any:
+        """The logged steps as a pandas DataFrame (one row per logged step)."""
+        import pandas as pd
+
+        rows = self.db.store.run_metrics(self.id)
+        return pd.DataFrame(rows).drop(columns=["run", "model"], errors="ignore")
+
+    @property
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """This run's checkpoint records, by step."""
+        return [c for c in self.db.store.list_checkpoints(self.model) if c["run"] == self.id]
+
+    def finished(self) -> None:
+        """Called by the runner when the run has ended."""
+        _active.pop(self.id, None)
+        if self.control is not None:
+            self.control.done.set()
+
+
+def active_run(run_id: str) -> Run | None:
+    """The run with this id if it is training in this process."""
+    return _active.get(run_id)
+
+
+def active_runs() -> list[Run]:
+    return list(_active.values())

@@ -1,0 +1,186 @@
+"""Models, runs, metrics and checkpoints, kept in the package's own collections.
+
+The store takes any database object with the pymongo API (pymongo, mongomock, the embedded
+store) and never touches the user's collections. Flags that can be derived (latest, best,
+selected) are computed when read, so they cannot go stale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from llm_magics.errors import ModelError, RunError, did_you_mean
+
+PREFIX = "_llm_magics."
+ACTIVE = ("running", "starting", "stopping")
+# A run on another host whose owner has not written for this long is taken for dead.
+_SILENT_LIMIT = dt.timedelta(minutes=10)
+
+
+def now() -> dt.datetime:
+    """Current UTC time at millisecond precision (what BSON keeps), without tzinfo."""
+    stamp = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
+
+
+def process_owner() -> dict[str, Any]:
+    """Identifies this process well enough to tell later whether it is still alive."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> str | None:
+    # the start time tells a live process from a later one that reuses its pid
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+
+def _owner_alive(owner: dict[str, Any], heartbeat: dt.datetime | None) -> bool:
+    if owner.get("host") != socket.gethostname():
+        return heartbeat is not None and now() - heartbeat < _SILENT_LIMIT
+    pid = owner.get("pid")
+    try:
+        os.kill(pid, 0)
+    except (OSError, TypeError):
+        return False
+    return owner.get("start") is None or _process_start(pid) == owner.get("start")
+
+
+class Store:
+    """The package's records in one database (``db`` has the pymongo API)."""
+
+    def __init__(self, db: Any):
+        self.db = db
+        self.models = db[PREFIX + "models"]
+        self.runs = db[PREFIX + "runs"]
+        self.metrics = db[PREFIX + "metrics"]
+        self.checkpoints = db[PREFIX + "checkpoints"]
+
+    def ensure_indexes(self) -> None:
+        self.runs.create_index([("model", 1), ("started", 1)])
+        self.metrics.create_index([("run", 1), ("step", 1)])
+        self.checkpoints.create_index([("model", 1), ("step", 1)])
+
+    # --- models ---
+
+    def save_model(self, name: str, **fields: Any) -> None:
+        stamp = now()
+        self.models.update_one(
+            {"_id": name},
+            {"$set": {**fields, "updated": stamp}, "$setOnInsert": {"created": stamp}},
+            upsert=True,
+        )
+
+    def model(self, name: str) -> dict[str, Any]:
+        found = self.models.find_one({"_id": name})
+        if found is None:
+            names = self.model_names()
+            hint = did_you_mean(name, names) or (f"; models: {', '.join(names)}" if names else "; no model is trained yet")
+            raise ModelError(f"no model named '{name}'{hint}")
+        return found
+
+    def model_names(self) -> list[str]:
+        return sorted(doc["_id"] for doc in self.models.find({}, {"_id": 1}))
+
+    def select_checkpoint(self, name: str, checkpoint_id: str | None) -> None:
+        self.models.update_one({"_id": name}, {"$set": {"selected": checkpoint_id, "updated": now()}})
+
+    # --- runs ---
+
+    def add_run(self, run: dict[str, Any]) -> None:
+        self.runs.insert_one({**run, "owner": process_owner(), "heartbeat": now()})
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        self.runs.update_one({"_id": run_id}, {"$set": {**fields, "heartbeat": now()}})
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        self.reap()
+        found = self.runs.find_one({"_id": run_id})
+        if found is None:
+            known = [doc["_id"] for doc in self.runs.find({}, {"_id": 1})]
+            raise RunError(f"no run with id '{run_id}'{did_you_mean(run_id, known)}")
+        return found
+
+    def list_runs(self, model: str | None = None) -> list[dict[str, Any]]:
+        self.reap()
+        query = {} if model is None else {"model": model}
+        return sorted(self.runs.find(query), key=lambda run: run["started"])
+
+    def reap(self) -> list[str]:
+        """Marks runs whose owning process is gone as interrupted; returns their ids."""
+        dead = [
+            run["_id"]
+            for run in self.runs.find({"status": {"$in": list(ACTIVE)}})
+            if not _owner_alive(run.get("owner", {}), run.get("heartbeat"))
+        ]
+        for run_id in dead:
+            self.runs.update_one(
+                {"_id": run_id, "status": {"$in": list(ACTIVE)}},
+                {"$set": {"status": "interrupted", "ended": now(),
+                          "error": "the process that ran it ended without finishing it"}},
+            )
+        return dead
+
+    # --- metrics ---
+
+    def add_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
+        rows = list(rows)
+        if rows:
+            self.metrics.insert_many(rows)
+
+    def run_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        return sorted(self.metrics.find({"run": run_id}, {"_id": 0}), key=lambda row: row["step"])
+
+    # --- checkpoints ---
+
+    def add_checkpoint(self, record: dict[str, Any]) -> None:
+        """Records a checkpoint whose files are complete."""
+        self.checkpoints.insert_one(record)
+
+    def delete_checkpoint(self, checkpoint_id: str) -> None:
+        self.checkpoints.delete_one({"_id": checkpoint_id})
+
+    def list_checkpoints(self, model: str) -> list[dict[str, Any]]:
+        """The model's checkpoints by creation, each with latest / best / selected flags."""
+        records = sorted(self.checkpoints.find({"model": model}), key=lambda c: (c["created"], c["step"]))
+        found = self.models.find_one({"_id": model}) or {}
+        scored = [c for c in records if c.get("metrics", {}).get("eval_loss") is not None]
+        best = min(scored, key=lambda c: c["metrics"]["eval_loss"])["_id"] if scored else None
+        for record in records:
+            record["latest"] = record is records[-1]
+            record["best"] = record["_id"] == best
+            record["selected"] = record["_id"] == found.get("selected")
+        return records
+
+    def checkpoint(self, model: str, ref: str | int | None = None) -> dict[str, Any]:
+        """Resolves a checkpoint reference: None (selected, else latest), 'latest', 'best',
+        a step (the most recent run's checkpoint at that step) or 'RUN:STEP'."""
+        records = self.list_checkpoints(model)
+        if not records:
+            self.model(model)
+            raise ModelError(f"model '{model}' has no checkpoints yet — train it first")
+        if ref is None:
+            chosen = [c for c in records if c["selected"]] or [records[-1]]
+        elif ref in ("latest", "best"):
+            chosen = [c for c in records if c[ref]]
+            if not chosen:
+                raise ModelError(f"model '{model}' has no best checkpoint: no evaluation ran (set eval_strategy)")
+        else:
+            chosen = _by_step(records, str(ref))
+            if not chosen:
+                steps = ", ".join(str(c["step"]) for c in records)
+                raise ModelError(f"model '{model}' has no checkpoint '{ref}'; steps: {steps}, or latest / best")
+        return chosen[-1]
+
+
+def _by_step(records: list[dict[str, Any]], ref: str) -> list[dict[str, Any]]:
+    run, _, step = ref.rpartition(":")
+    if not step.isdigit():
+        return []
+    return [c for c in records if c["step"] == int(step) and run in ("", c["run"])]

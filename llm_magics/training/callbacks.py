@@ -1,0 +1,114 @@
+"""The TrainerCallback that turns the trainer's hooks into events for the store and the view.
+
+Events are plain dicts, so the same callback works in the kernel and in a Ray worker (where the
+sink forwards them to the kernel). Only the main process emits; every process obeys a stop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from transformers import TrainerCallback
+
+from llm_magics.artifacts import file_digests
+
+Sink = Callable[[dict[str, Any]], None]
+# numbers from the trainer's logs that are not metrics of the model
+_NOT_METRICS = {"total_flos", "train_runtime", "train_samples_per_second", "train_steps_per_second",
+                "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}
+
+
+class StopSignal(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class ProgressCallback(TrainerCallback):
+    """Emits begin / log / checkpoint / end events and stops the run when asked.
+
+    Args:
+        sink: receives each event (on the main process only).
+        stop: when set, the trainer saves a checkpoint and stops after the current step.
+        probe: answers the probe prompts with the model in training; its answers travel with
+            the checkpoint event.
+    """
+
+    def __init__(self, sink: Sink, stop: StopSignal | None = None,
+                 probe: Callable[[Any], list[dict[str, str]]] | None = None):
+        self.sink, self.stop, self.probe = sink, stop, probe
+        self._row: dict[str, Any] | None = None
+        self._last: dict[str, Any] = {}
+        self._tokens: tuple[float, float] | None = None  # (time, tokens seen) at the last log
+        self.stopped = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.sink({"kind": "begin", "total_steps": state.max_steps, "step": state.global_step,
+                       "epochs": args.num_train_epochs, "time": time.time()})
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._flush_row()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        stopping = self.stop is not None and self.stop.is_set()
+        if stopping:
+            self.stopped = control.should_training_stop = True
+        if stopping or state.global_step >= state.max_steps:
+            # the end of a run is always kept, with its own evaluation
+            control.should_save = True
+            control.should_evaluate = args.eval_strategy != "no"
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        numbers = {k: v for k, v in logs.items()
+                   if isinstance(v, int | float) and k not in _NOT_METRICS}
+        if "train_runtime" in logs:
+            self._flush_row()
+            self.sink({"kind": "summary", **{k: v for k, v in logs.items() if isinstance(v, int | float)}})
+            return
+        if self._row is not None and self._row["step"] != state.global_step:
+            self._flush_row()
+        if self._row is None:
+            self._row = {"step": state.global_step, "time": time.time()}
+        self._row.update(numbers)
+        self._row["epoch"] = state.epoch
+        self._tokens_per_second(numbers)
+        self._last.update(numbers)
+
+    def _tokens_per_second(self, numbers: dict[str, Any]) -> None:
+        seen = numbers.get("num_tokens")
+        if seen is None:
+            return
+        moment = time.perf_counter()
+        if self._tokens is not None and moment > self._tokens[0] and seen > self._tokens[1]:
+            self._row["tokens_per_s"] = (seen - self._tokens[1]) / (moment - self._tokens[0])
+        self._tokens = (moment, seen)
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self._flush_row()
+        directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        files = file_digests(directory)
+        event = {
+            "kind": "checkpoint", "step": state.global_step, "epoch": state.epoch, "path": str(directory),
+            "files": files, "size": sum(f["size"] for f in files),
+            "metrics": {k: self._last[k] for k in ("loss", "eval_loss", "eval_accuracy", "learning_rate")
+                        if k in self._last},
+        }
+        if self.probe is not None and model is not None:
+            event["probes"] = self.probe(model)
+        self.sink(event)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self._flush_row()
+            self.sink({"kind": "end", "step": state.global_step, "stopped": self.stopped})
+
+    def _flush_row(self) -> None:
+        if self._row is not None:
+            self.sink({"kind": "log", **self._row})
+            self._row = None

@@ -1,0 +1,108 @@
+"""Training events -> the store and the run's live state.
+
+Metric rows are written in batches (every ``flush_interval`` seconds, and before each checkpoint
+record), so the step rate never sets the write rate. A checkpoint record is written after its
+files are complete (the event only comes from ``on_save``); pruning deletes a record before its
+files, so a crash in between leaves unlisted files, never a record without them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Any
+
+from llm_magics.run import RunState
+from llm_magics.store import Store, now
+
+_STATE_FIELDS = ("loss", "eval_loss", "learning_rate", "tokens_per_s")
+
+
+class Recorder:
+    """Receives a run's events (from the kernel's trainer or from Ray workers)."""
+
+    def __init__(self, store: Store, state: RunState, *, keep: int | None = None,
+                 template: dict[str, Any] | None = None, flush_interval: float = 2.0):
+        self.store, self.state = store, state
+        self.keep, self.template, self.flush_interval = keep, template, flush_interval
+        self._rows: list[dict[str, Any]] = []
+        self._flushed = time.monotonic()
+        self._summary: dict[str, Any] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        getattr(self, "_on_" + event["kind"])(event)
+        self.state.changed()
+
+    def _on_begin(self, event: dict[str, Any]) -> None:
+        self.state.status = "running"
+        self.state.total_steps = event["total_steps"]
+        self.state.step = event["step"]
+        self.store.update_run(self.state.run_id, status="running", total_steps=event["total_steps"])
+
+    def _on_log(self, event: dict[str, Any]) -> None:
+        row = {k: v for k, v in event.items() if k != "kind"}
+        self._rows.append({"run": self.state.run_id, "model": self.state.model, **row})
+        state = self.state
+        state.step, state.epoch = row["step"], row.get("epoch") or state.epoch
+        for name in _STATE_FIELDS:
+            if row.get(name) is not None:
+                setattr(state, name, row[name])
+        if "loss" in row or "eval_loss" in row:
+            state.history.append({k: row[k] for k in ("step", "loss", "eval_loss") if k in row})
+        if time.monotonic() - self._flushed >= self.flush_interval:
+            self.flush()
+
+    def _on_checkpoint(self, event: dict[str, Any]) -> None:
+        self.flush()
+        record = {
+            "_id": f"{self.state.run_id}-{event['step']}", "model": self.state.model,
+            "run": self.state.run_id, "step": event["step"], "epoch": event["epoch"],
+            "path": event["path"], "files": event["files"], "size": event["size"],
+            "metrics": event["metrics"], "probes": event.get("probes", []),
+            "template": self.template, "created": now(),
+        }
+        self.store.add_checkpoint(record)
+        self.state.checkpoints.append(record)
+        if event.get("probes"):
+            self.state.probes = [{"step": event["step"], **probe} for probe in event["probes"]]
+        self._prune()
+
+    def _on_summary(self, event: dict[str, Any]) -> None:
+        self._summary = {k: v for k, v in event.items() if k != "kind"}
+
+    def _on_end(self, event: dict[str, Any]) -> None:
+        self.state.step = event["step"]
+        self.flush()
+
+    def flush(self) -> None:
+        """Writes the buffered metric rows and the run's progress."""
+        rows, self._rows = self._rows, []
+        self.store.add_metrics(rows)
+        self.store.update_run(self.state.run_id, step=self.state.step, epoch=self.state.epoch,
+                              last_loss=self.state.loss, last_eval_loss=self.state.eval_loss)
+        self._flushed = time.monotonic()
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Marks the run ended; called once by the runner, whatever happened."""
+        state = self.state
+        state.status, state.error, state.ended = status, error, time.time()
+        self.flush()
+        self.store.update_run(state.run_id, status=status, error=error, ended=now(),
+                              duration=round(state.elapsed, 3), summary=self._summary)
+        state.changed()
+
+    def _prune(self) -> None:
+        """Keeps this run's newest ``keep`` checkpoints, its best one and the model's selected one."""
+        if self.keep is None:
+            return
+        records = [c for c in self.store.list_checkpoints(self.state.model) if c["run"] == self.state.run_id]
+        scored = [c for c in records if c["metrics"].get("eval_loss") is not None]
+        protected = {c["_id"] for c in records if c["selected"]}
+        if scored:
+            protected.add(min(scored, key=lambda c: c["metrics"]["eval_loss"])["_id"])
+        candidates = sorted(records, key=lambda c: c["step"])[: max(0, len(records) - self.keep)]
+        for record in candidates:
+            if record["_id"] not in protected:
+                self.store.delete_checkpoint(record["_id"])
+                shutil.rmtree(record["path"], ignore_errors=True)
+                self.state.checkpoints = [c for c in self.state.checkpoints if c["_id"] != record["_id"]]

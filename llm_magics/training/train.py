@@ -1,0 +1,142 @@
+"""The one training function: the same code trains in the kernel, in a thread and in a Ray worker."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from llm_magics.loader import BaseModel
+
+
+@dataclass
+class TrainJob:
+    """Everything a training process needs; plain data, so it can travel to a Ray worker."""
+
+    run_id: str
+    base: BaseModel
+    config: dict[str, Any]
+    train: Any  # datasets.Dataset of input_ids / labels
+    valid: Any | None
+    output_dir: str
+    resume_from: str | None = None
+    adapter: str | None = None
+    template: dict[str, Any] | None = None
+    quiet: bool = True
+
+
+def train(job: TrainJob, sink: Any, stop: Any = None, *, device_map: Any = None) -> dict[str, Any]:
+    """Trains ``job`` and reports through ``sink``; returns the trainer's summary metrics.
+
+    Args:
+        job: the model, configuration and tokenized data.
+        sink: receives the callback's events (see ``training.callbacks``).
+        stop: an object with ``is_set()``; when set, a checkpoint is saved and training ends.
+        device_map: where the model goes (a Ray worker passes its own GPU).
+    """
+    from llm_magics.config import LLMTrainingConfiguration
+    from llm_magics.loader import load_model, load_tokenizer
+    from llm_magics.training.callbacks import ProgressCallback
+
+    config = LLMTrainingConfiguration.from_dict(job.config)
+    args = config.training_arguments(
+        output_dir=job.output_dir, save_total_limit=None, report_to="none", disable_tqdm=job.quiet,
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+    )
+    tokenizer = load_tokenizer(job.base.path, job.base.tokenizer_kwargs)
+    model = _trainable(load_model(job.base, device_map=device_map), config, job)
+    callback = ProgressCallback(sink, stop, _prober(config, tokenizer, job.template))
+    with _quiet_datasets():
+        trainer = _trainer(config, args, model, tokenizer, job, callback)
+    if job.quiet:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # the view and the store show the logs
+    result = trainer.train(resume_from_checkpoint=job.resume_from)
+    return {"stopped": callback.stopped, **result.metrics}
+
+
+def _trainable(model: Any, config: Any, job: TrainJob) -> Any:
+    """Prepares a quantized model for training and attaches a starting adapter, if any."""
+    if config.bits is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(config.gradient_checkpointing),
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    if job.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, job.adapter, is_trainable=True)
+    return model
+
+
+def lora_config(config: Any) -> Any:
+    """The LoRA configuration; ``lora_target_modules: null`` means every linear layer but the head."""
+    from peft import LoraConfig
+
+    task_type = "SEQ_CLS" if config.task == "text-classification" else "CAUSAL_LM"
+    return LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules or "all-linear", bias=config.lora_bias,
+        task_type=task_type,
+    )
+
+
+def _trainer(config: Any, args: Any, model: Any, tokenizer: Any, job: TrainJob, callback: Any) -> Any:
+    peft_config = lora_config(config) if config.use_lora and job.adapter is None else None
+    if config.task == "text-classification":
+        from transformers import DataCollatorWithPadding, Trainer
+
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        return Trainer(model=model, args=args, train_dataset=job.train, eval_dataset=job.valid,
+                       processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                       compute_metrics=_accuracy, callbacks=[callback])
+    from trl import SFTTrainer
+
+    return SFTTrainer(model=model, args=args, train_dataset=job.train, eval_dataset=job.valid,
+                      processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
+
+
+def _accuracy(prediction: Any) -> dict[str, float]:
+    import numpy as np
+
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    return {"accuracy": float((np.argmax(logits, axis=-1) == prediction.label_ids).mean())}
+
+
+def _prober(config: Any, tokenizer: Any, template: dict[str, Any] | None) -> Any:
+    """Answers the probe prompts with the model being trained, at each save."""
+    if not config.probe_prompts or config.task != "causal-lm":
+        return None
+    from llm_magics.generate import generate
+
+    def probe(model: Any) -> list[dict[str, str]]:
+        was_training = model.training
+        try:
+            answers = generate(model, tokenizer, config.probe_prompts, template,
+                               max_new_tokens=config.probe_max_new_tokens, do_sample=False)
+        finally:
+            model.train(was_training)
+        return [{"prompt": p, "answer": a} for p, a in zip(config.probe_prompts, answers, strict=True)]
+
+    return probe
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """Hides the datasets library's progress bars while the trainer prepares the data."""
+    import datasets
+
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
