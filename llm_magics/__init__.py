@@ -16,8 +16,8 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 __version__ = "0.1.0"
 __all__ = [
-    "LLM",
     "Database",
+    "LLM",
     "LLMTrainer",
     "LLMTrainingConfiguration",
     "Run",
@@ -61,6 +61,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext llm_magics``: removes the magics."""
     from llm_magics.magics import LLMMagics
 
-    for kind, names in ipython.magics_manager.magics.items():
-        for name in [n for n, fn in names.items() if getattr(fn, "__self__", None).__class__ is LLMMagics]:
-            del names[name]
+    for table in ipython.magics_manager.magics.values():
+        ours = [name for name, method in table.items() if isinstance(getattr(method, "__self__", None), LLMMagics)]
+        for name in ours:
+            del table[name]
+    ipython.magics_manager.registry.pop("LLMMagics", None)

@@ -18,8 +18,9 @@ def file_digests(directory: str | Path) -> list[dict[str, Any]]:
             with path.open("rb") as handle:
                 while chunk := handle.read(1 << 20):
                     digest.update(chunk)
-            files.append({"name": str(path.relative_to(directory)), "size": path.stat().st_size,
-                          "sha256": digest.hexdigest()})
+            files.append(
+                {"name": str(path.relative_to(directory)), "size": path.stat().st_size, "sha256": digest.hexdigest()}
+            )
     return files
 
 
@@ -29,8 +30,10 @@ def verify(record: dict[str, Any]) -> Path:
     found = {f["name"]: f["sha256"] for f in file_digests(directory)} if directory.is_dir() else {}
     changed = [f["name"] for f in record["files"] if found.get(f["name"]) != f["sha256"]]
     if changed:
-        raise ModelError(f"checkpoint {record['_id']}: {len(changed)} file(s) missing or changed since "
-                         f"it was recorded ({', '.join(changed[:3])})")
+        raise ModelError(
+            f"checkpoint {record['_id']}: {len(changed)} file(s) missing or changed since "
+            f"it was recorded ({', '.join(changed[:3])})"
+        )
     return directory
 
 

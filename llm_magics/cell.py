@@ -47,7 +47,7 @@ _Loader.add_implicit_resolver(
 def load_yaml(text: str) -> Any:
     """Parses YAML safely; a syntax error or an object-building tag becomes a ConfigError."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        return yaml.load(text, Loader=_Loader)
     except yaml.constructor.ConstructorError as error:
         line = error.problem_mark.line + 1 if error.problem_mark else "?"
         raise ConfigError(
@@ -57,7 +57,9 @@ def load_yaml(text: str) -> Any:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"YAML syntax error at {where}{problem}") from None
+        context = getattr(error, "context_mark", None)
+        started = f" ({error.context} on line {context.line + 1})" if context and error.context else ""
+        raise ConfigError(f"YAML syntax error at {where}{problem}{started}") from None
 
 
 def parse_cell(text: str, namespace: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -67,9 +69,7 @@ def parse_cell(text: str, namespace: Mapping[str, Any] | None = None) -> dict[st
     def to_token(match: re.Match[str]) -> str:
         name = _NAME.fullmatch(match.group(1))
         if name is None:
-            raise ConfigError(
-                f"{match.group(0)!r}: interpolation takes one variable name, e.g. {{{{ base_model }}}}"
-            )
+            raise ConfigError(f"{match.group(0)!r}: interpolation takes one variable name, e.g. {{{{ base_model }}}}")
         names.append(name.group(1))
         return _TOKEN.format(len(names) - 1)
 
@@ -77,9 +77,7 @@ def parse_cell(text: str, namespace: Mapping[str, Any] | None = None) -> dict[st
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise ConfigError(
-            f"the cell body must be a YAML mapping (key: value lines), not {type(body).__name__}"
-        )
+        raise ConfigError(f"the cell body must be a YAML mapping (key: value lines), not {type(body).__name__}")
     values = _lookup(names, namespace or {})
     return _substitute(body, values)
 

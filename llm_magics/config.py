@@ -210,9 +210,7 @@ class LLMTrainingConfiguration(SFTConfig):
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain data, so a run can be repeated exactly; secrets are masked."""
-        return {
-            f.name: _plain(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.init
-        }
+        return {f.name: _plain(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.init}
 
     def changes(self) -> dict[str, Any]:
         """The fields that differ from their defaults."""
@@ -266,10 +264,10 @@ def _validated_init(cls: type) -> None:
     dataclass_init = cls.__init__
 
     @functools.wraps(dataclass_init)
-    def __init__(self, **kwargs: Any) -> None:
+    def validated_init(self, **kwargs: Any) -> None:
         dataclass_init(self, **_checked_arguments(type(self), kwargs))
 
-    cls.__init__ = __init__
+    cls.__init__ = validated_init
 
 
 _validated_init(LLMTrainingConfiguration)
@@ -291,6 +289,9 @@ def _checked_arguments(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
                 problems.append(f"{key}: {problem}")
             checked[name] = value
     if problems:
+        # also report the range and combination problems among the values of the right type
+        typed = {k: v for k, v in checked.items() if _type_problem(v, hints[k]) is None}
+        problems += _value_problems(types.SimpleNamespace(**{**_defaults(cls), **typed}))
         raise ConfigError(problems)
     return checked
 
@@ -299,7 +300,7 @@ def _other_name(name: str, key: str, kwargs: dict[str, Any]) -> str:
     return next(k for k in kwargs if ALIASES.get(k, k) == name and k != key)
 
 
-def _value_problems(config: LLMTrainingConfiguration) -> list[str]:
+def _value_problems(config: Any) -> list[str]:
     problems = []
     for name, low in _AT_LEAST.items():
         value = getattr(config, name)
@@ -313,7 +314,9 @@ def _value_problems(config: LLMTrainingConfiguration) -> list[str]:
         if value is not None and not 0 <= value < 1:
             problems.append(f"{name}: must be at least 0 and below 1, got {value!r}")
     if config.max_steps == 0 or config.max_steps < -1:
-        problems.append(f"max_steps: must be a positive number of steps, or -1 for num_train_epochs, got {config.max_steps}")
+        problems.append(
+            f"max_steps: must be a positive number of steps, or -1 for num_train_epochs, got {config.max_steps}"
+        )
     problems += _data_problems(config)
     if config.fp16 and config.bf16:
         problems.append("fp16 and bf16: choose one")
@@ -322,7 +325,7 @@ def _value_problems(config: LLMTrainingConfiguration) -> list[str]:
     return problems
 
 
-def _data_problems(config: LLMTrainingConfiguration) -> list[str]:
+def _data_problems(config: Any) -> list[str]:
     problems = []
     if config.data is not None and config.select is not None:
         problems.append("data and select: give one — data: NAME, or select: {collection: NAME, filter: ...}")
@@ -330,7 +333,9 @@ def _data_problems(config: LLMTrainingConfiguration) -> list[str]:
         allowed = ("collection", "filter", "projection", "limit")
         for key in config.select:
             if key not in allowed:
-                problems.append(f"select: unknown key '{key}'{did_you_mean(str(key), allowed)}; valid: {one_of(allowed)}")
+                problems.append(
+                    f"select: unknown key '{key}'{did_you_mean(str(key), allowed)}; valid: {one_of(allowed)}"
+                )
         if not isinstance(config.select.get("collection"), str):
             problems.append("select: needs collection: NAME")
         limit = config.select.get("limit")
@@ -403,11 +408,21 @@ def _describe(annotation: Any) -> str:
         choices = _enum_choices(args)
         if choices is not None:
             return one_of(choices)
+        literals = [a for arg in args for a in (typing.get_args(arg) if typing.get_origin(arg) is Literal else ())]
+        if literals and all(typing.get_origin(a) is Literal or a is type(None) for a in args):
+            return one_of(literals) + " or null"
         return " or ".join(dict.fromkeys(_describe(arg) for arg in args))
     if origin is Literal:
         return one_of(args)
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-             type(None): "null", list: "a list", dict: "a mapping"}
+    names = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        type(None): "null",
+        list: "a list",
+        dict: "a mapping",
+    }
     if annotation in names:
         return names[annotation]
     if origin in names:
@@ -424,8 +439,15 @@ def _shown(value: Any) -> str:
 
 
 def _kind(value: Any) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-             float: "a number", type(None): "null"}
+    names = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -463,6 +485,4 @@ def _sft_field_names() -> tuple[str, ...]:
 @functools.cache
 def _enum_fields() -> tuple[str, ...]:
     hints = _type_hints(LLMTrainingConfiguration)
-    return tuple(
-        name for name, hint in hints.items() if _enum_choices(typing.get_args(hint)) is not None
-    )
+    return tuple(name for name, hint in hints.items() if _enum_choices(typing.get_args(hint)) is not None)

@@ -35,16 +35,24 @@ class Selection:
     @classmethod
     def of(cls, config: LLMTrainingConfiguration) -> Selection:
         if isinstance(config.select, dict):
-            return cls(config.select["collection"], dict(config.select.get("filter") or {}),
-                       config.select.get("projection"), config.select.get("limit"))
+            return cls(
+                config.select["collection"],
+                dict(config.select.get("filter") or {}),
+                config.select.get("projection"),
+                config.select.get("limit"),
+            )
         name = config.collection
         if not name:
             raise DataError("data: name the collection that holds the documents, e.g. data: docs")
         return cls(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"collection": self.collection, "filter": self.filter,
-                "projection": self.projection, "limit": self.limit}
+        return {
+            "collection": self.collection,
+            "filter": self.filter,
+            "projection": self.projection,
+            "limit": self.limit,
+        }
 
 
 @dataclass
@@ -63,17 +71,22 @@ class Format:
         if config.messages:
             template = tokenizer.chat_template
             if not template:
-                raise DataError("messages: the tokenizer has no chat template — set one in tokenizer_kwargs "
-                                "(chat_template: ...) or use prompt and response fields")
+                raise DataError(
+                    "messages: the tokenizer has no chat template — set one in tokenizer_kwargs "
+                    "(chat_template: ...) or use prompt and response fields"
+                )
             return cls("messages", (config.messages,), chat_template=template)
         if config.prompt:
-            return cls("prompt-response", (config.prompt, config.response),
-                       prompt_template=config.prompt_template)
+            return cls("prompt-response", (config.prompt, config.response), prompt_template=config.prompt_template)
         return cls("text", (config.X,))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "fields": list(self.fields),
-                "prompt_template": self.prompt_template, "chat_template": self.chat_template}
+        return {
+            "kind": self.kind,
+            "fields": list(self.fields),
+            "prompt_template": self.prompt_template,
+            "chat_template": self.chat_template,
+        }
 
 
 @dataclass
@@ -121,8 +134,9 @@ class _Split:
         return table
 
 
-def build(db: Any, config: LLMTrainingConfiguration, tokenizer: Any,
-          transform: Callable[[dict], Any] | None = None) -> TrainingSet:
+def build(
+    db: Any, config: LLMTrainingConfiguration, tokenizer: Any, transform: Callable[[dict], Any] | None = None
+) -> TrainingSet:
     """Reads the selected documents and tokenizes them into train and valid datasets."""
     selection = Selection.of(config)
     fmt = Format.of(config, tokenizer)
@@ -143,8 +157,9 @@ def build(db: Any, config: LLMTrainingConfiguration, tokenizer: Any,
             rows = encode(values)
             if rows and not example:
                 example = {"input_ids": rows[0][0], "labels": rows[0][1]}
-            splits[name].add([(ids, labels, _bucket(doc, config.seed))
-                              for (ids, labels), doc in zip(rows, kept, strict=True)])
+            splits[name].add(
+                [(ids, labels, _bucket(doc, config.seed)) for (ids, labels), doc in zip(rows, kept, strict=True)]
+            )
     _check_counts(splits, missing, selection, fmt)
     return _assemble(splits, config, fmt, selection, example)
 
@@ -154,15 +169,17 @@ def _check_collection(db: Any, selection: Selection) -> None:
     if selection.collection not in names:
         user = [name for name in names if not name.startswith("_llm_magics.")]
         hint = did_you_mean(selection.collection, user) or (
-            f"; collections: {', '.join(sorted(user))}" if user else "; the database has no collections")
+            f"; collections: {', '.join(sorted(user))}" if user else "; the database has no collections"
+        )
         raise DataError(f"data: no collection '{selection.collection}'{hint}")
 
 
-def _batches(db: Any, selection: Selection, fmt: Format,
-             transform: Callable[[dict], Any] | None) -> Iterator[list[dict]]:
+def _batches(
+    db: Any, selection: Selection, fmt: Format, transform: Callable[[dict], Any] | None
+) -> Iterator[list[dict]]:
     projection = selection.projection
     if transform is None and projection is None:
-        projection = {name: 1 for name in (*fmt.fields, "_fold")}
+        projection = dict.fromkeys((*fmt.fields, "_fold"), 1)
     cursor = db[selection.collection].find(selection.filter, projection)
     if selection.limit:
         cursor = cursor.limit(selection.limit)
@@ -204,12 +221,16 @@ def _check_types(doc: dict, fmt: Format, values: tuple) -> None:
     if fmt.kind == "messages":
         chat = values[0]
         if not (isinstance(chat, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in chat)):
-            raise DataError(f"{fmt.fields[0]}: must be a list of {{role, content}} messages (document {doc.get('_id')})")
+            raise DataError(
+                f"{fmt.fields[0]}: must be a list of {{role, content}} messages (document {doc.get('_id')})"
+            )
         return
     for name, value in zip(fmt.fields, values, strict=True):
         if fmt.kind == "classification" and name == fmt.fields[1]:
             if isinstance(value, bool | dict | list):
-                raise DataError(f"{name}: labels must be text or numbers, got {type(value).__name__} (document {doc.get('_id')})")
+                raise DataError(
+                    f"{name}: labels must be text or numbers, got {type(value).__name__} (document {doc.get('_id')})"
+                )
         elif not isinstance(value, str):
             raise DataError(f"{name}: must be text, got {type(value).__name__} (document {doc.get('_id')})")
 
@@ -244,8 +265,9 @@ def _encoder(fmt: Format, tokenizer: Any, max_length: int | None) -> Callable[[l
     def messages(rows: list[tuple]) -> list[tuple]:
         out = []
         for (chat,) in rows:
-            encoded = tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True,
-                                                    return_assistant_tokens_mask=True)
+            encoded = tokenizer.apply_chat_template(
+                chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            )
             ids = list(encoded["input_ids"])
             mask = encoded.get("assistant_masks") or [1] * len(ids)
             labels = [t if m else IGNORE for t, m in zip(ids, mask, strict=True)]
@@ -253,12 +275,14 @@ def _encoder(fmt: Format, tokenizer: Any, max_length: int | None) -> Callable[[l
         return out
 
     def classification(rows: list[tuple]) -> list[tuple]:
-        encoded = tokenizer([row[0] for row in rows], truncation=max_length is not None,
-                            max_length=max_length)["input_ids"]
+        encoded = tokenizer([row[0] for row in rows], truncation=max_length is not None, max_length=max_length)[
+            "input_ids"
+        ]
         return [(ids, str(row[1])) for ids, row in zip(encoded, rows, strict=True)]
 
-    return {"text": text, "prompt-response": prompt_response, "messages": messages,
-            "classification": classification}[fmt.kind]
+    return {"text": text, "prompt-response": prompt_response, "messages": messages, "classification": classification}[
+        fmt.kind
+    ]
 
 
 def render_prompt(template: str | None, prompt: str) -> str:
@@ -275,12 +299,15 @@ def _check_counts(splits: dict[str, _Split], missing: dict[str, int], selection:
     if missing:
         name, count = max(missing.items(), key=lambda item: item[1])
         field_name = {"text": "X", "classification": "X / y"}.get(fmt.kind, name)
-        raise DataError(f"{name}: missing in {count} of {seen} documents of {where} — "
-                        f"set {field_name} to the field that holds it, or filter those documents out")
+        raise DataError(
+            f"{name}: missing in {count} of {seen} documents of {where} — "
+            f"set {field_name} to the field that holds it, or filter those documents out"
+        )
 
 
-def _assemble(splits: dict[str, _Split], config: LLMTrainingConfiguration, fmt: Format,
-              selection: Selection, example: dict) -> TrainingSet:
+def _assemble(
+    splits: dict[str, _Split], config: LLMTrainingConfiguration, fmt: Format, selection: Selection, example: dict
+) -> TrainingSet:
     import datasets
 
     unassigned = splits["unassigned"]
@@ -288,20 +315,27 @@ def _assemble(splits: dict[str, _Split], config: LLMTrainingConfiguration, fmt: 
     if fraction is None:
         eval_on = str(config.eval_strategy) != "no"
         fraction = 0.1 if eval_on and splits["valid"].docs == 0 else 0.0
-    tables = {"train": _concat(splits["train"].table(), unassigned.table(lambda b: b >= fraction)),
-              "valid": _concat(splits["valid"].table(), unassigned.table(lambda b: b < fraction))}
+    tables = {
+        "train": _concat(splits["train"].table(), unassigned.table(lambda b: b >= fraction)),
+        "valid": _concat(splits["valid"].table(), unassigned.table(lambda b: b < fraction)),
+    }
     labels = _label_names(tables) if fmt.kind == "classification" else []
     if labels:
         tables = {name: _label_ids(table, labels) for name, table in tables.items()}
-    train, valid = (datasets.Dataset(t) if t is not None and t.num_rows else None
-                    for t in (tables["train"], tables["valid"]))
+    train, valid = (
+        datasets.Dataset(t) if t is not None and t.num_rows else None for t in (tables["train"], tables["valid"])
+    )
     if train is None:
-        raise DataError("data: no document is left for training — documents with _fold: valid only "
-                        "evaluate; lower valid_fraction or add _fold: train documents")
+        raise DataError(
+            "data: no document is left for training — documents with _fold: valid only "
+            "evaluate; lower valid_fraction or add _fold: train documents"
+        )
     counts = _counts(train, valid, fmt)
     if fmt.kind != "classification" and counts["trained_tokens"] == 0:
-        raise DataError("data: no token would be trained — every label is masked (prompts fill max_length, "
-                        "or no assistant turns); raise max_length or check the prompt/response fields")
+        raise DataError(
+            "data: no token would be trained — every label is masked (prompts fill max_length, "
+            "or no assistant turns); raise max_length or check the prompt/response fields"
+        )
     return TrainingSet(train, valid, fmt, selection, counts, example, labels)
 
 
@@ -344,5 +378,10 @@ def _counts(train: Any, valid: Any, fmt: Format) -> dict[str, int]:
         flat = pc.list_flatten(ds.data.column("labels"))
         return int(pc.sum(pc.not_equal(flat, IGNORE).cast("int64")).as_py() or 0)
 
-    return {"train_docs": train.num_rows, "valid_docs": valid.num_rows if valid else 0,
-            "train_tokens": tokens(train), "trained_tokens": trained(train), "valid_tokens": tokens(valid)}
+    return {
+        "train_docs": train.num_rows,
+        "valid_docs": valid.num_rows if valid else 0,
+        "train_tokens": tokens(train),
+        "trained_tokens": trained(train),
+        "valid_tokens": tokens(valid),
+    }

@@ -43,15 +43,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"documents:  {db['demo_docs'].count_documents({})} in collection 'demo_docs'")
 
     config = LLMTrainingConfiguration(
-        max_steps=args.steps, save_steps=max(1, args.steps // 3), eval_steps=max(1, args.steps // 3),
-        eval_strategy="steps", per_device_train_batch_size=8, learning_rate=3e-3, lora_r=16, lora_alpha=32, max_length=96,
+        max_steps=args.steps,
+        save_steps=max(1, args.steps // 3),
+        eval_steps=max(1, args.steps // 3),
+        eval_strategy="steps",
+        per_device_train_batch_size=8,
+        learning_rate=3e-3,
+        lora_r=16,
+        lora_alpha=32,
+        max_length=96,
     )
     llm = LLM(identifier="demo-llm", model_name_or_path=str(base), bits=4)
     run = llm.fit(X="text", select="demo_docs", configuration=config, db=db)
     record = run.record
     metrics = run.metrics
-    print(f"\nrun {run.id}: {record['status']} in {record['duration']:.1f} s, {record['step']} steps, "
-          f"{record['counts']['train_docs']} train / {record['counts']['valid_docs']} valid documents")
+    print(
+        f"\nrun {run.id}: {record['status']} in {record['duration']:.1f} s, {record['step']} steps, "
+        f"{record['counts']['train_docs']} train / {record['counts']['valid_docs']} valid documents"
+    )
     print(f"loss:       {metrics['loss'].dropna().iloc[0]:.3f} -> {metrics['loss'].dropna().iloc[-1]:.3f}")
     print("checkpoints:")
     for c in db.show("checkpoint", "demo-llm"):

@@ -35,9 +35,7 @@ class _File:
 
     def __init__(self, path: Path):
         self.lock = threading.RLock()
-        self._connection = sqlite3.connect(
-            path, check_same_thread=False, isolation_level=None, timeout=30
-        )
+        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.executescript(_SCHEMA)
@@ -50,13 +48,9 @@ class _File:
         return {(db, name): version for db, name, version in rows}
 
     def load(self, db: str, name: str) -> tuple[list[bytes], bytes | None]:
-        rows = self._connection.execute(
-            "SELECT doc FROM documents WHERE db=? AND name=? ORDER BY rowid", (db, name)
-        )
+        rows = self._connection.execute("SELECT doc FROM documents WHERE db=? AND name=? ORDER BY rowid", (db, name))
         docs = [row[0] for row in rows]
-        found = self._connection.execute(
-            "SELECT indexes FROM collections WHERE db=? AND name=?", (db, name)
-        ).fetchone()
+        found = self._connection.execute("SELECT indexes FROM collections WHERE db=? AND name=?", (db, name)).fetchone()
         return docs, found[0] if found else None
 
     def write(self, db: str, name: str, sql: str, params: tuple) -> tuple[int, int]:
@@ -137,9 +131,7 @@ class _Collection(CollectionStore):
         super().__setitem__(key, value)
 
     def __delitem__(self, key):
-        self._write(
-            "DELETE FROM documents WHERE db=? AND name=? AND key=?", (self._db, self.name, _key(key))
-        )
+        self._write("DELETE FROM documents WHERE db=? AND name=? AND key=?", (self._db, self.name, _key(key)))
         super().__delitem__(key)
 
     def create(self):
@@ -187,8 +179,9 @@ class _Collection(CollectionStore):
             self._documents = loaded
         stored = bson.decode(indexes)["indexes"] if indexes else {}
         # BSON has no tuples; mongomock compares index keys as lists of (field, direction) tuples
-        self.indexes = {name: {**index, "key": [tuple(pair) for pair in index["key"]]}
-                        for name, index in stored.items()}
+        self.indexes = {
+            name: {**index, "key": [tuple(pair) for pair in index["key"]]} for name, index in stored.items()
+        }
         self._is_force_created = exists
 
 
@@ -246,7 +239,7 @@ class EmbeddedServer(ServerStore):
                 return
             self._data_version = version
             current = self.file.versions()
-            for (db, name), seen in list(self._known.items()):
+            for db, name in list(self._known):
                 if (db, name) not in current:
                     self[db][name]._reload([], None, exists=False)
                     self._known.pop((db, name))
@@ -306,8 +299,11 @@ class _UpdatingDatabase(mongomock.Database):
         if name not in self._collection_accesses:
             self._ensure_valid_collection_name(name)
             self._collection_accesses[name] = _UpdatingCollection(
-                self, name=name, read_preference=self.read_preference,
-                codec_options=self._codec_options, _db_store=self._store,
+                self,
+                name=name,
+                read_preference=self.read_preference,
+                codec_options=self._codec_options,
+                _db_store=self._store,
             )
         return super().get_collection(name, *args, **kwargs)
 
@@ -322,8 +318,11 @@ class EmbeddedClient(mongomock.MongoClient):
     def get_database(self, name=None, *args, **kwargs):
         if name is not None and name not in self._database_accesses:
             self._database_accesses[name] = _UpdatingDatabase(
-                self, name, read_preference=self.read_preference,
-                codec_options=self._codec_options, _store=self._store[name],
+                self,
+                name,
+                read_preference=self.read_preference,
+                codec_options=self._codec_options,
+                _store=self._store[name],
             )
         return super().get_database(name, *args, **kwargs)
 

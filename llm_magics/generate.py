@@ -17,14 +17,17 @@ def format_prompt(prompt: str, template: dict[str, Any] | None, tokenizer: Any) 
         return render_prompt(template.get("prompt_template"), prompt)
     if kind == "messages":
         return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], chat_template=template.get("chat_template"),
-            add_generation_prompt=True, tokenize=False,
+            [{"role": "user", "content": prompt}],
+            chat_template=template.get("chat_template"),
+            add_generation_prompt=True,
+            tokenize=False,
         )
     return prompt
 
 
-def generate(model: Any, tokenizer: Any, prompts: list[str], template: dict[str, Any] | None = None,
-             **kwargs: Any) -> list[str]:
+def generate(
+    model: Any, tokenizer: Any, prompts: list[str], template: dict[str, Any] | None = None, **kwargs: Any
+) -> list[str]:
     """Generates one answer per prompt (batched, left-padded); returns only the new text."""
     import torch
 

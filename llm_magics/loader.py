@@ -87,8 +87,11 @@ def load_model(base: BaseModel, *, device_map: Any = None) -> Any:
     if base.bits is not None:
         kwargs["quantization_config"] = quantization_config(base.bits)
     if base.labels:
-        kwargs.update(num_labels=len(base.labels), id2label=dict(enumerate(base.labels)),
-                      label2id={label: i for i, label in enumerate(base.labels)})
+        kwargs.update(
+            num_labels=len(base.labels),
+            id2label=dict(enumerate(base.labels)),
+            label2id={label: i for i, label in enumerate(base.labels)},
+        )
     auto_class = getattr(transformers, _TASKS[base.task])
     try:
         return auto_class.from_pretrained(base.path, use_safetensors=True, **kwargs)
@@ -114,7 +117,9 @@ def quantization_config(bits: int) -> Any:
         return BitsAndBytesConfig(load_in_8bit=True)
     compute = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute,
     )
 
@@ -141,8 +146,10 @@ def _default_device_map() -> Any:
 
 def _unreachable(path: str, error: Exception) -> str:
     reason = str(error).strip().splitlines()[0][:160]
-    return (f"model '{path}': not a local model directory and it could not be downloaded ({reason}) "
-            "— give a local path, or check the name and the network")
+    return (
+        f"model '{path}': not a local model directory and it could not be downloaded ({reason}) "
+        "— give a local path, or check the name and the network"
+    )
 
 
 def check_adapter(path: str | Path) -> Path:

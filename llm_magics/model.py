@@ -36,11 +36,20 @@ class LLM:
 
     task = "causal-lm"
 
-    def __init__(self, identifier: str | None = None, model_name_or_path: str | None = None, *,
-                 bits: int | None = None, adapter_id: str | None = None,
-                 model_kwargs: dict[str, Any] | None = None, tokenizer_kwargs: dict[str, Any] | None = None,
-                 trainer: LLMTrainingConfiguration | None = None, db: Database | None = None,
-                 checkpoint: str | int | None = None, labels: list[str] | None = None):
+    def __init__(
+        self,
+        identifier: str | None = None,
+        model_name_or_path: str | None = None,
+        *,
+        bits: int | None = None,
+        adapter_id: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        trainer: LLMTrainingConfiguration | None = None,
+        db: Database | None = None,
+        checkpoint: str | int | None = None,
+        labels: list[str] | None = None,
+    ):
         if not model_name_or_path:
             raise ConfigError("model_name_or_path: name the base model (a local directory or a model name)")
         if bits not in (None, 4, 8):
@@ -55,44 +64,73 @@ class LLM:
 
     def __repr__(self) -> str:
         quantized = f", bits={self.bits}" if self.bits else ""
-        return f"{type(self).__name__}(identifier='{self.identifier}', model_name_or_path='{self.model_name_or_path}'{quantized})"
+        base = f"model_name_or_path='{self.model_name_or_path}'{quantized}"
+        return f"{type(self).__name__}(identifier='{self.identifier}', {base})"
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path: str, identifier: str | None = None, *,
-                        adapter_id: str | None = None, tokenizer_kwargs: dict[str, Any] | None = None,
-                        **model_kwargs: Any) -> LLM:
+    def from_pretrained(
+        cls,
+        model_name_or_path: str,
+        identifier: str | None = None,
+        *,
+        adapter_id: str | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        **model_kwargs: Any,
+    ) -> LLM:
         """Like transformers' ``from_pretrained``; ``load_in_4bit`` / ``load_in_8bit`` become ``bits``."""
         bits = 4 if model_kwargs.pop("load_in_4bit", False) else 8 if model_kwargs.pop("load_in_8bit", False) else None
-        return cls(identifier, model_name_or_path, bits=bits, adapter_id=adapter_id,
-                   model_kwargs=model_kwargs, tokenizer_kwargs=tokenizer_kwargs)
+        return cls(
+            identifier,
+            model_name_or_path,
+            bits=bits,
+            adapter_id=adapter_id,
+            model_kwargs=model_kwargs,
+            tokenizer_kwargs=tokenizer_kwargs,
+        )
 
     # --- training ---
 
-    def fit(self, X: str | None = None, select: Any = None,
-            configuration: LLMTrainingConfiguration | None = None, db: Database | None = None,
-            on_ray: bool = False, ray_address: str | None = None, ray_configs: dict[str, Any] | None = None,
-            *, y: str | None = None, transform: Callable[[dict], Any] | None = None,
-            resume_from_checkpoint: str | int | bool | None = None, backend: str | None = None,
-            listeners: list[Callable[[Any], None]] = ()) -> Run:
+    def fit(
+        self,
+        X: str | None = None,
+        select: Any = None,
+        configuration: LLMTrainingConfiguration | None = None,
+        db: Database | None = None,
+        on_ray: bool = False,
+        ray_address: str | None = None,
+        ray_configs: dict[str, Any] | None = None,
+        *,
+        y: str | None = None,
+        transform: Callable[[dict], Any] | None = None,
+        resume_from_checkpoint: str | int | bool | None = None,
+        backend: str | None = None,
+        listeners: list[Callable[[Any], None]] = (),
+    ) -> Run:
         """Fine-tunes on the selected documents; returns the run (finished unless it runs in the
         background: ``backend="thread"`` or Ray)."""
         from llm_magics.db import connect
         from llm_magics.training.launch import launch, plan
 
-        config = self.configuration(configuration, X=X, select=select, y=y, on_ray=on_ray,
-                                    ray_address=ray_address, ray_configs=ray_configs)
+        config = self.configuration(
+            configuration, X=X, select=select, y=y, on_ray=on_ray, ray_address=ray_address, ray_configs=ray_configs
+        )
         self.db = db or self.db or connect()
-        checked = plan(self.identifier, config, self.db, transform=transform, backend=backend,
-                       resume=resume_from_checkpoint)
+        checked = plan(
+            self.identifier, config, self.db, transform=transform, backend=backend, resume=resume_from_checkpoint
+        )
         return launch(checked, listeners=listeners)
 
-    def configuration(self, configuration: LLMTrainingConfiguration | None = None, **given: Any) -> LLMTrainingConfiguration:
+    def configuration(
+        self, configuration: LLMTrainingConfiguration | None = None, **given: Any
+    ) -> LLMTrainingConfiguration:
         """The training configuration with this model's fields and the given data fields in it."""
         from llm_magics.config import LLMTrainingConfiguration
 
         config = configuration or self.trainer or LLMTrainingConfiguration()
         changes: dict[str, Any] = {
-            "model": self.model_name_or_path, "bits": self.bits, "task": self.task,
+            "model": self.model_name_or_path,
+            "bits": self.bits,
+            "task": self.task,
             "model_kwargs": {**config.model_kwargs, **self.model_kwargs},
             "tokenizer_kwargs": {**config.tokenizer_kwargs, **self.tokenizer_kwargs},
         }
@@ -107,8 +145,14 @@ class LLM:
 
     # --- prediction ---
 
-    def predict(self, prompt: str | list[str], *, checkpoint: str | int | None = None,
-                adapter: Any = _BASE, **generate_kwargs: Any) -> str | list[str]:
+    def predict(
+        self,
+        prompt: str | list[str],
+        *,
+        checkpoint: str | int | None = None,
+        adapter: Any = _BASE,
+        **generate_kwargs: Any,
+    ) -> str | list[str]:
         """Generates from the model's checkpoint (selected, else latest; or ``checkpoint``).
 
         ``adapter=None`` generates with the base model alone. Other keyword arguments go to
@@ -171,8 +215,14 @@ class LLM:
     def base(self, path: str | None = None) -> BaseModel:
         from llm_magics.loader import BaseModel, check_model_path
 
-        return BaseModel(path or check_model_path(self.model_name_or_path), self.bits, self.task,
-                         self.model_kwargs, self.tokenizer_kwargs, self.labels)
+        return BaseModel(
+            path or check_model_path(self.model_name_or_path),
+            self.bits,
+            self.task,
+            self.model_kwargs,
+            self.tokenizer_kwargs,
+            self.labels,
+        )
 
     @property
     def cache(self) -> ModelCache:
@@ -204,6 +254,14 @@ def load_model(db: Database, name: str, checkpoint: str | int | None = None) -> 
     """``db.load("model", name)``: the model with its selected (else latest) or given checkpoint."""
     record = db.store.model(name)
     db.store.checkpoint(name, checkpoint)  # fails now, with the valid choices, if it does not exist
-    return LLM(name, record["base_model"], bits=record.get("bits"), adapter_id=record.get("adapter_id"),
-               model_kwargs=record.get("model_kwargs"), tokenizer_kwargs=record.get("tokenizer_kwargs"),
-               db=db, checkpoint=checkpoint, labels=record.get("labels"))
+    return LLM(
+        name,
+        record["base_model"],
+        bits=record.get("bits"),
+        adapter_id=record.get("adapter_id"),
+        model_kwargs=record.get("model_kwargs"),
+        tokenizer_kwargs=record.get("tokenizer_kwargs"),
+        db=db,
+        checkpoint=checkpoint,
+        labels=record.get("labels"),
+    )

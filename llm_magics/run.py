@@ -62,8 +62,7 @@ class Control:
 class Run:
     """A training run: ``.id``, ``.status``, ``.wait()``, ``.stop()``, ``.metrics``, ``.checkpoints``."""
 
-    def __init__(self, db: Database, run_id: str, state: RunState | None = None,
-                 control: Control | None = None):
+    def __init__(self, db: Database, run_id: str, state: RunState | None = None, control: Control | None = None):
         self.db, self.id, self.state, self.control = db, run_id, state, control
         if control is not None and not control.done.is_set():
             _active[run_id] = self

@@ -81,7 +81,9 @@ class Store:
         found = self.models.find_one({"_id": name})
         if found is None:
             names = self.model_names()
-            hint = did_you_mean(name, names) or (f"; models: {', '.join(names)}" if names else "; no model is trained yet")
+            hint = did_you_mean(name, names) or (
+                f"; models: {', '.join(names)}" if names else "; no model is trained yet"
+            )
             raise ModelError(f"no model named '{name}'{hint}")
         return found
 
@@ -122,8 +124,13 @@ class Store:
         for run_id in dead:
             self.runs.update_one(
                 {"_id": run_id, "status": {"$in": list(ACTIVE)}},
-                {"$set": {"status": "interrupted", "ended": now(),
-                          "error": "the process that ran it ended without finishing it"}},
+                {
+                    "$set": {
+                        "status": "interrupted",
+                        "ended": now(),
+                        "error": "the process that ran it ended without finishing it",
+                    }
+                },
             )
         return dead
 
@@ -174,8 +181,10 @@ class Store:
         else:
             chosen = _by_step(records, str(ref))
             if not chosen:
-                steps = ", ".join(str(c["step"]) for c in records)
-                raise ModelError(f"model '{model}' has no checkpoint '{ref}'; steps: {steps}, or latest / best")
+                steps = ", ".join(str(step) for step in sorted({c["step"] for c in records}))
+                raise ModelError(
+                    f"model '{model}' has no checkpoint '{ref}'; it has steps {steps} (or RUN:STEP, latest, best)"
+                )
         return chosen[-1]
 
 

@@ -17,8 +17,15 @@ from llm_magics.artifacts import file_digests
 
 Sink = Callable[[dict[str, Any]], None]
 # numbers from the trainer's logs that are not metrics of the model
-_NOT_METRICS = {"total_flos", "train_runtime", "train_samples_per_second", "train_steps_per_second",
-                "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}
+_NOT_METRICS = {
+    "total_flos",
+    "train_runtime",
+    "train_samples_per_second",
+    "train_steps_per_second",
+    "eval_runtime",
+    "eval_samples_per_second",
+    "eval_steps_per_second",
+}
 
 
 class StopSignal(Protocol):
@@ -35,8 +42,9 @@ class ProgressCallback(TrainerCallback):
             the checkpoint event.
     """
 
-    def __init__(self, sink: Sink, stop: StopSignal | None = None,
-                 probe: Callable[[Any], list[dict[str, str]]] | None = None):
+    def __init__(
+        self, sink: Sink, stop: StopSignal | None = None, probe: Callable[[Any], list[dict[str, str]]] | None = None
+    ):
         self.sink, self.stop, self.probe = sink, stop, probe
         self._row: dict[str, Any] | None = None
         self._last: dict[str, Any] = {}
@@ -45,8 +53,15 @@ class ProgressCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self.sink({"kind": "begin", "total_steps": state.max_steps, "step": state.global_step,
-                       "epochs": args.num_train_epochs, "time": time.time()})
+            self.sink(
+                {
+                    "kind": "begin",
+                    "total_steps": state.max_steps,
+                    "step": state.global_step,
+                    "epochs": args.num_train_epochs,
+                    "time": time.time(),
+                }
+            )
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._flush_row()
@@ -63,8 +78,7 @@ class ProgressCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        numbers = {k: v for k, v in logs.items()
-                   if isinstance(v, int | float) and k not in _NOT_METRICS}
+        numbers = {k: v for k, v in logs.items() if isinstance(v, int | float) and k not in _NOT_METRICS}
         if "train_runtime" in logs:
             self._flush_row()
             self.sink({"kind": "summary", **{k: v for k, v in logs.items() if isinstance(v, int | float)}})
@@ -94,10 +108,15 @@ class ProgressCallback(TrainerCallback):
         directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         files = file_digests(directory)
         event = {
-            "kind": "checkpoint", "step": state.global_step, "epoch": state.epoch, "path": str(directory),
-            "files": files, "size": sum(f["size"] for f in files),
-            "metrics": {k: self._last[k] for k in ("loss", "eval_loss", "eval_accuracy", "learning_rate")
-                        if k in self._last},
+            "kind": "checkpoint",
+            "step": state.global_step,
+            "epoch": state.epoch,
+            "path": str(directory),
+            "files": files,
+            "size": sum(f["size"] for f in files),
+            "metrics": {
+                k: self._last[k] for k in ("loss", "eval_loss", "eval_accuracy", "learning_rate") if k in self._last
+            },
         }
         if self.probe is not None and model is not None:
             event["probes"] = self.probe(model)

@@ -32,9 +32,7 @@ BACKENDS = ("kernel", "thread", "ray")
 def check_name(name: str, what: str = "model name") -> str:
     """Names become directory names: letters, digits, '.', '_' and '-', no '..'."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise ConfigError(
-            f"{what} {name!r}: use letters, digits, '.', '_' and '-' (at most 100, no '..' or '/')"
-        )
+        raise ConfigError(f"{what} {name!r}: use letters, digits, '.', '_' and '-' (at most 100, no '..' or '/')")
     return name
 
 
@@ -56,9 +54,15 @@ class Plan:
         return self.data.format.to_dict()
 
 
-def plan(name: str, config: LLMTrainingConfiguration, db: Database, *,
-         transform: Callable[[dict], Any] | None = None, backend: str | None = None,
-         resume: str | int | bool | None = None) -> Plan:
+def plan(
+    name: str,
+    config: LLMTrainingConfiguration,
+    db: Database,
+    *,
+    transform: Callable[[dict], Any] | None = None,
+    backend: str | None = None,
+    resume: str | int | bool | None = None,
+) -> Plan:
     """Checks a run; raises a user error, having written nothing, if it cannot start."""
     check_name(name)
     backend = backend or config.backend or ("ray" if config.runs_on_ray else "kernel")
@@ -71,8 +75,9 @@ def plan(name: str, config: LLMTrainingConfiguration, db: Database, *,
     data = build(db, config, tokenizer, transform)
     if backend != "ray":
         config.training_arguments(output_dir=str(db.artifacts))  # the trainer's own checks
-    base = BaseModel(path, config.bits, config.task, dict(config.model_kwargs),
-                     dict(config.tokenizer_kwargs), data.labels)
+    base = BaseModel(
+        path, config.bits, config.task, dict(config.model_kwargs), dict(config.tokenizer_kwargs), data.labels
+    )
     return Plan(name, config, base, data, backend, db, resume_from, adapter)
 
 
@@ -109,10 +114,18 @@ def launch(plan: Plan, *, listeners: list[Callable[[Any], None]] = (), quiet: bo
     state = RunState(run_id, plan.name, plan.backend, listeners=list(listeners))
     run = Run(db, run_id, state, Control())
     recorder = Recorder(db.store, state, keep=config.save_total_limit, template=plan.template)
-    job = TrainJob(run_id, plan.base, config.to_dict(), plan.data.train, plan.data.valid, str(output_dir),
-                   resume_from=plan.resume_from["path"] if plan.resume_from else None,
-                   adapter=plan.adapter, template=plan.template,
-                   quiet=config.disable_tqdm is not False if quiet is None else quiet)
+    job = TrainJob(
+        run_id,
+        plan.base,
+        config.to_dict(),
+        plan.data.train,
+        plan.data.valid,
+        str(output_dir),
+        resume_from=plan.resume_from["path"] if plan.resume_from else None,
+        adapter=plan.adapter,
+        template=plan.template,
+        quiet=config.disable_tqdm is not False if quiet is None else quiet,
+    )
     if plan.backend == "kernel":
         from llm_magics.training.local import run_blocking
 
@@ -134,17 +147,33 @@ def _write_records(plan: Plan, run_id: str, output_dir: Path) -> None:
     config, store = plan.config, plan.db.store
     if plan.backend not in BACKENDS:
         raise RunError(f"backend {plan.backend!r}: must be one of {', '.join(BACKENDS)}")
-    store.save_model(plan.name, base_model=plan.base.path, bits=plan.base.bits, task=plan.base.task,
-                     model_kwargs=_redacted(plan.base.model_kwargs, redact),
-                     tokenizer_kwargs=_redacted(plan.base.tokenizer_kwargs, redact),
-                     labels=plan.data.labels, adapter_id=config.adapter_id)
-    store.add_run({
-        "_id": run_id, "model": plan.name, "status": "starting", "backend": plan.backend,
-        "config": _redacted(config.to_dict(), redact), "data": plan.data.selection.to_dict(),
-        "format": plan.data.format.kind, "counts": plan.data.counts, "started": now(),
-        "output_dir": str(output_dir), "step": 0, "total_steps": None,
-        "resumed_from": plan.resume_from["_id"] if plan.resume_from else None,
-    })
+    store.save_model(
+        plan.name,
+        base_model=plan.base.path,
+        bits=plan.base.bits,
+        task=plan.base.task,
+        model_kwargs=_redacted(plan.base.model_kwargs, redact),
+        tokenizer_kwargs=_redacted(plan.base.tokenizer_kwargs, redact),
+        labels=plan.data.labels,
+        adapter_id=config.adapter_id,
+    )
+    store.add_run(
+        {
+            "_id": run_id,
+            "model": plan.name,
+            "status": "starting",
+            "backend": plan.backend,
+            "config": _redacted(config.to_dict(), redact),
+            "data": plan.data.selection.to_dict(),
+            "format": plan.data.format.kind,
+            "counts": plan.data.counts,
+            "started": now(),
+            "output_dir": str(output_dir),
+            "step": 0,
+            "total_steps": None,
+            "resumed_from": plan.resume_from["_id"] if plan.resume_from else None,
+        }
+    )
 
 
 def _redacted(value: Any, redact: Callable[[str], str]) -> Any:

@@ -26,8 +26,9 @@ def run_blocking(job: TrainJob, recorder: Recorder, run: Run) -> None:
 
 def run_in_thread(job: TrainJob, recorder: Recorder, run: Run) -> threading.Thread:
     """Trains in a daemon thread; a failure is recorded and shown, not raised."""
-    thread = threading.Thread(target=_execute, args=(job, recorder, run), daemon=True,
-                              name=f"llm_magics-run-{job.run_id}")
+    thread = threading.Thread(
+        target=_execute, args=(job, recorder, run), daemon=True, name=f"llm_magics-run-{job.run_id}"
+    )
     thread.start()
     return thread
 
@@ -64,8 +65,7 @@ def _interrupt_stops(stop: threading.Event) -> Iterator[None]:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        print("Stopping after this step and saving a checkpoint (interrupt again to abort now)…",
-              file=sys.stderr)
+        print("Stopping after this step and saving a checkpoint (interrupt again to abort now)…", file=sys.stderr)
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:

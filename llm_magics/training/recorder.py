@@ -21,8 +21,15 @@ _STATE_FIELDS = ("loss", "eval_loss", "learning_rate", "tokens_per_s")
 class Recorder:
     """Receives a run's events (from the kernel's trainer or from Ray workers)."""
 
-    def __init__(self, store: Store, state: RunState, *, keep: int | None = None,
-                 template: dict[str, Any] | None = None, flush_interval: float = 2.0):
+    def __init__(
+        self,
+        store: Store,
+        state: RunState,
+        *,
+        keep: int | None = None,
+        template: dict[str, Any] | None = None,
+        flush_interval: float = 2.0,
+    ):
         self.store, self.state = store, state
         self.keep, self.template, self.flush_interval = keep, template, flush_interval
         self._rows: list[dict[str, Any]] = []
@@ -55,11 +62,18 @@ class Recorder:
     def _on_checkpoint(self, event: dict[str, Any]) -> None:
         self.flush()
         record = {
-            "_id": f"{self.state.run_id}-{event['step']}", "model": self.state.model,
-            "run": self.state.run_id, "step": event["step"], "epoch": event["epoch"],
-            "path": event["path"], "files": event["files"], "size": event["size"],
-            "metrics": event["metrics"], "probes": event.get("probes", []),
-            "template": self.template, "created": now(),
+            "_id": f"{self.state.run_id}-{event['step']}",
+            "model": self.state.model,
+            "run": self.state.run_id,
+            "step": event["step"],
+            "epoch": event["epoch"],
+            "path": event["path"],
+            "files": event["files"],
+            "size": event["size"],
+            "metrics": event["metrics"],
+            "probes": event.get("probes", []),
+            "template": self.template,
+            "created": now(),
         }
         self.store.add_checkpoint(record)
         self.state.checkpoints.append(record)
@@ -78,8 +92,13 @@ class Recorder:
         """Writes the buffered metric rows and the run's progress."""
         rows, self._rows = self._rows, []
         self.store.add_metrics(rows)
-        self.store.update_run(self.state.run_id, step=self.state.step, epoch=self.state.epoch,
-                              last_loss=self.state.loss, last_eval_loss=self.state.eval_loss)
+        self.store.update_run(
+            self.state.run_id,
+            step=self.state.step,
+            epoch=self.state.epoch,
+            last_loss=self.state.loss,
+            last_eval_loss=self.state.eval_loss,
+        )
         self._flushed = time.monotonic()
 
     def finish(self, status: str, error: str | None = None) -> None:
@@ -87,8 +106,14 @@ class Recorder:
         state = self.state
         state.status, state.error, state.ended = status, error, time.time()
         self.flush()
-        self.store.update_run(state.run_id, status=status, error=error, ended=now(),
-                              duration=round(state.elapsed, 3), summary=self._summary)
+        self.store.update_run(
+            state.run_id,
+            status=status,
+            error=error,
+            ended=now(),
+            duration=round(state.elapsed, 3),
+            summary=self._summary,
+        )
         state.changed()
 
     def _prune(self) -> None:

@@ -41,7 +41,10 @@ def train(job: TrainJob, sink: Any, stop: Any = None, *, device_map: Any = None)
 
     config = LLMTrainingConfiguration.from_dict(job.config)
     args = config.training_arguments(
-        output_dir=job.output_dir, save_total_limit=None, report_to="none", disable_tqdm=job.quiet,
+        output_dir=job.output_dir,
+        save_total_limit=None,
+        report_to="none",
+        disable_tqdm=job.quiet,
         activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
     )
     tokenizer = load_tokenizer(job.base.path, job.base.tokenizer_kwargs)
@@ -63,7 +66,8 @@ def _trainable(model: Any, config: Any, job: TrainJob) -> Any:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=bool(config.gradient_checkpointing),
+            model,
+            use_gradient_checkpointing=bool(config.gradient_checkpointing),
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     if job.adapter is not None:
@@ -79,8 +83,11 @@ def lora_config(config: Any) -> Any:
 
     task_type = "SEQ_CLS" if config.task == "text-classification" else "CAUSAL_LM"
     return LoraConfig(
-        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=config.lora_target_modules or "all-linear", bias=config.lora_bias,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_modules or "all-linear",
+        bias=config.lora_bias,
         task_type=task_type,
     )
 
@@ -94,13 +101,27 @@ def _trainer(config: Any, args: Any, model: Any, tokenizer: Any, job: TrainJob, 
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
-        return Trainer(model=model, args=args, train_dataset=job.train, eval_dataset=job.valid,
-                       processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-                       compute_metrics=_accuracy, callbacks=[callback])
+        return Trainer(
+            model=model,
+            args=args,
+            train_dataset=job.train,
+            eval_dataset=job.valid,
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=_accuracy,
+            callbacks=[callback],
+        )
     from trl import SFTTrainer
 
-    return SFTTrainer(model=model, args=args, train_dataset=job.train, eval_dataset=job.valid,
-                      processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=job.train,
+        eval_dataset=job.valid,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[callback],
+    )
 
 
 def _accuracy(prediction: Any) -> dict[str, float]:
@@ -119,8 +140,14 @@ def _prober(config: Any, tokenizer: Any, template: dict[str, Any] | None) -> Any
     def probe(model: Any) -> list[dict[str, str]]:
         was_training = model.training
         try:
-            answers = generate(model, tokenizer, config.probe_prompts, template,
-                               max_new_tokens=config.probe_max_new_tokens, do_sample=False)
+            answers = generate(
+                model,
+                tokenizer,
+                config.probe_prompts,
+                template,
+                max_new_tokens=config.probe_max_new_tokens,
+                do_sample=False,
+            )
         finally:
             model.train(was_training)
         return [{"prompt": p, "answer": a} for p, a in zip(config.probe_prompts, answers, strict=True)]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Creates or reuses .venv and installs llm_magics with the given extras (default: none).
+# Usage: scripts/setup.sh [EXTRAS]   e.g. scripts/setup.sh dev
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3.12 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then python="$candidate"; break; fi
+  done
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+
+# Reinstall only when what decides the install changed.
+stamp=".venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${extras:-base}"
+if [ ! -f "$stamp" ]; then
+  # PyTorch: the CPU build (pinned; a plain "pip install torch" pulls a multi-GB CUDA build).
+  # Elsewhere, point pip at the CPU wheels with
+  #   PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+  # or install the torch you want into .venv first: an installed torch is kept.
+  if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    .venv/bin/pip install --quiet --disable-pip-version-check "torch==2.13.0"
+  fi
+  .venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the linter and the whole test suite (Ray, a real kernel and a real browser included).
+# Extra arguments go to pytest, e.g. scripts/test.sh -m "not browser" -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh dev
+
+# The browser tests drive Debian's Chromium through Playwright (no browser download).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }) \
+    || echo "could not install chromium: the browser tests will be skipped" >&2
+fi
+
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"

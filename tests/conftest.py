@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny offline model, a fresh in-memory database, a clean working directory."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny random causal LM with a byte-level tokenizer, built once per session."""
+    from llm_magics import tiny_model
+
+    return str(tiny_model(tmp_path_factory.mktemp("models") / "tiny"))
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test runs in its own directory, so .llm_magics/ never lands in the repository."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def db():
+    """A fresh in-memory database (mongomock://<unique name>)."""
+    from llm_magics import connect
+
+    return connect(f"mongomock://test-{uuid.uuid4().hex[:8]}")

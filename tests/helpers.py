@@ -1,0 +1,31 @@
+"""Helpers for tests: seed-style documents and a configuration that trains in about a second."""
+
+from __future__ import annotations
+
+
+def qa_docs(count: int = 40, valid_every: int = 10) -> list[dict]:
+    """Seed-style documents with a _fold field."""
+    return [
+        {
+            "text": f"### Human: what is {i}? ### Assistant: it is {i}",
+            "_fold": "valid" if i % valid_every == 0 else "train",
+        }
+        for i in range(count)
+    ]
+
+
+def small_config(**changes):
+    """A configuration that trains the tiny model in about a second."""
+    from llm_magics import LLMTrainingConfiguration
+
+    values = {
+        "max_steps": 6,
+        "save_steps": 2,
+        "eval_steps": 2,
+        "eval_strategy": "steps",
+        "per_device_train_batch_size": 2,
+        "lora_r": 4,
+        "max_length": 64,
+    }
+    values.update(changes)
+    return LLMTrainingConfiguration(**values)

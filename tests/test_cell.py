@@ -1,0 +1,65 @@
+"""A cell body is data: safe YAML, typed {{ name }} interpolation, nothing evaluated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llm_magics.cell import parse_cell
+from llm_magics.errors import ConfigError
+
+
+def test_interpolation_keeps_the_values_type():
+    body = "model: {{ base }}\nlora_target_modules: {{ mods }}\nmax_steps: {{ steps }}\nnote: 'on {{ base }}'"
+    values = {"base": Path("/models/tiny"), "mods": ("q_proj", "v_proj"), "steps": 5}
+    assert parse_cell(body, values) == {
+        "model": "/models/tiny",
+        "lora_target_modules": ["q_proj", "v_proj"],
+        "max_steps": 5,
+        "note": "on /models/tiny",
+    }
+
+
+def test_an_undefined_name_is_named():
+    with pytest.raises(ConfigError, match="'base_path' is not defined in the notebook"):
+        parse_cell("model: {{ base_path }}", {})
+
+
+@pytest.mark.parametrize("expression", ["os.system('id')", "x + 1", "__import__('os')", "a.b", "f()"])
+def test_interpolation_takes_names_only(expression):
+    with pytest.raises(ConfigError, match="interpolation takes one variable name"):
+        parse_cell(f"model: {{{{ {expression} }}}}", {"x": 1, "a": object(), "f": print})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "a: !!python/object/apply:os.system ['touch pwned']",
+        "a: !!python/name:os.system",
+        "a: !!python/object/new:subprocess.Popen [['id']]",
+    ],
+)
+def test_tags_that_build_objects_are_refused(body, tmp_path):
+    with pytest.raises(ConfigError, match="YAML tags that build objects are not allowed"):
+        parse_cell(body)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_repeated_key_is_an_error():
+    with pytest.raises(ConfigError, match="line 2: 'lora_r' is given twice"):
+        parse_cell("lora_r: 4\nlora_r: 8")
+
+
+def test_a_syntax_error_names_the_line():
+    with pytest.raises(ConfigError, match=r"YAML syntax error at line 3.*while parsing a flow mapping on line 2"):
+        parse_cell("lora_r: 4\nselect: {collection: docs\n")
+
+
+def test_the_body_must_be_a_mapping():
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        parse_cell("- lora_r: 4\n- max_steps: 2")
+
+
+def test_an_empty_body_is_an_empty_mapping():
+    assert parse_cell("# nothing here\n") == {}

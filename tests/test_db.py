@@ -1,0 +1,61 @@
+"""connect(): three kinds of database behind one pymongo API; passwords never shown."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from llm_magics import connect
+from llm_magics.db import redact
+from llm_magics.errors import DatabaseError
+
+
+def test_mongomock_databases_are_shared_by_name_within_the_process():
+    connect("mongomock://shared-name")["docs"].insert_one({"a": 1})
+    assert connect("mongomock://shared-name")["docs"].count_documents({}) == 1
+    assert connect("mongomock://other-name")["docs"].count_documents({}) == 0
+
+
+def test_the_handle_is_the_pymongo_api(db):
+    db["docs"].insert_many([{"text": "a"}, {"text": "b"}])
+    assert db.list_collection_names() == ["docs"]
+    assert db.get_collection("docs").count_documents({"text": "a"}) == 1
+
+
+def test_a_bad_scheme_lists_the_valid_ones():
+    with pytest.raises(DatabaseError, match=r"the scheme must be .*'mongodb://'.* did you mean 'mongodb'"):
+        connect("mongdb://localhost")
+
+
+def test_an_unreachable_server_fails_fast_naming_the_host_not_the_password():
+    started = time.monotonic()
+    with pytest.raises(DatabaseError) as raised:
+        connect("mongodb://alice:s3cret-pw@127.0.0.1:9/?serverSelectionTimeoutMS=500", timeout_ms=500)
+    assert time.monotonic() - started < 10
+    message = str(raised.value)
+    assert "127.0.0.1:9" in message and "cannot reach MongoDB" in message
+    assert "s3cret-pw" not in message
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("mongodb://alice:pw@host:27017/db", "mongodb://alice:***@host:27017/db"),
+        (
+            "mongodb+srv://bob:p%40ss@cluster.example.net/x?retryWrites=true",
+            "mongodb+srv://bob:***@cluster.example.net/x?retryWrites=true",
+        ),
+        ("mongodb://host/db?authSource=admin&password=pw", "mongodb://host/db?authSource=admin&password=***"),
+        ("mongodb://host/db", "mongodb://host/db"),
+    ],
+)
+def test_redact_hides_passwords(uri, shown):
+    assert redact(uri) == shown
+    assert redact(f"cannot talk to {uri} (refused)") == f"cannot talk to {shown} (refused)"
+
+
+def test_show_names_the_valid_kinds(db):
+    with pytest.raises(DatabaseError, match="show: kind must be 'model', 'run' or 'checkpoint' — did you mean 'model'"):
+        db.show("models")
+    assert db.show("model") == []

@@ -1,0 +1,25 @@
+"""The public API is explicit, sorted and importable."""
+
+from __future__ import annotations
+
+import llm_magics
+
+
+def test_all_is_sorted_and_pinned():
+    assert llm_magics.__all__ == sorted(llm_magics.__all__)
+    assert set(llm_magics.__all__) == {
+        "LLM",
+        "Database",
+        "LLMTrainer",
+        "LLMTrainingConfiguration",
+        "Run",
+        "connect",
+        "load_ipython_extension",
+        "tiny_model",
+        "unload_ipython_extension",
+    }
+
+
+def test_every_exported_name_resolves():
+    for name in llm_magics.__all__:
+        assert getattr(llm_magics, name) is not None

@@ -1,0 +1,165 @@
+"""End to end on the tiny model: fit on a collection, checkpoints in the database, predict."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import qa_docs, small_config
+from safetensors.torch import load_file
+
+from llm_magics import LLM, LLMTrainer, connect
+from llm_magics.errors import ModelError
+
+pytestmark = pytest.mark.slow
+PROMPT = "### Human: Who are you? ### Assistant: "
+
+
+@pytest.fixture
+def trained(db, tiny_path):
+    """The issue's snippet: a QLoRA run of 6 steps with checkpoints every 2."""
+    db["datas"].insert_many(qa_docs(40))
+    llm = LLM(identifier="llm-finetune", model_name_or_path=tiny_path, bits=4)
+    config = small_config(identifier="cfg", output_dir="output/llm-finetune")
+    run = llm.fit(X="text", select="datas", configuration=config, db=db)
+    return db, llm, run
+
+
+def test_qlora_run_records_checkpoints_that_predict(trained):
+    db, _, run = trained
+    assert run.status == "completed"
+    assert db.show("model") == ["llm-finetune"]
+    checkpoints = db.show("checkpoint", "llm-finetune")
+    assert [c["step"] for c in checkpoints] == [2, 4, 6]
+    assert all(Path(c["path"]).is_dir() and c["size"] > 0 and c["files"] for c in checkpoints)
+    assert checkpoints[-1]["latest"]
+    assert [c for c in checkpoints if c["best"]]  # evaluation ran, so one is the best
+    record = db.show("run", "llm-finetune")[0]
+    assert record["status"] == "completed" and record["counts"]["train_docs"] == 36
+    assert record["config"]["lora_r"] == 4 and record["duration"] > 0
+    for step in (2, 4, 6):
+        text = db.load("model", "llm-finetune", checkpoint=step).predict(PROMPT, max_new_tokens=8, do_sample=True)
+        assert isinstance(text, str)
+    assert len(run.metrics) == 6 and {"loss", "eval_loss", "learning_rate"} <= set(run.metrics.columns)
+
+
+def test_the_lora_weights_change_while_the_base_stays(trained, tiny_path):
+    db, _, _ = trained
+    weights = {
+        c["step"]: load_file(Path(c["path"]) / "adapter_model.safetensors")
+        for c in db.show("checkpoint", "llm-finetune")
+    }
+    lora_b = [name for name in weights[2] if "lora_B" in name]
+    assert lora_b, "the adapter has LoRA B matrices"
+    # LoRA B starts at zero: after training it is not, and it keeps moving
+    assert all(weights[6][name].abs().sum() > 0 for name in lora_b)
+    assert any(not weights[2][name].equal(weights[6][name]) for name in lora_b)
+    assert not any("lora" not in name for name in weights[6])  # only the adapter is saved
+
+
+def test_predict_reuses_the_loaded_base_model(trained):
+    db, llm, _ = trained
+    llm.predict(PROMPT, max_new_tokens=4)
+    llm.predict([PROMPT, "### Human: hi ### Assistant: "], max_new_tokens=4)
+    for step in (2, 4, "best"):
+        db.load("model", "llm-finetune", checkpoint=step).predict(PROMPT, max_new_tokens=4)
+    assert db.models.loads == 1
+
+
+def test_batched_predict_returns_one_answer_per_prompt(trained):
+    _, llm, _ = trained
+    answers = llm.predict([PROMPT, "short", "a much longer prompt than the others"], max_new_tokens=5)
+    assert isinstance(answers, list) and len(answers) == 3
+
+
+def test_predict_without_the_adapter_gives_the_base_models_answer(trained, tiny_path):
+    _, llm, _ = trained
+    plain = LLM(model_name_or_path=tiny_path, bits=4).predict(PROMPT, max_new_tokens=8)
+    assert llm.predict(PROMPT, max_new_tokens=8, adapter=None) == plain
+
+
+def test_save_total_limit_prunes_files_and_records_together(db, tiny_path):
+    db["d"].insert_many(qa_docs(20))
+    run = LLM("pruned", tiny_path).fit(
+        select="d", db=db, configuration=small_config(max_steps=5, save_steps=1, save_total_limit=2, eval_strategy="no")
+    )
+    kept = db.show("checkpoint", "pruned")
+    assert [c["step"] for c in kept] == [4, 5]
+    run_dir = Path(db.show("run", "pruned")[0]["output_dir"])
+    assert sorted(p.name for p in run_dir.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-5"]
+    assert run.status == "completed"
+
+
+def test_resume_continues_the_step_count(db, tiny_path):
+    db["d"].insert_many(qa_docs(20))
+    llm = LLM("resumed", tiny_path)
+    llm.fit(select="d", db=db, configuration=small_config(max_steps=4, eval_strategy="no"))
+    second = llm.fit(
+        select="d", db=db, resume_from_checkpoint=True, configuration=small_config(max_steps=6, eval_strategy="no")
+    )
+    assert second.metrics["step"].tolist() == [5, 6]
+    assert [c["step"] for c in db.show("checkpoint", "resumed")] == [2, 4, 6]
+    assert second.record["resumed_from"].endswith("-4")
+
+
+def test_full_fine_tuning_saves_and_predicts_a_whole_model(db, tiny_path):
+    db["d"].insert_many(qa_docs(20))
+    llm = LLM("full", tiny_path)
+    llm.fit(select="d", db=db, configuration=small_config(max_steps=2, use_lora=False, eval_strategy="no"))
+    checkpoint = db.show("checkpoint", "full")[-1]
+    assert (Path(checkpoint["path"]) / "model.safetensors").is_file()
+    assert isinstance(db.load("model", "full").predict(PROMPT, max_new_tokens=4), str)
+
+
+def test_the_seeds_apply_form_trains(db, tiny_path):
+    db["datas"].insert_many(qa_docs(20))
+    llm = db.apply(
+        LLM(
+            identifier="b",
+            model_name_or_path=tiny_path,
+            trainer=LLMTrainer(identifier="t", select="datas", key="text", output_dir="out", max_steps=2, lora_r=4),
+        )
+    )
+    assert [c["step"] for c in db.show("checkpoint", "b")] == [2]
+    assert isinstance(llm.predict(PROMPT, max_new_tokens=4), str)
+
+
+def test_a_failure_during_training_is_recorded_and_raised(db, tiny_path):
+    db["d"].insert_many(qa_docs(20))
+
+    def broken_view(state):
+        if state.step >= 2:
+            raise RuntimeError("the view broke")
+
+    with pytest.raises(RuntimeError, match="the view broke"):
+        LLM("broken", tiny_path).fit(
+            select="d", db=db, listeners=[broken_view], configuration=small_config(eval_strategy="no")
+        )
+    record = db.show("run", "broken")[0]
+    assert record["status"] == "failed" and record["error"] == "RuntimeError: the view broke"
+
+
+def test_a_rejected_run_writes_nothing(db, tiny_path, workdir):
+    db["d"].insert_many(qa_docs(10))
+    with pytest.raises(ModelError, match=r"model: no directory '\./nope'"):
+        LLM("x", "./nope").fit(select="d", db=db, configuration=small_config())
+    assert db.show("model") == [] and db.show("run") == []
+    assert not (workdir / ".llm_magics").exists()
+
+
+def test_the_default_store_keeps_runs_for_a_new_process(tiny_path, workdir):
+    script = textwrap.dedent(f"""
+        from llm_magics import LLM, LLMTrainingConfiguration, connect
+        db = connect()
+        db["docs"].insert_many([{{"text": f"### Human: {{i}} ### Assistant: {{i}}"}} for i in range(20)])
+        config = LLMTrainingConfiguration(max_steps=4, save_steps=2, per_device_train_batch_size=2, lora_r=4)
+        LLM("kept", {tiny_path!r}).fit(select="docs", configuration=config, db=db)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=workdir, timeout=300)
+    db = connect()
+    assert [run["status"] for run in db.show("run", "kept")] == ["completed"]
+    assert [c["step"] for c in db.show("checkpoint", "kept")] == [2, 4]
+    assert isinstance(db.load("model", "kept").predict(PROMPT, max_new_tokens=4), str)
