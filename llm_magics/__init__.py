@@ -16,8 +16,8 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 __version__ = "0.1.0"
 __all__ = [
-    "Database",
     "LLM",
+    "Database",
     "LLMTrainer",
     "LLMTrainingConfiguration",
     "Run",
