@@ -123,7 +123,6 @@ class Database:
         from llm_magics.store import Store
 
         store = Store(self.database)
-        store.ensure_indexes()
         store.reap()
         return store
 

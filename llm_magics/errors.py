@@ -43,7 +43,7 @@ class RunError(LLMMagicsError):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Returns " — did you mean 'x'?" for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return f" — did you mean '{close[0]}'?" if close else ""
 
 

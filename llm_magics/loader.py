@@ -78,8 +78,6 @@ def load_tokenizer(path: str, tokenizer_kwargs: dict[str, Any] | None = None) ->
 
 def load_model(base: BaseModel, *, device_map: Any = None) -> Any:
     """Loads the base model, quantized when ``base.bits`` is set, from safetensors only."""
-    import transformers
-
     quiet_libraries()
     kwargs = {"trust_remote_code": False, **base.model_kwargs}
     kwargs["dtype"] = _dtype(kwargs.pop("dtype", kwargs.pop("torch_dtype", None)))
@@ -92,9 +90,8 @@ def load_model(base: BaseModel, *, device_map: Any = None) -> Any:
             id2label=dict(enumerate(base.labels)),
             label2id={label: i for i, label in enumerate(base.labels)},
         )
-    auto_class = getattr(transformers, _TASKS[base.task])
     try:
-        return auto_class.from_pretrained(base.path, use_safetensors=True, **kwargs)
+        return auto_class(base.task).from_pretrained(base.path, use_safetensors=True, **kwargs)
     except OSError as error:
         if "safetensors" in str(error) or any(Path(base.path).glob("*.bin")):
             raise ModelError(
@@ -102,6 +99,13 @@ def load_model(base: BaseModel, *, device_map: Any = None) -> Any:
                 "because they can run code — convert it with save_pretrained(safe_serialization=True)"
             ) from None
         raise ModelError(_unreachable(base.path, error)) from None
+
+
+def auto_class(task: str) -> Any:
+    """The transformers Auto class of a task."""
+    import transformers
+
+    return getattr(transformers, _TASKS[task])
 
 
 def quantization_config(bits: int) -> Any:

@@ -104,7 +104,7 @@ class LLM:
         transform: Callable[[dict], Any] | None = None,
         resume_from_checkpoint: str | int | bool | None = None,
         backend: str | None = None,
-        listeners: list[Callable[[Any], None]] = (),
+        on_start: Callable[[Run], None] | None = None,
     ) -> Run:
         """Fine-tunes on the selected documents; returns the run (finished unless it runs in the
         background: ``backend="thread"`` or Ray)."""
@@ -118,7 +118,7 @@ class LLM:
         checked = plan(
             self.identifier, config, self.db, transform=transform, backend=backend, resume=resume_from_checkpoint
         )
-        return launch(checked, listeners=listeners)
+        return launch(checked, on_start=on_start)
 
     def configuration(
         self, configuration: LLMTrainingConfiguration | None = None, **given: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,8 @@ class RunState:
     total_steps: int | None = None
     epoch: float = 0.0
     started: float = field(default_factory=time.time)
+    train_started: float | None = None  # when the first step began (model loaded)
+    first_step: int = 0  # the step training began at (a resumed run does not begin at 0)
     ended: float | None = None
     loss: float | None = None
     eval_loss: float | None = None
@@ -64,12 +67,51 @@ class Run:
 
     def __init__(self, db: Database, run_id: str, state: RunState | None = None, control: Control | None = None):
         self.db, self.id, self.state, self.control = db, run_id, state, control
+        self.shown_in: int | None = None  # the cell whose output already holds this run's view
         if control is not None and not control.done.is_set():
             _active[run_id] = self
 
     def __repr__(self) -> str:
         steps = f"{self.step}/{self.total_steps}" if self.total_steps else str(self.step)
         return f"Run(id='{self.id}', model='{self.model}', status='{self.status}', step={steps})"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None and self.shown_in == shell.execution_count:
+            return {"text/plain": repr(self)}  # the magic already shows the live view in this cell
+        from llm_magics.widgets.progress import TrainingView, summary_bundle
+
+        state = self.state or self.stored_state()
+        if state.status in FINAL:
+            return summary_bundle(state)
+        return TrainingView(self)._repr_mimebundle_()
+
+    def stored_state(self) -> RunState:
+        """The run's state rebuilt from its records (for a run that is not live here)."""
+        record = self.record
+        state = RunState(
+            self.id,
+            record["model"],
+            record.get("backend", ""),
+            status=record["status"],
+            step=record.get("step", 0),
+            total_steps=record.get("total_steps"),
+            epoch=record.get("epoch") or 0.0,
+            loss=record.get("last_loss"),
+            eval_loss=record.get("last_eval_loss"),
+            error=record.get("error"),
+        )
+        state.started = record["started"].replace(tzinfo=dt.UTC).timestamp()
+        state.ended = state.started + record["duration"] if record.get("duration") is not None else None
+        state.history = [
+            {k: row[k] for k in ("step", "loss", "eval_loss") if k in row}
+            for row in self.db.store.run_metrics(self.id)
+            if "loss" in row or "eval_loss" in row
+        ]
+        state.checkpoints = self.checkpoints
+        return state
 
     @property
     def record(self) -> dict[str, Any]:

@@ -96,6 +96,7 @@ class Store:
     # --- runs ---
 
     def add_run(self, run: dict[str, Any]) -> None:
+        self.ensure_indexes()  # on the first record, so that reading never writes
         self.runs.insert_one({**run, "owner": process_owner(), "heartbeat": now()})
 
     def update_run(self, run_id: str, **fields: Any) -> None:

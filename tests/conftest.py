@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import Shell
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +30,12 @@ def db():
     from llm_magics import connect
 
     return connect(f"mongomock://test-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def shell(db, tiny_path):
+    """A shell whose current database is ``db``, with ``base_path`` naming the tiny model."""
+    testing = Shell()
+    testing.run(f"%llm_db {db.uri}")
+    testing.ns.update(base_path=tiny_path)
+    return testing

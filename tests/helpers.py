@@ -29,3 +29,30 @@ def small_config(**changes):
     }
     values.update(changes)
     return LLMTrainingConfiguration(**values)
+
+
+class Shell:
+    """A real IPython shell with llm_magics loaded, whose cells re-raise their errors."""
+
+    def __init__(self, settings: dict | None = None):
+        from IPython.core.interactiveshell import InteractiveShell
+        from traitlets.config import Config
+
+        # the process's shell: display() and output capture go through it
+        self.ip = InteractiveShell.instance()
+        self.ip.reset(new_session=False)
+        self.ip.config.LLMMagics = Config(settings or {})
+        self.ip.run_line_magic("reload_ext", "llm_magics")
+
+    def run(self, code: str):
+        """Runs a cell; returns (result, captured output); raises what the cell raised."""
+        from IPython.utils.capture import capture_output
+
+        with capture_output() as captured:
+            result = self.ip.run_cell(code)
+        result.raise_error()
+        return result.result, captured
+
+    @property
+    def ns(self) -> dict:
+        return self.ip.user_ns

@@ -136,7 +136,10 @@ def test_a_failure_during_training_is_recorded_and_raised(db, tiny_path):
 
     with pytest.raises(RuntimeError, match="the view broke"):
         LLM("broken", tiny_path).fit(
-            select="d", db=db, listeners=[broken_view], configuration=small_config(eval_strategy="no")
+            select="d",
+            db=db,
+            on_start=lambda run: run.state.listeners.append(broken_view),
+            configuration=small_config(eval_strategy="no"),
         )
     record = db.show("run", "broken")[0]
     assert record["status"] == "failed" and record["error"] == "RuntimeError: the view broke"

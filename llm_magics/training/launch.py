@@ -101,8 +101,11 @@ def resolve_adapter(db: Database, adapter_id: str | None) -> str | None:
     return str(check_adapter(Path(adapter_id).expanduser()).resolve())
 
 
-def launch(plan: Plan, *, listeners: list[Callable[[Any], None]] = (), quiet: bool | None = None) -> Run:
-    """Writes the model and run records and starts training on the plan's backend."""
+def launch(plan: Plan, *, on_start: Callable[[Run], None] | None = None, quiet: bool | None = None) -> Run:
+    """Writes the model and run records and starts training on the plan's backend.
+
+    ``on_start`` gets the run before training begins (to show a view or listen to its state).
+    """
     from llm_magics.run import Control, Run, RunState
     from llm_magics.training.recorder import Recorder
     from llm_magics.training.train import TrainJob
@@ -111,7 +114,7 @@ def launch(plan: Plan, *, listeners: list[Callable[[Any], None]] = (), quiet: bo
     run_id = uuid.uuid4().hex[:8]
     output_dir = Path(config.output_dir or db.artifacts / plan.name).expanduser().resolve() / run_id
     _write_records(plan, run_id, output_dir)
-    state = RunState(run_id, plan.name, plan.backend, listeners=list(listeners))
+    state = RunState(run_id, plan.name, plan.backend)
     run = Run(db, run_id, state, Control())
     recorder = Recorder(db.store, state, keep=config.save_total_limit, template=plan.template)
     job = TrainJob(
@@ -126,6 +129,8 @@ def launch(plan: Plan, *, listeners: list[Callable[[Any], None]] = (), quiet: bo
         template=plan.template,
         quiet=config.disable_tqdm is not False if quiet is None else quiet,
     )
+    if on_start is not None:
+        on_start(run)
     if plan.backend == "kernel":
         from llm_magics.training.local import run_blocking
 

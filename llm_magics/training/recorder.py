@@ -43,7 +43,8 @@ class Recorder:
     def _on_begin(self, event: dict[str, Any]) -> None:
         self.state.status = "running"
         self.state.total_steps = event["total_steps"]
-        self.state.step = event["step"]
+        self.state.step = self.state.first_step = event["step"]
+        self.state.train_started = event["time"]
         self.store.update_run(self.state.run_id, status="running", total_steps=event["total_steps"])
 
     def _on_log(self, event: dict[str, Any]) -> None:

@@ -1,0 +1,155 @@
+"""Static displays: tables, checkpoint comparisons and the dry-run report.
+
+Each has an HTML form (every value escaped: it may come from data, prompts or model output) and a
+plain-text form.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llm_magics.estimate import Estimate
+    from llm_magics.training.launch import Plan
+
+_TABLE_STYLE = "border-collapse:collapse;font-size:12px"
+_CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top"
+
+
+def _size(gib: float) -> str:
+    return (
+        f"{gib:.2f} GiB" if gib >= 1 else f"{gib * 1024:.1f} MiB" if gib * 1024 >= 0.1 else f"{gib * 1024**2:.0f} KiB"
+    )
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def html_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str = "") -> str:
+    head = "".join(f'<th style="{_CELL_STYLE}">{html.escape(c)}</th>' for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f'<td style="{_CELL_STYLE}">{html.escape(_cell(v))}</td>' for v in row) + "</tr>"
+        for row in rows
+    )
+    return (
+        f'<table class="{css_class}" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
+
+
+def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [list(columns), *[[_cell(v).replace("\n", " ") for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+class Table:
+    """Rows under named columns, shown as an HTML table or aligned text."""
+
+    def __init__(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str = "", css_class: str = ""):
+        self.columns, self.rows, self.title, self.css_class = list(columns), [list(r) for r in rows], title, css_class
+
+    def __repr__(self) -> str:
+        body = text_table(self.columns, self.rows) if self.rows else "(none)"
+        return f"{self.title}\n{body}" if self.title else body
+
+    def _repr_html_(self) -> str:
+        title = f"<b>{html.escape(self.title)}</b>" if self.title else ""
+        body = html_table(self.columns, self.rows, self.css_class) if self.rows else "<i>(none)</i>"
+        return title + body
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class Comparison:
+    """Answers of several checkpoints to the same prompts, side by side."""
+
+    def __init__(self, model: str, prompts: list[str], answers: dict[str, list[str]]):
+        self.model, self.prompts, self.answers = model, prompts, answers
+
+    def _table(self) -> Table:
+        columns = ["prompt", *(f"{self.model}@{ref}" for ref in self.answers)]
+        rows = [[prompt, *(answers[i] for answers in self.answers.values())] for i, prompt in enumerate(self.prompts)]
+        return Table(columns, rows, css_class="llm-compare")
+
+    def __repr__(self) -> str:
+        return repr(self._table())
+
+    def _repr_html_(self) -> str:
+        return self._table()._repr_html_()
+
+
+class DryRun:
+    """What a run would do: the resolved configuration, the data, the parameters, the memory."""
+
+    def __init__(self, plan: Plan, estimate: Estimate, tokenizer: Any):
+        self.plan, self.estimate, self.tokenizer = plan, estimate, tokenizer
+
+    def facts(self) -> list[tuple[str, str]]:
+        plan, counts, est = self.plan, self.plan.data.counts, self.estimate
+        share = counts["trained_tokens"] / counts["train_tokens"] if counts["train_tokens"] else 0
+        quantized = f"{plan.base.bits}-bit" if plan.base.bits else "full precision"
+        return [
+            ("model", f"{plan.name} ← {plan.base.path} ({quantized})"),
+            ("backend", plan.backend),
+            ("data", f"collection '{plan.data.selection.collection}' as {plan.data.format.kind}"),
+            ("documents", f"{counts['train_docs']} train · {counts['valid_docs']} valid"),
+            ("tokens", f"{counts['train_tokens']} train, {counts['trained_tokens']} trained ({share:.0%})"),
+            ("parameters", f"{est.parameters:,} · trainable {est.trainable:,} ({est.trainable / est.parameters:.2%})"),
+            (
+                "memory (estimate)",
+                f"≈ {_size(est.total_gib)}: weights {_size(est.weights_gib)} + training state "
+                f"{_size(est.training_state_gib)} + activations {_size(est.activations_gib)}",
+            ),
+        ]
+
+    def example(self) -> list[tuple[str, bool]]:
+        """The first example as (text, trained) pieces: consecutive tokens grouped."""
+        example = self.plan.data.example
+        pieces: list[tuple[str, bool]] = []
+        group: list[int] = []
+        trained = None
+        labels = example.get("labels")
+        marks = [label != -100 for label in labels] if isinstance(labels, list) else [True] * len(example["input_ids"])
+        for token, mark in zip(example.get("input_ids", []), marks, strict=True):
+            if trained is not None and mark != trained:
+                pieces.append((self.tokenizer.decode(group), trained))
+                group = []
+            group.append(token)
+            trained = mark
+        if group:
+            pieces.append((self.tokenizer.decode(group), bool(trained)))
+        return pieces
+
+    def config_rows(self) -> list[tuple[str, Any]]:
+        return sorted(self.plan.config.changes().items())
+
+    def __repr__(self) -> str:
+        lines = ["dry run: nothing was trained or written", *(f"{k}: {v}" for k, v in self.facts())]
+        lines.append("example (trained part in [[ ]]): " + "".join(f"[[{t}]]" if m else t for t, m in self.example()))
+        lines.append("configuration (differs from the defaults):")
+        lines += [f"  {key}: {value!r}" for key, value in self.config_rows()]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        facts = "".join(
+            f"<tr><th style='{_CELL_STYLE}'>{html.escape(k)}</th><td style='{_CELL_STYLE}'>{html.escape(v)}</td></tr>"
+            for k, v in self.facts()
+        )
+        example = "".join(
+            f'<mark class="llm-trained">{html.escape(text)}</mark>' if trained else html.escape(text)
+            for text, trained in self.example()
+        )
+        config = html_table(["key", "value"], [(k, repr(v)) for k, v in self.config_rows()], "llm-config")
+        return (
+            '<div class="llm-dry-run"><b>Dry run</b>: nothing was trained or written.'
+            f'<table style="{_TABLE_STYLE}">{facts}</table>'
+            f"<div>First example (<mark>highlighted</mark> tokens are trained):<pre style='white-space:pre-wrap'>"
+            f"{example}</pre></div><details><summary>Configuration (keys that differ from the defaults)</summary>"
+            f"{config}</details></div>"
+        )

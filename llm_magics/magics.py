@@ -1,0 +1,251 @@
+"""The IPython magics: parse the line and the cell, call a plain function, show the result.
+
+Loading this module imports nothing heavy: torch, transformers, peft, trl, ray and pymongo wait
+until a magic needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, Enum, Float, Unicode, observe
+
+from llm_magics.errors import ConfigError, LLMMagicsError, did_you_mean
+
+
+class _Once(argparse.Action):
+    """An option that may be given once: a repeated flag is an error, not a silent override."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = namespace.__dict__.setdefault("_given", set())
+        if self.dest in seen:
+            raise UsageError(f"{option_string} is given twice")
+        seen.add(self.dest)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def _flag(*names: str, **kwargs: Any) -> Callable:
+    return argument(*names, action=_Once, nargs=0, const=True, default=False, **kwargs)
+
+
+def _option(*names: str, **kwargs: Any) -> Callable:
+    return argument(*names, action=_Once, **kwargs)
+
+
+def _magic(method: Callable) -> Callable:
+    """Shows ``--help``; turns a user error into a short UsageError (no traceback) unless
+    ``%config LLMMagics.short_errors = False``."""
+
+    @functools.wraps(method)
+    def wrapper(self: LLMMagics, line: str, cell: str | None = None) -> Any:
+        if {"-h", "--help"} & set(line.split()):
+            print(method.__doc__)
+            return None
+        try:
+            return method(self, line) if cell is None else method(self, line, cell)
+        except LLMMagicsError as error:
+            if self.short_errors:
+                raise UsageError(str(error)) from None
+            raise
+
+    return wrapper
+
+
+def _parse(method: Callable, line: str) -> argparse.Namespace:
+    try:
+        return parse_argstring(method, line)
+    except UsageError as error:
+        message = str(error)
+        if "unrecognized arguments" in message:
+            options = [option for action in method.parser._actions for option in action.option_strings]
+            unknown = message.split(":", 1)[1].split()
+            hints = "".join(did_you_mean(flag, options) for flag in unknown if flag.startswith("-"))
+            message = f"{message}{hints}; see --help"
+        raise UsageError(message) from None
+
+
+@magics_class
+class LLMMagics(Magics):
+    """Fine-tune LLMs from the notebook. Settings: ``%config LLMMagics.<name> = value``."""
+
+    database = Unicode(None, allow_none=True, help="Database URI; None: the embedded store in .llm_magics/").tag(
+        config=True
+    )
+    default_model = Unicode(None, allow_none=True, help="Base model for cells without model:").tag(config=True)
+    backend = Enum(("kernel", "thread", "ray"), "kernel", help="Where cells train by default").tag(config=True)
+    ray_address = Unicode(None, allow_none=True, help="Ray cluster for --ray; None: a local Ray").tag(config=True)
+    update_interval = Float(0.5, help="Seconds between live view updates").tag(config=True)
+    short_errors = Bool(True, help="Show user errors as one line, without a traceback").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any):
+        super().__init__(shell=shell, **kwargs)
+        self._db: Any = None
+
+    @observe("database")
+    def _database_changed(self, change: dict[str, Any]) -> None:
+        self._db = None
+
+    @property
+    def db(self) -> Any:
+        """The current database, connected on first use."""
+        if self._db is None:
+            from llm_magics.db import connect
+
+            self._db = connect(self.database)
+        return self._db
+
+    # --- %llm_db ---
+
+    @line_magic
+    @_magic
+    @magic_arguments()
+    @argument("uri", nargs="?", help="mongodb://..., mongomock://NAME or embedded://DIR; none: show the current one")
+    def llm_db(self, line: str) -> Any:
+        """Shows or sets the database; returns its handle (``db = %llm_db``)."""
+        args = _parse(self.llm_db, line)
+        if args.uri:
+            from llm_magics.db import connect
+
+            db = connect(args.uri)  # a failure leaves the current database in place
+            self.database = args.uri
+            self._db = db
+        return self.db
+
+    # --- %%llm_finetune ---
+
+    @line_cell_magic
+    @_magic
+    @magic_arguments()
+    @argument("name", help="the model's name (its checkpoints are listed under it)")
+    @_option("--config", metavar="FILE", help="a YAML file with the configuration (the cell body adds to it)")
+    @_flag("--async", dest="background", help="return at once and train in a background thread")
+    @_flag("--ray", help="train on Ray (never blocks)")
+    @_option("--ray-address", metavar="ADDR", help="the Ray cluster, e.g. ray://host:10001")
+    @_option(
+        "--resume", nargs="?", const="latest", metavar="STEP", help="continue from the latest or a given checkpoint"
+    )
+    @_flag("--dry-run", help="check everything and show what would train; train nothing")
+    @_option("-o", "--output", metavar="VAR", help="store the Run handle in this variable")
+    def llm_finetune(self, line: str, cell: str | None = None) -> Any:
+        """Fine-tunes model NAME; the cell body is the YAML training configuration.
+
+        {{ name }} in the body takes a value from the notebook. The live view shows progress; the
+        run's checkpoints are recorded in the database.
+        """
+        from llm_magics import commands
+
+        args = _parse(self.llm_finetune, line)
+        mapping = self._configuration(args.config, cell)
+        backend = "ray" if args.ray or args.ray_address else "thread" if args.background else None
+        if backend == "ray":
+            mapping.setdefault("ray_address", args.ray_address or self.ray_address)
+        backend = backend or mapping.get("backend") or ("ray" if mapping.get("on_ray") else self.backend)
+        result = commands.finetune(
+            self.db,
+            args.name,
+            mapping,
+            backend=backend,
+            dry_run=args.dry_run,
+            resume=commands.reference(args.resume) if args.resume else None,
+            on_start=functools.partial(self._show_view, backend=backend),
+        )
+        if args.output:
+            self.shell.user_ns[args.output] = result
+        if args.dry_run or cell is None:
+            return result
+        return None
+
+    def _configuration(self, path: str | None, cell: str | None) -> dict[str, Any]:
+        from llm_magics.cell import parse_cell
+
+        namespace = self.shell.user_ns
+        mapping: dict[str, Any] = {}
+        if path:
+            file = Path(path).expanduser()
+            if not file.is_file():
+                raise ConfigError(f"--config: no file '{path}'")
+            mapping.update(parse_cell(file.read_text(), namespace))
+        if cell is not None:
+            mapping.update(parse_cell(cell, namespace))
+        elif not path:
+            raise ConfigError("give the configuration in the cell (%%llm_finetune NAME) or with --config FILE")
+        if "model" not in mapping and "model_name_or_path" not in mapping and self.default_model:
+            mapping["model"] = self.default_model
+        return mapping
+
+    def _show_view(self, run: Any, backend: str) -> None:
+        from llm_magics.widgets.progress import TrainingView
+
+        view = TrainingView(run, self.update_interval, stoppable=backend != "kernel")
+        run.shown_in = self.shell.execution_count
+        view.show()
+
+    # --- %llm_predict ---
+
+    @line_cell_magic
+    @_magic
+    @magic_arguments()
+    @argument("target", help="NAME, NAME@STEP, NAME@best, NAME@latest or NAME@RUN:STEP")
+    @argument("prompt", nargs="*", help="the prompt(s), each in quotes; or the cell body")
+    @_option("--max-new-tokens", type=int, metavar="N", help="tokens to generate (default 64)")
+    @_option("--temperature", type=float, metavar="T")
+    @_option("--top-p", type=float, metavar="P")
+    @_flag("--do-sample", help="sample instead of greedy decoding")
+    @_flag("--base", help="the base model alone, without any adapter")
+    @_option("--compare", nargs="+", metavar="@REF", help="answer with several checkpoints side by side")
+    def llm_predict(self, line: str, cell: str | None = None) -> Any:
+        """Generates with a model's selected (else latest) or given checkpoint; returns the text."""
+        from llm_magics import commands
+
+        args = _parse(self.llm_predict, line)
+        prompts = [cell.strip("\n")] if cell is not None else _line_prompts(line, args.prompt)
+        options = {
+            key: value
+            for key, value in (
+                ("max_new_tokens", args.max_new_tokens),
+                ("temperature", args.temperature),
+                ("top_p", args.top_p),
+            )
+            if value is not None
+        }
+        if args.do_sample:
+            options["do_sample"] = True
+        return commands.predict(self.db, args.target, prompts, compare=args.compare, base=args.base, **options)
+
+    # --- %llm_runs, %llm_stop ---
+
+    @line_magic
+    @_magic
+    @magic_arguments()
+    @argument("name", nargs="?", help="only this model's runs")
+    def llm_runs(self, line: str) -> Any:
+        """A table of runs: name, id, status, backend, steps, last loss, started, duration."""
+        from llm_magics import commands
+
+        return commands.runs_table(self.db, _parse(self.llm_runs, line).name)
+
+    @line_magic
+    @_magic
+    @magic_arguments()
+    @argument("run_id", help="the run to stop (see %%llm_runs)")
+    def llm_stop(self, line: str) -> None:
+        """Stops a run gracefully: it saves a checkpoint, then ends as 'stopped'."""
+        from llm_magics import commands
+
+        run = commands.stop(self.db, _parse(self.llm_stop, line).run_id)
+        print(f"run {run.id}: stopping after the current step; a final checkpoint is being saved")
+
+
+def _line_prompts(line: str, tokens: list[str]) -> list[str]:
+    """Quoted prompts are one prompt each; unquoted words are one prompt together."""
+    if not tokens:
+        return []
+    quoted = any(quote in line for quote in ('"', "'"))
+    return tokens if quoted else [" ".join(tokens)]

@@ -1,0 +1,1 @@
+"""Training: one train function and the runners around it."""

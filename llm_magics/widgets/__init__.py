@@ -1,0 +1,1 @@
+"""Notebook views: they read the store and the live run state, and never train."""

@@ -1,0 +1,225 @@
+"""The live training view: progress, metrics, status, loss curve and a Stop button.
+
+It reads the run's live state only. Updates are throttled to ``update_interval`` and sent in one
+batch (``hold_sync``), however fast the steps come; only widget traits are set, so a training
+thread may trigger them. When the run ends, the output becomes a static HTML summary that a
+saved notebook shows without a kernel.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from llm_magics.run import FINAL, RunState
+from llm_magics.widgets.curve import loss_svg
+
+if TYPE_CHECKING:
+    from llm_magics.run import Run
+
+_STATUS_COLORS = {"completed": "#2e7d32", "failed": "#c62828", "stopped": "#ef6c00", "interrupted": "#ef6c00"}
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
+
+
+def eta(state: RunState) -> float | None:
+    """Seconds left, from the pace of the steps trained so far in this run."""
+    done = state.step - state.first_step
+    if not state.total_steps or state.train_started is None or done <= 0 or state.status in FINAL:
+        return None
+    return (time.time() - state.train_started) / done * (state.total_steps - state.step)
+
+
+def status_html(state: RunState) -> str:
+    color = _STATUS_COLORS.get(state.status, "#1565c0")
+    text = f'<b style="color:{color}" class="llm-status">{html.escape(state.status)}</b>'
+    if state.error:
+        text += f' <span class="llm-error" style="color:#c62828">{html.escape(state.error)}</span>'
+    return text
+
+
+def metrics_rows(state: RunState) -> list[tuple[str, str]]:
+    return [
+        ("train loss", _number(state.loss)),
+        ("eval loss", _number(state.eval_loss)),
+        ("learning rate", _number(state.learning_rate, 3)),
+        ("tokens/s", _number(state.tokens_per_s, 4)),
+    ]
+
+
+def text_summary(state: RunState) -> str:
+    total = f"/{state.total_steps}" if state.total_steps else ""
+    parts = [f"{state.model} · run {state.run_id} · {state.status} · step {state.step}{total}"]
+    parts += [f"{name} {value}" for name, value in metrics_rows(state)[:2] if value != "—"]
+    if state.error:
+        parts.append(f"error: {state.error}")
+    return " · ".join(parts)
+
+
+def probes_html(probes: list[dict[str, Any]]) -> str:
+    if not probes:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(p.get('step', '')))}</td><td><code>{html.escape(p['prompt'])}</code></td>"
+        f"<td><code>{html.escape(p['answer'])}</code></td></tr>"
+        for p in probes
+    )
+    return (
+        '<table class="llm-probes"><thead><tr><th>step</th><th>probe prompt</th><th>answer</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def summary_html(state: RunState) -> str:
+    """The static record of a finished run: status, metrics, loss curve, probe answers."""
+    facts = [
+        ("status", status_html(state)),
+        ("steps", f"{state.step}" + (f" / {state.total_steps}" if state.total_steps else "")),
+        ("epoch", _number(state.epoch, 3)),
+        ("duration", _clock(state.elapsed)),
+        *[(name, value) for name, value in metrics_rows(state)],
+        ("checkpoints", ", ".join(str(c["step"]) for c in state.checkpoints) or "—"),
+    ]
+    rows = "".join(f"<tr><th style='text-align:left'>{name}</th><td>{value}</td></tr>" for name, value in facts)
+    title = f"{html.escape(state.model)} · run {html.escape(state.run_id)} · {html.escape(state.backend)}"
+    return (
+        f'<div class="llm-summary"><div><b>{title}</b></div>'
+        f'<div style="display:flex;gap:16px;align-items:flex-start"><table>{rows}</table>'
+        f"{loss_svg(state.history)}</div>{probes_html(state.probes)}</div>"
+    )
+
+
+class TrainingView:
+    """The widget tree of one run, updated from its live state at most every ``update_interval`` s."""
+
+    def __init__(self, run: Run, update_interval: float = 0.5, stoppable: bool = True):
+        import ipywidgets as w
+
+        self.run, self.state, self.update_interval = run, run.state, update_interval
+        self.renders = 0  # widget updates sent so far (each one batched)
+        self._last = 0.0
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        self._handle: Any = None
+        title = f"<b>{html.escape(self.state.model)}</b> · run <code>{self.state.run_id}</code> · {self.state.backend}"
+        self.title = w.HTML(title)
+        self.progress = w.IntProgress(min=0, max=1, value=0, bar_style="info", layout=w.Layout(width="320px"))
+        self.progress.add_class("llm-progress")
+        self.label = w.HTML()
+        self.status = w.HTML()
+        self.metrics = w.HTML()
+        self.curve = w.HTML()
+        self.probes = w.HTML()
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning")
+        self.stop_button.add_class("llm-stop")
+        if not stoppable:
+            self.stop_button.disabled = True
+            self.stop_button.tooltip = "The kernel is busy training: interrupt it (■) to stop and keep a checkpoint"
+        else:
+            self.stop_button.tooltip = "Save a checkpoint and end the run"
+        self.stop_button.on_click(self._stop)
+        row = w.HBox([self.progress, self.label, self.stop_button])
+        self.widget = w.VBox([self.title, row, self.status, w.HBox([self.metrics, self.curve]), self.probes])
+        self.widget.add_class("llm-training-view")
+        self.render()
+        self.state.listeners.append(self.changed)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = text_summary(self.state)
+        return bundle
+
+    def show(self) -> None:
+        """Displays the view; when the run ends, the output is replaced by the static summary."""
+        from IPython.display import display
+
+        self._handle = display(self, display_id=True)
+        if self.state.status in FINAL:
+            self.finish()
+
+    def changed(self, state: RunState) -> None:
+        """The run's state changed: render now, or once the interval has passed."""
+        with self._lock:
+            final = state.status in FINAL
+            wait = self.update_interval - (time.monotonic() - self._last)
+            if final or wait <= 0:
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._timed_render)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+            else:
+                return
+        self.render()
+        if final:
+            self.finish()
+
+    def _timed_render(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.render()
+
+    def render(self) -> None:
+        state = self.state
+        with self._lock:
+            self._last = time.monotonic()
+            self.renders += 1
+        with self.widget.hold_sync():
+            self.progress.max = max(1, state.total_steps or 1)
+            self.progress.value = min(state.step, self.progress.max)
+            self.progress.bar_style = {"completed": "success", "failed": "danger"}.get(state.status, "info")
+            total = f"/{state.total_steps}" if state.total_steps else ""
+            self.label.value = (
+                f'<span class="llm-steps">step {state.step}{total}</span> · epoch {state.epoch:.2f} · '
+                f"{_clock(state.elapsed)} elapsed · ETA {_clock(eta(state))}"
+            )
+            self.status.value = status_html(state)
+            self.metrics.value = (
+                "<table>"
+                + "".join(
+                    f"<tr><th style='text-align:left;padding-right:8px'>{n}</th><td>{v}</td></tr>"
+                    for n, v in metrics_rows(state)
+                )
+                + "</table>"
+            )
+            self.curve.value = loss_svg(state.history)
+            self.probes.value = probes_html(state.probes)
+            if state.status in FINAL:
+                self.stop_button.disabled = True
+
+    def finish(self) -> None:
+        """Leaves the static summary in the output (a saved notebook shows it without a kernel)."""
+        if self._handle is not None:
+            self._handle.update(_Summary(self.state))
+
+    def _stop(self, _button: Any) -> None:
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopping…"
+        self.run.stop()
+
+
+def summary_bundle(state: RunState) -> dict[str, str]:
+    return {"text/html": summary_html(state), "text/plain": text_summary(state)}
+
+
+class _Summary:
+    def __init__(self, state: RunState):
+        self.state = state
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, str]:
+        return summary_bundle(self.state)

@@ -1,0 +1,167 @@
+"""The magics through a real IPython shell: parsing, errors, the Run handle, predict, runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from helpers import Shell, qa_docs
+from IPython.core.error import UsageError
+
+pytestmark = pytest.mark.slow
+
+CELL = """%%llm_finetune my-model -o run
+model: {{ base_path }}
+data: docs
+bits: 4
+lora_r: 4
+max_steps: 6
+save_steps: 2
+max_length: 64
+"""
+
+
+@pytest.fixture
+def trained(shell, db):
+    db["docs"].insert_many(qa_docs(30))
+    shell.run(CELL)
+    return shell
+
+
+def test_load_ext_imports_nothing_heavy():
+    code = textwrap.dedent("""
+        import sys, time
+        from IPython.core.interactiveshell import InteractiveShell
+        ip = InteractiveShell.instance()
+        started = time.perf_counter()
+        ip.run_line_magic("load_ext", "llm_magics")
+        elapsed = time.perf_counter() - started
+        heavy = [m for m in ("torch", "transformers", "peft", "trl", "ray", "pymongo", "bitsandbytes", "datasets")
+                 if m in sys.modules]
+        print(heavy, elapsed)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    heavy, elapsed = out.stdout.strip().rsplit(" ", 1)
+    assert heavy == "[]"
+    assert float(elapsed) < 0.3
+
+
+def test_unload_removes_the_magics():
+    testing = Shell()
+    testing.run("%unload_ext llm_magics")
+    with pytest.raises(UsageError, match="Line magic function `%llm_runs` not found"):
+        testing.run("%llm_runs")
+
+
+def test_a_cell_trains_and_gives_the_run_handle(trained, db):
+    run = trained.ns["run"]
+    assert run.status == "completed" and run.id
+    assert [c["step"] for c in run.checkpoints] == [2, 4, 6]
+    metrics = run.metrics
+    assert list(metrics["step"]) == [1, 2, 3, 4, 5, 6] and metrics["loss"].notna().all()
+    assert run.wait(timeout=1) is run
+
+
+def test_the_line_form_reads_a_yaml_file_and_returns_the_run(shell, db, workdir):
+    db["docs"].insert_many(qa_docs(20))
+    (workdir / "run.yaml").write_text("model: {{ base_path }}\ndata: docs\nmax_steps: 2\nlora_r: 4\n")
+    result, _ = shell.run("x = %llm_finetune file-model --config run.yaml\nx")
+    assert result.status == "completed" and shell.ns["x"] is result
+
+
+def test_the_cell_adds_to_the_file(shell, db, workdir):
+    db["docs"].insert_many(qa_docs(20))
+    (workdir / "base.yaml").write_text("model: {{ base_path }}\ndata: docs\nmax_steps: 4\nlora_r: 4\n")
+    shell.run("%%llm_finetune both --config base.yaml -o r\nmax_steps: 2\n")
+    assert shell.ns["r"].record["config"]["max_steps"] == 2
+
+
+def test_the_live_view_and_then_the_static_summary_are_shown(shell, db):
+    db["docs"].insert_many(qa_docs(20))
+    _, captured = shell.run(CELL.replace("my-model", "viewed"))
+    kinds = [set(output.data) for output in captured.outputs]
+    assert "application/vnd.jupyter.widget-view+json" in kinds[0]
+    final = captured.outputs[-1].data
+    assert "llm-summary" in final["text/html"] and "completed" in final["text/plain"]
+
+
+def test_predict_returns_text_and_a_list_for_several_prompts(trained):
+    one, _ = trained.run('%llm_predict my-model "### Human: hi ### Assistant:" --max-new-tokens 4')
+    several, _ = trained.run("%llm_predict my-model@2 \"first\" 'second' --max-new-tokens 4")
+    cell, _ = trained.run("%%llm_predict my-model@latest --max-new-tokens 4\na prompt\non two lines")
+    assert isinstance(one, str) and isinstance(cell, str)
+    assert isinstance(several, list) and len(several) == 2
+
+
+def test_unquoted_words_are_one_prompt(trained):
+    answer, _ = trained.run("%llm_predict my-model hello there --max-new-tokens 3")
+    assert isinstance(answer, str)
+
+
+def test_compare_shows_checkpoints_side_by_side_escaped(trained):
+    comparison, _ = trained.run(
+        '%llm_predict my-model "<img src=x onerror=alert(1)>" --compare @2 @6 --max-new-tokens 3'
+    )
+    page = comparison._repr_html_()
+    assert "my-model@2" in page and "my-model@6" in page
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "my-model@2" in repr(comparison)
+
+
+def test_base_generates_without_the_adapter(trained):
+    base, _ = trained.run('%llm_predict my-model "### Human: hi" --base --max-new-tokens 4')
+    tuned_base, _ = trained.run('%llm_predict my-model "### Human: hi" --base --max-new-tokens 4')
+    assert base == tuned_base
+
+
+def test_runs_lists_the_runs(trained):
+    table, _ = trained.run("%llm_runs")
+    assert table.columns == ["name", "run", "status", "backend", "steps", "last loss", "started (UTC)", "duration"]
+    assert table.rows[0][:5] == ["my-model", trained.ns["run"].id, "completed", "kernel", "6/6"]
+    assert "<table" in table._repr_html_() and "my-model" in repr(table)
+
+
+def test_dry_run_shows_the_plan_and_trains_nothing(shell, db, workdir):
+    db["docs"].insert_many(qa_docs(30))
+    report, _ = shell.run(CELL.replace("-o run", "--dry-run"))
+    text = repr(report)
+    assert "27 train · 3 valid" in text and "trainable 8,192" in text and "memory (estimate)" in text
+    assert "lora_r: 4" in text
+    assert db.show("model") == [] and db.show("run") == []
+    assert not (workdir / ".llm_magics").exists()
+
+
+def test_stop_ends_a_background_run_with_a_checkpoint(shell, db):
+    db["docs"].insert_many(qa_docs(30))
+    shell.run(CELL.replace("max_steps: 6", "max_steps: 100000").replace("-o run", "--async -o run"))
+    run = shell.ns["run"]
+    while run.step < 3:
+        time.sleep(0.05)
+    shell.run(f"%llm_stop {run.id}")
+    run.wait(timeout=60)
+    assert run.status == "stopped"
+    assert run.checkpoints[-1]["step"] == run.record["step"] >= 3
+
+
+def test_stop_of_a_run_that_is_not_training_says_so(trained):
+    with pytest.raises(UsageError, match=r"run \w+ is not training in this kernel \(status: completed\)"):
+        trained.run(f"%llm_stop {trained.ns['run'].id}")
+
+
+def test_settings_come_from_the_config(db, tiny_path):
+    testing = Shell({"database": db.uri, "default_model": tiny_path, "update_interval": 0.25})
+    db["docs"].insert_many(qa_docs(20))
+    testing.run("%%llm_finetune from-config -o r\ndata: docs\nmax_steps: 2\nlora_r: 4\n")
+    assert testing.ns["r"].record["config"]["model"] == tiny_path
+    testing.run("%config LLMMagics.short_errors = False")
+    with pytest.raises(Exception, match="unknown key") as raised:
+        testing.run("%%llm_finetune x\nlorar: 4\n")
+    assert type(raised.value).__name__ == "ConfigError"  # the full error, not the short UsageError
+
+
+def test_help_is_printed(shell):
+    _, captured = shell.run("%llm_finetune --help")
+    assert "--dry-run" in captured.stdout and "--resume" in captured.stdout
