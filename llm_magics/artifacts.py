@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,9 @@ def verify(record: dict[str, Any]) -> Path:
 
 def is_adapter(directory: str | Path) -> bool:
     return (Path(directory) / "adapter_config.json").is_file()
+
+
+def delete(store: Any, record: dict[str, Any]) -> None:
+    """Deletes a checkpoint: its record first, then its files, so no record outlives its files."""
+    store.delete_checkpoint(record["_id"])
+    shutil.rmtree(record["path"], ignore_errors=True)

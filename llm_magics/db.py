@@ -156,9 +156,15 @@ class Database:
 
         return load_model(self, name, checkpoint)
 
+    def checkpoints_widget(self, name: str | None = None, refresh_interval: float = 1.0) -> Any:
+        """The checkpoint browser of model ``name``, bound to this database."""
+        from llm_magics.widgets.checkpoints import CheckpointBrowser
+
+        return CheckpointBrowser(self, name, refresh_interval)
+
     def apply(self, model: Any) -> Any:
         """The seed's form: trains ``model`` with its ``trainer`` configuration, then returns it."""
-        if getattr(model, "trainer", None) is None:
+        if model.trainer is None:
             raise DatabaseError("apply: the model has no trainer= configuration to train with")
         model.fit(configuration=model.trainer, db=self).wait()
         return model

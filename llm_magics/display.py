@@ -75,7 +75,7 @@ class Comparison:
     def _table(self) -> Table:
         columns = ["prompt", *(f"{self.model}@{ref}" for ref in self.answers)]
         rows = [[prompt, *(answers[i] for answers in self.answers.values())] for i, prompt in enumerate(self.prompts)]
-        return Table(columns, rows, css_class="llm-compare")
+        return Table(columns, rows, css_class="llm-comparison")
 
     def __repr__(self) -> str:
         return repr(self._table())

@@ -219,6 +219,16 @@ class LLMMagics(Magics):
             options["do_sample"] = True
         return commands.predict(self.db, args.target, prompts, compare=args.compare, base=args.base, **options)
 
+    # --- %llm_checkpoints ---
+
+    @line_magic
+    @_magic
+    @magic_arguments()
+    @argument("name", nargs="?", help="the model (default: the first one; the browser has a chooser)")
+    def llm_checkpoints(self, line: str) -> Any:
+        """The checkpoint browser: use, try, compare and delete a model's checkpoints."""
+        return self.db.checkpoints_widget(_parse(self.llm_checkpoints, line).name)
+
     # --- %llm_runs, %llm_stop ---
 
     @line_magic

@@ -35,6 +35,9 @@ def tiny_model(
     import torch
     from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
 
+    from llm_magics.loader import quiet_libraries
+
+    quiet_libraries()
     directory = Path(path)
     tokenizer = ByT5Tokenizer()
     tokenizer.chat_template = CHAT_TEMPLATE

@@ -166,3 +166,15 @@ def test_the_default_store_keeps_runs_for_a_new_process(tiny_path, workdir):
     assert [run["status"] for run in db.show("run", "kept")] == ["completed"]
     assert [c["step"] for c in db.show("checkpoint", "kept")] == [2, 4]
     assert isinstance(db.load("model", "kept").predict(PROMPT, max_new_tokens=4), str)
+
+
+def test_evaluating_during_qlora_training_does_not_change_the_training(db, tiny_path):
+    """bitsandbytes repacks 4-bit weights for CPU inference in eval mode, losing their backward;
+    a run that evaluates every step must train exactly like one that never evaluates."""
+    db["d"].insert_many(qa_docs(40, valid_every=5))
+    losses = {}
+    for strategy in ("steps", "no"):
+        config = small_config(eval_strategy=strategy, eval_steps=1, lora_dropout=0.0, learning_rate=1e-2)
+        run = LLM(f"eval-{strategy}", tiny_path, bits=4).fit(select="d", db=db, configuration=config)
+        losses[strategy] = run.metrics["loss"].dropna().tolist()
+    assert losses["steps"] == pytest.approx(losses["no"], rel=1e-6)

@@ -8,10 +8,10 @@ files, so a crash in between leaves unlisted files, never a record without them.
 
 from __future__ import annotations
 
-import shutil
 import time
 from typing import Any
 
+from llm_magics.artifacts import delete
 from llm_magics.run import RunState
 from llm_magics.store import Store, now
 
@@ -129,6 +129,5 @@ class Recorder:
         candidates = sorted(records, key=lambda c: c["step"])[: max(0, len(records) - self.keep)]
         for record in candidates:
             if record["_id"] not in protected:
-                self.store.delete_checkpoint(record["_id"])
-                shutil.rmtree(record["path"], ignore_errors=True)
+                delete(self.store, record)
                 self.state.checkpoints = [c for c in self.state.checkpoints if c["_id"] != record["_id"]]

@@ -65,6 +65,7 @@ def _trainable(model: Any, config: Any, job: TrainJob) -> Any:
     if config.bits is not None:
         from peft import prepare_model_for_kbit_training
 
+        _keep_4bit_weights_trainable(model)
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=bool(config.gradient_checkpointing),
@@ -75,6 +76,21 @@ def _trainable(model: Any, config: Any, job: TrainJob) -> Any:
 
         model = PeftModel.from_pretrained(model, job.adapter, is_trainable=True)
     return model
+
+
+def _keep_4bit_weights_trainable(model: Any) -> None:
+    """Stops bitsandbytes from repacking 4-bit weights for CPU inference during evaluation.
+
+    On CPUs with AVX512-BF16, a ``Linear4bit`` in eval mode converts its weight, for good, to a
+    layout whose kernel has no backward; the training steps after the first evaluation then get
+    wrong gradients (the loss drifts from a run without evaluation). Training keeps the layout
+    that backpropagates.
+    """
+    from bitsandbytes.nn import Linear4bit
+
+    for module in model.modules():
+        if isinstance(module, Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def lora_config(config: Any) -> Any:

@@ -102,36 +102,37 @@ def summary_html(state: RunState) -> str:
 
 
 class TrainingView:
-    """The widget tree of one run, updated from its live state at most every ``update_interval`` s."""
+    """The widget tree of one run, updated from its live state at most every ``update_interval`` s.
+
+    Three widgets only (the bar, one HTML body, the Stop button), so that a render is at most
+    three messages to the browser whatever changed.
+    """
 
     def __init__(self, run: Run, update_interval: float = 0.5, stoppable: bool = True):
         import ipywidgets as w
 
         self.run, self.state, self.update_interval = run, run.state, update_interval
-        self.renders = 0  # widget updates sent so far (each one batched)
+        self.renders = 0  # renders so far; each sends at most one message per widget
         self._last = 0.0
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self._handle: Any = None
-        title = f"<b>{html.escape(self.state.model)}</b> · run <code>{self.state.run_id}</code> · {self.state.backend}"
-        self.title = w.HTML(title)
         self.progress = w.IntProgress(min=0, max=1, value=0, bar_style="info", layout=w.Layout(width="320px"))
         self.progress.add_class("llm-progress")
-        self.label = w.HTML()
-        self.status = w.HTML()
-        self.metrics = w.HTML()
-        self.curve = w.HTML()
-        self.probes = w.HTML()
+        self.body = w.HTML()
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning")
         self.stop_button.add_class("llm-stop")
-        if not stoppable:
-            self.stop_button.disabled = True
-            self.stop_button.tooltip = "The kernel is busy training: interrupt it (■) to stop and keep a checkpoint"
-        else:
-            self.stop_button.tooltip = "Save a checkpoint and end the run"
+        self.stop_button.tooltip = (
+            "Save a checkpoint and end the run"
+            if stoppable
+            else "The kernel is busy training: interrupt it (■) to stop and keep a checkpoint"
+        )
+        self.stop_button.disabled = not stoppable
         self.stop_button.on_click(self._stop)
-        row = w.HBox([self.progress, self.label, self.stop_button])
-        self.widget = w.VBox([self.title, row, self.status, w.HBox([self.metrics, self.curve]), self.probes])
+        title = w.HTML(
+            f"<b>{html.escape(self.state.model)}</b> · run <code>{self.state.run_id}</code> · {self.state.backend}"
+        )
+        self.widget = w.VBox([title, w.HBox([self.progress, self.stop_button]), self.body])
         self.widget.add_class("llm-training-view")
         self.render()
         self.state.listeners.append(self.changed)
@@ -151,20 +152,18 @@ class TrainingView:
 
     def changed(self, state: RunState) -> None:
         """The run's state changed: render now, or once the interval has passed."""
+        final = state.status in FINAL
         with self._lock:
-            final = state.status in FINAL
             wait = self.update_interval - (time.monotonic() - self._last)
-            if final or wait <= 0:
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-            elif self._timer is None:
-                self._timer = threading.Timer(wait, self._timed_render)
-                self._timer.daemon = True
-                self._timer.start()
+            if not final and wait > 0:
+                if self._timer is None:  # one render is already due; it will show this change
+                    self._timer = threading.Timer(wait, self._timed_render)
+                    self._timer.daemon = True
+                    self._timer.start()
                 return
-            else:
-                return
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
         self.render()
         if final:
             self.finish()
@@ -179,28 +178,13 @@ class TrainingView:
         with self._lock:
             self._last = time.monotonic()
             self.renders += 1
-        with self.widget.hold_sync():
+        with self.progress.hold_sync():
             self.progress.max = max(1, state.total_steps or 1)
             self.progress.value = min(state.step, self.progress.max)
             self.progress.bar_style = {"completed": "success", "failed": "danger"}.get(state.status, "info")
-            total = f"/{state.total_steps}" if state.total_steps else ""
-            self.label.value = (
-                f'<span class="llm-steps">step {state.step}{total}</span> · epoch {state.epoch:.2f} · '
-                f"{_clock(state.elapsed)} elapsed · ETA {_clock(eta(state))}"
-            )
-            self.status.value = status_html(state)
-            self.metrics.value = (
-                "<table>"
-                + "".join(
-                    f"<tr><th style='text-align:left;padding-right:8px'>{n}</th><td>{v}</td></tr>"
-                    for n, v in metrics_rows(state)
-                )
-                + "</table>"
-            )
-            self.curve.value = loss_svg(state.history)
-            self.probes.value = probes_html(state.probes)
-            if state.status in FINAL:
-                self.stop_button.disabled = True
+        self.body.value = body_html(state)
+        if state.status in FINAL:
+            self.stop_button.disabled = True
 
     def finish(self) -> None:
         """Leaves the static summary in the output (a saved notebook shows it without a kernel)."""
@@ -211,6 +195,22 @@ class TrainingView:
         self.stop_button.disabled = True
         self.stop_button.description = "Stopping…"
         self.run.stop()
+
+
+def body_html(state: RunState) -> str:
+    """Everything of the live view but the bar and the button, as one HTML value."""
+    total = f"/{state.total_steps}" if state.total_steps else ""
+    line = (
+        f'<span class="llm-steps">step {state.step}{total}</span> · epoch {state.epoch:.2f} · '
+        f"{_clock(state.elapsed)} elapsed · ETA {_clock(eta(state))} · {status_html(state)}"
+    )
+    metrics = "".join(
+        f"<tr><th style='text-align:left;padding-right:8px'>{n}</th><td>{v}</td></tr>" for n, v in metrics_rows(state)
+    )
+    return (
+        f"<div>{line}</div><div style='display:flex;gap:16px;align-items:flex-start'>"
+        f"<table>{metrics}</table>{loss_svg(state.history)}</div>{probes_html(state.probes)}"
+    )
 
 
 def summary_bundle(state: RunState) -> dict[str, str]:

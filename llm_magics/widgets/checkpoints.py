@@ -1,0 +1,312 @@
+"""The checkpoint browser: a model's checkpoints from the database, kept current.
+
+Select one row and *Use* makes it the checkpoint ``%llm_predict NAME`` uses (stored in the
+database); *Generate* answers the prompt with it; select two and *Compare* answers with both
+side by side; *Delete* removes files and record (asking first for the one in use). Runs of the
+model can be compared too. Everything shown from data, prompts or answers is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import TYPE_CHECKING, Any
+
+from llm_magics.display import Comparison, text_table
+from llm_magics.widgets.compare import runs_comparison_html
+from llm_magics.widgets.progress import probes_html
+
+if TYPE_CHECKING:
+    from llm_magics.db import Database
+
+COLUMNS = ["run", "step", "epoch", "train loss", "eval loss", "created (UTC)", "size", "flags"]
+_STYLE = "<style>.llm-checkpoints select, .llm-runs-select select {font-family: monospace; font-size: 12px}</style>"
+
+
+def _number(value: Any) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _size(size: int) -> str:
+    return f"{size / 1024**2:.1f} MiB" if size >= 1024**2 else f"{size / 1024:.0f} KiB"
+
+
+def checkpoint_row(record: dict[str, Any]) -> list[str]:
+    metrics = record.get("metrics", {})
+    flags = " ".join(flag for flag in ("selected", "latest", "best") if record.get(flag))
+    return [
+        record["run"],
+        str(record["step"]),
+        f"{record.get('epoch') or 0:.2f}",
+        _number(metrics.get("loss")),
+        _number(metrics.get("eval_loss")),
+        record["created"].strftime("%Y-%m-%d %H:%M:%S"),
+        _size(record.get("size", 0)),
+        flags,
+    ]
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """Rows as fixed-width lines (the header first), for a monospace list."""
+    return text_table(COLUMNS, rows).splitlines()
+
+
+class CheckpointBrowser:
+    """The checkpoints of one model (choose it in the dropdown), refreshed every ``refresh_interval`` s."""
+
+    def __init__(self, db: Database, model: str | None = None, refresh_interval: float = 1.0):
+        import ipywidgets as w
+
+        self.db, self.refresh_interval = db, refresh_interval
+        self.records: dict[str, dict[str, Any]] = {}
+        self._signature: Any = None
+        self._stopped = threading.Event()
+        self._lock = threading.RLock()
+        names = db.store.model_names()
+        self.model = w.Dropdown(
+            options=names, value=model if model in names else (names[0] if names else None), description="model"
+        )
+        if model is not None and model not in names:
+            db.store.model(model)  # raises "no model named ..." with the close names
+        self.header = w.HTML()
+        self.table = w.SelectMultiple(options=[], rows=8, layout=w.Layout(width="100%"))
+        self.table.add_class("llm-checkpoints")
+        self.use_button = self._button("Use", "Make the selected checkpoint the one %llm_predict uses", "llm-use")
+        self.delete_button = self._button("Delete", "Delete the selected checkpoints (files and records)", "llm-delete")
+        self.compare_button = self._button("Compare", "Answer the prompt with two selected checkpoints", "llm-compare")
+        self.confirm = w.HBox(
+            [
+                w.HTML(),
+                self._button("Delete anyway", "", "llm-confirm-delete"),
+                self._button("Cancel", "", "llm-cancel-delete"),
+            ]
+        )
+        self.confirm.layout.display = "none"
+        self.prompt = w.Textarea(placeholder="A prompt for the selected checkpoint", layout=w.Layout(width="100%"))
+        self.prompt.add_class("llm-prompt")
+        self.max_new_tokens = w.BoundedIntText(value=32, min=1, max=4096, description="new tokens")
+        self.generate_button = self._button(
+            "Generate", "Answer the prompt with the selected checkpoint", "llm-generate"
+        )
+        self.output = w.HTML()
+        self.output.add_class("llm-output")
+        self.message = w.HTML()
+        self.message.add_class("llm-message")
+        self.runs = w.SelectMultiple(options=[], rows=4, layout=w.Layout(width="100%"))
+        self.runs.add_class("llm-runs-select")
+        self.compare_runs_button = self._button(
+            "Compare runs", "Overlay loss curves and diff configurations", "llm-compare-runs"
+        )
+        self.runs_output = w.HTML()
+        self._wire()
+        self.widget = w.VBox(
+            [
+                w.HTML(_STYLE),
+                self.model,
+                self.header,
+                self.table,
+                w.HBox([self.use_button, self.delete_button, self.compare_button]),
+                self.confirm,
+                self.message,
+                self.prompt,
+                w.HBox([self.generate_button, self.max_new_tokens]),
+                self.output,
+                w.HTML("<b>Runs</b>"),
+                self.runs,
+                self.compare_runs_button,
+                self.runs_output,
+            ]
+        )
+        self.widget.add_class("llm-checkpoint-browser")
+        self.refresh()
+        self._poller = threading.Thread(target=self._poll, daemon=True, name="llm_magics-checkpoint-browser")
+        self._poller.start()
+
+    def _button(self, description: str, tooltip: str, css: str) -> Any:
+        import ipywidgets as w
+
+        button = w.Button(description=description, tooltip=tooltip)
+        button.add_class(css)
+        return button
+
+    def _wire(self) -> None:
+        self.use_button.on_click(lambda _: self.use())
+        self.delete_button.on_click(lambda _: self.delete())
+        self.compare_button.on_click(lambda _: self._in_background(self.compare))
+        self.generate_button.on_click(lambda _: self._in_background(self.generate))
+        self.confirm.children[1].on_click(lambda _: self.delete(confirmed=True))
+        self.confirm.children[2].on_click(lambda _: self._hide_confirm())
+        self.compare_runs_button.on_click(lambda _: self.compare_runs())
+        self.model.observe(lambda _: self.refresh(), names="value")
+        self.table.observe(lambda _: self._show_probes(), names="value")
+
+    # --- display ---
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        rows = [checkpoint_row(r) for r in self.records.values()]
+        bundle["text/plain"] = f"checkpoints of {self.model.value}\n" + (
+            text_table(COLUMNS, rows) if rows else "(none)"
+        )
+        return bundle
+
+    def close(self) -> None:
+        self._stopped.set()
+        self.widget.close()
+
+    # --- reading the store ---
+
+    def refresh(self) -> None:
+        """Reads the model's checkpoints and runs again; keeps the selection where it still exists."""
+        with self._lock:
+            name = self.model.value
+            records = self.db.store.list_checkpoints(name) if name else []
+            self.records = {r["_id"]: r for r in records}
+            lines = _aligned([checkpoint_row(r) for r in records])
+            self.header.value = f"<pre style='margin:0;font-size:12px'>{html.escape(lines[0])}</pre>"
+            selected = tuple(v for v in self.table.value if v in self.records)
+            self.table.options = [(line, r["_id"]) for line, r in zip(lines[2:], records, strict=True)]
+            self.table.value = selected
+            runs = self.db.store.list_runs(name) if name else []
+            self.runs.options = [
+                (
+                    f"{run['_id']}  {run['status']:<11} step {run.get('step', 0):>6}  "
+                    f"{run['started']:%Y-%m-%d %H:%M:%S}",
+                    run["_id"],
+                )
+                for run in runs
+            ]
+            self._signature = self._current_signature()
+
+    def _current_signature(self) -> Any:
+        name = self.model.value
+        if not name:
+            return (tuple(self.db.store.model_names()),)
+        model = self.db.store.models.find_one({"_id": name}) or {}
+        ids = tuple(doc["_id"] for doc in self.db.store.checkpoints.find({"model": name}, {"_id": 1}))
+        runs = tuple((r["_id"], r["status"]) for r in self.db.store.runs.find({"model": name}, {"status": 1}))
+        return ids, runs, model.get("selected")
+
+    def _poll(self) -> None:
+        while not self._stopped.wait(self.refresh_interval):
+            try:
+                if not self.model.value:
+                    names = self.db.store.model_names()
+                    if names:
+                        self.model.options, self.model.value = names, names[0]
+                if self._current_signature() != self._signature:
+                    self.refresh()
+            except Exception as error:  # a passing database error must not end the polling
+                self.message.value = f"<span style='color:#c62828'>refresh failed: {html.escape(str(error))}</span>"
+
+    # --- actions ---
+
+    def _selection(self, count: int) -> list[dict[str, Any]] | None:
+        chosen = [self.records[i] for i in self.table.value if i in self.records]
+        if len(chosen) != count:
+            self._say(f"select {'one checkpoint' if count == 1 else f'{count} checkpoints'} first")
+            return None
+        return chosen
+
+    def _ref(self, record: dict[str, Any]) -> str:
+        return f"{record['run']}:{record['step']}"
+
+    def use(self) -> None:
+        """Makes the selected checkpoint the one ``%llm_predict NAME`` uses."""
+        chosen = self._selection(1)
+        if chosen:
+            self.db.store.select_checkpoint(self.model.value, chosen[0]["_id"])
+            self._say(
+                f"%llm_predict {html.escape(self.model.value)} now uses step {chosen[0]['step']} "
+                f"of run {html.escape(chosen[0]['run'])}"
+            )
+            self.refresh()
+
+    def delete(self, confirmed: bool = False) -> None:
+        """Deletes the selected checkpoints; asks first when one of them is the one in use."""
+        from llm_magics.artifacts import delete
+
+        chosen = [self.records[i] for i in self.table.value if i in self.records]
+        if not chosen:
+            self._say("select the checkpoints to delete first")
+            return
+        if any(r["selected"] for r in chosen) and not confirmed:
+            self.confirm.children[0].value = "One of them is the checkpoint %llm_predict uses. Delete it?"
+            self.confirm.layout.display = "flex"
+            return
+        for record in chosen:
+            if record["selected"]:
+                self.db.store.select_checkpoint(self.model.value, None)
+            delete(self.db.store, record)
+        self._hide_confirm()
+        self._say(f"deleted {len(chosen)} checkpoint(s): steps {', '.join(str(r['step']) for r in chosen)}")
+        self.refresh()
+
+    def _hide_confirm(self) -> None:
+        self.confirm.layout.display = "none"
+
+    def generate(self) -> None:
+        """Answers the prompt with the selected checkpoint (or the model's default one)."""
+        from llm_magics.model import load_model
+
+        prompt = self.prompt.value
+        if not prompt.strip():
+            self._say("write a prompt first")
+            return
+        chosen = [self.records[i] for i in self.table.value if i in self.records]
+        ref = self._ref(chosen[0]) if len(chosen) == 1 else None
+        self._say("generating…")
+        answer = load_model(self.db, self.model.value, ref).predict(prompt, max_new_tokens=self.max_new_tokens.value)
+        self.output.value = f'<pre class="llm-answer" style="white-space:pre-wrap">{html.escape(answer)}</pre>'
+        self._say(f"answer of {html.escape(self.model.value)}@{html.escape(ref or 'default')}")
+
+    def compare(self) -> None:
+        """Answers the prompt with two selected checkpoints, side by side."""
+        from llm_magics.model import load_model
+
+        chosen = self._selection(2)
+        prompt = self.prompt.value
+        if not chosen:
+            return
+        if not prompt.strip():
+            self._say("write a prompt first")
+            return
+        self._say("generating…")
+        answers = {
+            self._ref(r): [
+                load_model(self.db, self.model.value, self._ref(r)).predict(
+                    prompt, max_new_tokens=self.max_new_tokens.value
+                )
+            ]
+            for r in chosen
+        }
+        self.output.value = Comparison(self.model.value, [prompt], answers)._repr_html_()
+        self._say("compared")
+
+    def compare_runs(self) -> None:
+        """Overlays the loss curves of the selected runs and shows where their settings differ."""
+        if len(self.runs.value) < 2:
+            self._say("select two or more runs to compare")
+            return
+        self.runs_output.value = runs_comparison_html(self.db.store, list(self.runs.value))
+
+    def _show_probes(self) -> None:
+        chosen = [self.records[i] for i in self.table.value if i in self.records]
+        if len(chosen) == 1 and chosen[0].get("probes"):
+            probes = [{"step": chosen[0]["step"], **p} for p in chosen[0]["probes"]]
+            self.output.value = probes_html(probes)
+
+    def _in_background(self, action: Any) -> None:
+        """Generation can take a while: run it off the kernel's main thread."""
+
+        def run() -> None:
+            try:
+                action()
+            except Exception as error:  # shown in the browser rather than lost in a thread
+                self._say(f"<span style='color:#c62828'>{html.escape(str(error))}</span>")
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def _say(self, text: str) -> None:
+        """Shows a message; its parts that come from the user are escaped by the caller."""
+        self.message.value = text

@@ -1,0 +1,46 @@
+"""Comparing runs of a model: their loss curves overlaid and the configuration keys that differ."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from llm_magics.display import html_table
+from llm_magics.widgets.curve import curves_svg
+
+_MISSING = object()
+
+
+def config_diff(runs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """(key, value in each run) for every configuration key whose values are not all equal."""
+    configs = [run.get("config", {}) for run in runs]
+    keys = sorted({key for config in configs for key in config})
+    rows = []
+    for key in keys:
+        values = [config.get(key, _MISSING) for config in configs]
+        if any(value != values[0] for value in values[1:]):
+            rows.append((key, ["(unset)" if v is _MISSING else v for v in values]))
+    return rows
+
+
+def runs_comparison_html(store: Any, run_ids: list[str]) -> str:
+    """Overlaid train-loss curves of the runs and the table of their differing settings."""
+    runs = [store.run(run_id) for run_id in run_ids]
+    series = {
+        run["_id"]: [(row["step"], row["loss"]) for row in store.run_metrics(run["_id"]) if "loss" in row]
+        for run in runs
+    }
+    diff = config_diff(runs)
+    table = (
+        html_table(
+            ["key", *[run["_id"] for run in runs]], [[key, *map(repr, values)] for key, values in diff], "llm-diff"
+        )
+        if diff
+        else "<i>the runs have the same configuration</i>"
+    )
+    names = ", ".join(html.escape(run["_id"]) for run in runs)
+    return (
+        f'<div class="llm-run-comparison"><b>train loss of runs {names}</b>'
+        f"<div>{curves_svg({k: v for k, v in series.items() if v})}</div>"
+        f"<b>configuration keys that differ</b>{table}</div>"
+    )

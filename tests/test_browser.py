@@ -1,0 +1,206 @@
+"""The widgets in JupyterLab, driven in Debian's Chromium through Playwright.
+
+A notebook trains the tiny model; the test checks in the DOM that the live view reached its
+total and left a summary with the loss curve, that the checkpoint browser lists the checkpoints,
+that *Use* changes what %llm_predict uses, and that a prompt holding HTML is shown as text and
+runs no script. Screenshots go to test-artifacts/ (and to docs/ with LLM_MAGICS_SCREENSHOTS=docs).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+HOSTILE = "<img src=x onerror=window.__xss=1>"
+HOSTILE_MAGIC = "<img src=x onerror=window.__xss2=1>"
+
+if not Path(CHROMIUM).exists():
+    pytest.skip("Chromium is not installed (scripts/test.sh installs it as root)", allow_module_level=True)
+sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+
+CELLS = [
+    "%load_ext llm_magics\n%config LLMMagics.update_interval = 0.2",
+    "db = %llm_db mongomock://browser\n"
+    "from llm_magics import tiny_model\n"
+    "base_path = str(tiny_model('tiny'))\n"
+    "db['docs'].insert_many([{'text': f'### Human: what is {i}? ### Assistant: {i}', "
+    "'_fold': 'valid' if i % 8 == 0 else 'train'} for i in range(64)]);",
+    "%llm_checkpoints",
+    "%%llm_finetune browser-model -o run\n"
+    "model: {{ base_path }}\ndata: docs\nbits: 4\nlora_r: 4\nmax_length: 48\nper_device_train_batch_size: 4\n"
+    "max_steps: 480\nsave_steps: 160\neval_steps: 160\neval_strategy: steps\nprobe_prompts: ['### Human: what is 3?']\n"
+    "probe_max_new_tokens: 4",
+    "print('uses step', db.load('model', 'browser-model').checkpoint_record()['step'])",
+    f'%llm_predict browser-model "{HOSTILE_MAGIC}" --compare @160 @480 --max-new-tokens 3',
+]
+USES_CELL = 4
+
+# Records the widest the live progress bar got before the view was replaced by its summary.
+WATCH_PROGRESS = """
+window.__maxProgress = 0;
+new MutationObserver(() => {
+  for (const bar of document.querySelectorAll('.llm-progress .progress-bar')) {
+    window.__maxProgress = Math.max(window.__maxProgress, parseFloat(bar.style.width) || 0);
+  }
+}).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['style']});
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    port, token = free_port(), secrets.token_hex(12)
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",
+        "--allow-root",
+    ]
+    log = (root / "server.log").open("w")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield {"root": root, "url": f"http://127.0.0.1:{port}", "token": token}
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        yield page
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "last-page.png", full_page=True)  # what the page showed at the end
+        (ARTIFACTS / "last-page.txt").write_text(page.locator(".jp-Notebook").inner_text())
+        browser.close()
+
+
+def open_notebook(page, lab, name: str, cells: list[str]) -> None:
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source) for source in cells],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    nbformat.write(notebook, lab["root"] / name)
+    page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
+    page.wait_for_function(
+        "window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'", timeout=120_000
+    )
+
+
+def run_cell(page, index: int) -> None:
+    page.evaluate(
+        f"""() => {{
+        const panel = window.jupyterapp.shell.currentWidget;
+        panel.content.activeCellIndex = {index};
+        window.jupyterapp.commands.execute('notebook:run-cell');
+    }}"""
+    )
+
+
+def cell_output(page, index: int):
+    return page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea")
+
+
+def screenshot(locator, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    locator.screenshot(path=ARTIFACTS / name)
+    if os.environ.get("LLM_MAGICS_SCREENSHOTS") == "docs":
+        (REPO / "docs").mkdir(exist_ok=True)
+        shutil.copy(ARTIFACTS / name, REPO / "docs" / name)
+
+
+def test_live_view_and_checkpoint_browser(page, lab):
+    open_notebook(page, lab, "widgets.ipynb", CELLS)
+    page.evaluate(WATCH_PROGRESS)
+    # not awaited: the command's promise settles only when every cell has run
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+    # the live view while it trains
+    view = page.locator(".llm-training-view")
+    view.wait_for(timeout=120_000)
+    page.wait_for_function("window.__maxProgress >= 30", timeout=120_000)
+    screenshot(cell_output(page, 3), "live-view.png")
+
+    # the run ends: the bar reached its total, then the view became the static summary
+    summary = page.locator(".llm-summary")
+    summary.wait_for(timeout=120_000)
+    assert page.evaluate("window.__maxProgress") == 100
+    text = summary.inner_text()
+    assert "completed" in text and "480 / 480" in text
+    assert summary.locator("svg.llm-curve polyline.llm-series").count() == 2  # train and eval loss
+
+    # the checkpoint browser, opened before the run, lists the checkpoints it recorded
+    options = page.locator(".llm-checkpoints select option")
+    page.wait_for_function("document.querySelectorAll('.llm-checkpoints select option').length === 3")
+    assert [label.split()[1] for label in options.all_inner_texts()] == ["160", "320", "480"]
+    cell_output(page, USES_CELL).get_by_text("uses step 480").wait_for()
+    screenshot(cell_output(page, 2), "checkpoint-browser.png")
+
+    # Use on step 160 changes what %llm_predict uses
+    page.locator(".llm-checkpoints select").select_option(index=0)
+    page.locator(".llm-use").click()
+    page.locator(".llm-message").get_by_text("now uses step 160").wait_for()
+    run_cell(page, USES_CELL)
+    cell_output(page, USES_CELL).get_by_text("uses step 160").wait_for(timeout=60_000)
+
+    # a prompt with HTML is shown as text and runs nothing, in the browser and in %llm_predict
+    page.locator(".llm-prompt textarea").fill(HOSTILE)
+    page.locator(".llm-checkpoints select").select_option(index=[0, 2])
+    page.locator(".llm-compare").click()
+    compared = page.locator(".llm-output table.llm-comparison")
+    compared.wait_for(timeout=60_000)
+    assert HOSTILE in compared.inner_text()
+    assert page.locator(".llm-output img").count() == 0
+    magic_output = cell_output(page, 5).locator("table.llm-comparison")
+    assert HOSTILE_MAGIC in magic_output.inner_text()
+    assert cell_output(page, 5).locator("img").count() == 0
+    assert page.evaluate("window.__xss === undefined && window.__xss2 === undefined")
+
+    # generate with one checkpoint; its probe answers were stored and are shown escaped
+    page.locator(".llm-checkpoints select").select_option(index=1)
+    page.locator(".llm-generate").click()
+    page.locator(".llm-output .llm-answer").wait_for(timeout=60_000)
+    screenshot(cell_output(page, 2), "checkpoint-browser-answer.png")

@@ -1,0 +1,204 @@
+"""Widget logic without a browser: throttled live view, checkpoint browser actions, probes, runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import ipywidgets
+import pytest
+from helpers import qa_docs, small_config
+
+from llm_magics import LLM
+from llm_magics.run import Control, Run, RunState
+from llm_magics.widgets.checkpoints import CheckpointBrowser
+from llm_magics.widgets.compare import config_diff
+from llm_magics.widgets.progress import TrainingView, summary_html
+
+pytestmark = pytest.mark.slow
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def count_messages(monkeypatch):
+    """Counts state messages sent to the browser by widgets."""
+    sent = []
+    original = ipywidgets.Widget.send_state
+
+    def send_state(self, key=None):
+        sent.append((type(self).__name__, key))
+        return original(self, key)
+
+    monkeypatch.setattr(ipywidgets.Widget, "send_state", send_state)
+    return sent
+
+
+def fake_run(db, **state) -> Run:
+    return Run(db, "r1", RunState("r1", "m", "thread", **state), Control())
+
+
+def test_the_view_is_throttled_however_fast_the_steps(db, count_messages):
+    run = fake_run(db, total_steps=20000)
+    view = TrainingView(run, update_interval=0.5)
+    count_messages.clear()
+    started = time.monotonic()
+    for step in range(1, 20001):
+        run.state.step = step
+        run.state.history.append({"step": step, "loss": 1 / step})
+        run.state.changed()
+    time.sleep(0.6)  # the pending render arrives once the interval has passed
+    elapsed = time.monotonic() - started
+    assert view.renders <= 2 + elapsed / 0.5
+    assert view.progress.value == 20000
+    assert len(count_messages) <= 3 * view.renders  # bar, body and (at the end) button: one message each
+
+
+def test_a_2000_step_run_sends_about_two_updates_a_second(db, tiny_path, count_messages):
+    db["d"].insert_many([{"text": f"t{i}"} for i in range(50)])
+    views = []
+
+    def show(run):
+        views.append(TrainingView(run, update_interval=0.5, stoppable=False))
+
+    config = small_config(
+        max_steps=2000, save_steps=5000, eval_strategy="no", per_device_train_batch_size=1, lora_r=1, max_length=8
+    )
+    started = time.monotonic()
+    run = LLM("fast", tiny_path).fit(select="d", db=db, configuration=config, on_start=show)
+    elapsed = time.monotonic() - started
+    (view,) = views
+    assert run.status == "completed" and view.progress.value == view.progress.max == 2000
+    assert view.renders <= 2 + 2 * elapsed, (view.renders, elapsed)
+    assert len(count_messages) <= 3 * view.renders + 3
+
+
+def test_the_summary_escapes_the_error(db):
+    run = fake_run(db, status="failed", error=f"bad {HOSTILE}", total_steps=4, step=2)
+    page = summary_html(run.state)
+    assert HOSTILE not in page and "&lt;img" in page and "failed" in page
+
+
+@pytest.fixture
+def trained(db, tiny_path):
+    db["docs"].insert_many(qa_docs(30))
+    config = small_config(probe_prompts=[HOSTILE, "### Human: 2 ### Assistant:"], probe_max_new_tokens=4)
+    run = LLM("browsed", tiny_path).fit(select="docs", db=db, configuration=config)
+    return db, run
+
+
+def select_step(browser, step):
+    browser.table.value = tuple(i for i, r in browser.records.items() if r["step"] == step)
+
+
+def test_probe_answers_are_stored_with_each_checkpoint_and_shown_escaped(trained):
+    db, run = trained
+    for checkpoint in db.show("checkpoint", "browsed"):
+        assert [p["prompt"] for p in checkpoint["probes"]] == [HOSTILE, "### Human: 2 ### Assistant:"]
+        assert all(isinstance(p["answer"], str) for p in checkpoint["probes"])
+    assert run.state.probes and run.state.probes[0]["step"] == 6
+    page = summary_html(run.state)
+    assert HOSTILE not in page and "&lt;img src=x" in page
+
+
+def test_the_browser_lists_the_checkpoints_with_flags(trained):
+    db, _ = trained
+    browser = CheckpointBrowser(db, "browsed")
+    try:
+        assert [r["step"] for r in browser.records.values()] == [2, 4, 6]
+        labels = [label for label, _ in browser.table.options]
+        assert "latest" in labels[-1] and "step" in browser.header.value
+        assert "checkpoints of browsed" in browser._repr_mimebundle_()["text/plain"]
+    finally:
+        browser.close()
+
+
+def test_use_changes_what_predict_uses_and_survives_a_new_handle(trained):
+    db, _ = trained
+    browser = CheckpointBrowser(db, "browsed")
+    try:
+        select_step(browser, 4)
+        browser.use()
+        assert db.store.checkpoint("browsed")["step"] == 4
+        assert "selected" in browser.table.options[1][0]
+        from llm_magics import connect
+
+        assert connect(db.uri).store.checkpoint("browsed")["step"] == 4
+    finally:
+        browser.close()
+
+
+def test_delete_removes_files_and_record_and_asks_for_the_one_in_use(trained):
+    db, _ = trained
+    browser = CheckpointBrowser(db, "browsed")
+    try:
+        select_step(browser, 2)
+        path = Path(browser.records[browser.table.value[0]]["path"])
+        browser.delete()
+        assert [c["step"] for c in db.show("checkpoint", "browsed")] == [4, 6] and not path.exists()
+        select_step(browser, 4)
+        browser.use()
+        select_step(browser, 4)
+        browser.delete()
+        assert browser.confirm.layout.display == "flex"  # asked, nothing deleted yet
+        assert [c["step"] for c in db.show("checkpoint", "browsed")] == [4, 6]
+        browser.delete(confirmed=True)
+        assert [c["step"] for c in db.show("checkpoint", "browsed")] == [6]
+        assert db.store.model("browsed")["selected"] is None
+    finally:
+        browser.close()
+
+
+def test_generate_and_compare_escape_the_prompt_and_answers(trained):
+    db, _ = trained
+    browser = CheckpointBrowser(db, "browsed")
+    try:
+        browser.prompt.value = HOSTILE
+        select_step(browser, 2)
+        browser.max_new_tokens.value = 4
+        browser.generate()
+        assert 'class="llm-answer"' in browser.output.value
+        browser.table.value = tuple(browser.records)[:2]
+        browser.compare()
+        page = browser.output.value
+        assert HOSTILE not in page and "&lt;img src=x" in page
+        assert page.count("browsed@") == 2
+    finally:
+        browser.close()
+
+
+def test_the_browser_refreshes_when_a_background_run_records_checkpoints(trained, tiny_path):
+    db, _ = trained
+    browser = CheckpointBrowser(db, "browsed", refresh_interval=0.2)
+    try:
+        config = small_config(max_steps=4, save_steps=2, eval_strategy="no")
+        run = LLM("browsed", tiny_path).fit(select="docs", db=db, configuration=config, backend="thread")
+        run.wait(60)
+        deadline = time.monotonic() + 10
+        while len(browser.table.options) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(browser.table.options) == 5
+    finally:
+        browser.close()
+
+
+def test_runs_are_compared_by_curves_and_configuration(trained, tiny_path):
+    db, first = trained
+    second = LLM("browsed", tiny_path).fit(select="docs", db=db, configuration=small_config(lora_r=2))
+    diff = dict(config_diff([first.record, second.record]))
+    assert diff["lora_r"] == [4, 2] and "max_steps" not in diff
+    browser = CheckpointBrowser(db, "browsed")
+    try:
+        browser.runs.value = (first.id, second.id)
+        browser.compare_runs()
+        page = browser.runs_output.value
+        assert page.count('class="llm-series"') == 2 and "lora_r" in page
+    finally:
+        browser.close()
+
+
+def test_a_run_loaded_from_the_store_displays_its_summary(trained):
+    db, run = trained
+    stored = Run(db, run.id)
+    bundle = stored._repr_mimebundle_()
+    assert "llm-summary" in bundle["text/html"] and "completed" in bundle["text/plain"]
+    assert "<polyline" in bundle["text/html"]
