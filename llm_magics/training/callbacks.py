@@ -43,9 +43,13 @@ class ProgressCallback(TrainerCallback):
     """
 
     def __init__(
-        self, sink: Sink, stop: StopSignal | None = None, probe: Callable[[Any], list[dict[str, str]]] | None = None
+        self,
+        sink: Sink,
+        stop: StopSignal | None = None,
+        probe: Callable[[Any], list[dict[str, str]]] | None = None,
+        probe_steps: int | None = None,
     ):
-        self.sink, self.stop, self.probe = sink, stop, probe
+        self.sink, self.stop, self.probe, self.probe_steps = sink, stop, probe, probe_steps
         self._row: dict[str, Any] | None = None
         self._last: dict[str, Any] = {}
         self._tokens: tuple[float, float] | None = None  # (time, tokens seen) at the last log
@@ -66,7 +70,7 @@ class ProgressCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         self._flush_row()
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(self, args, state, control, model=None, **kwargs):
         stopping = self.stop is not None and self.stop.is_set()
         if stopping:
             self.stopped = control.should_training_stop = True
@@ -74,6 +78,9 @@ class ProgressCallback(TrainerCallback):
             # the end of a run is always kept, with its own evaluation
             control.should_save = True
             control.should_evaluate = args.eval_strategy != "no"
+        due = self.probe_steps and state.global_step % self.probe_steps == 0 and not control.should_save
+        if due and self.probe is not None and model is not None and state.is_world_process_zero:
+            self.sink({"kind": "probe", "step": state.global_step, "probes": self.probe(model)})
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:

@@ -82,6 +82,9 @@ class Recorder:
             self.state.probes = [{"step": event["step"], **probe} for probe in event["probes"]]
         self._prune()
 
+    def _on_probe(self, event: dict[str, Any]) -> None:
+        self.state.probes = [{"step": event["step"], **probe} for probe in event["probes"]]
+
     def _on_summary(self, event: dict[str, Any]) -> None:
         self._summary = {k: v for k, v in event.items() if k != "kind"}
 

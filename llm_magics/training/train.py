@@ -49,7 +49,7 @@ def train(job: TrainJob, sink: Any, stop: Any = None, *, device_map: Any = None)
     )
     tokenizer = load_tokenizer(job.base.path, job.base.tokenizer_kwargs)
     model = _trainable(load_model(job.base, device_map=device_map), config, job)
-    callback = ProgressCallback(sink, stop, _prober(config, tokenizer, job.template))
+    callback = ProgressCallback(sink, stop, _prober(config, tokenizer, job.template), config.probe_steps)
     with _quiet_datasets():
         trainer = _trainer(config, args, model, tokenizer, job, callback)
     if job.quiet:
