@@ -30,7 +30,11 @@ def main(argv: list[str] | None = None) -> dict:
     db = connect(f"mongomock://bench-{uuid.uuid4().hex[:6]}")
     db["d"].insert_many([{"text": f"text {i}"} for i in range(64)])
     config = LLMTrainingConfiguration(
-        max_steps=args.steps, save_steps=args.steps, per_device_train_batch_size=1, lora_r=1, max_length=8,
+        max_steps=args.steps,
+        save_steps=args.steps,
+        per_device_train_batch_size=1,
+        lora_r=1,
+        max_length=8,
         output_dir=str(workdir / "out"),
     )
     times: dict[str, list[float]] = {"view off": [], "view on": []}
@@ -41,8 +45,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     for _ in range(args.repeats):
         for arm in times:
-            run = LLM("bench", base).fit(select="d", db=db, configuration=config,
-                                         on_start=with_view if arm == "view on" else None)
+            run = LLM("bench", base).fit(
+                select="d", db=db, configuration=config, on_start=with_view if arm == "view on" else None
+            )
             times[arm].append(run.record["summary"]["train_runtime"])
     result = {
         "steps": args.steps,

@@ -101,7 +101,10 @@ class LLMTrainingConfiguration(SFTConfig):
     )
     log_to_db: bool = field(
         default=True,
-        metadata=_help("Record metrics and checkpoints in the database (the seed's; Ray workers may write directly)."),
+        metadata=_help(
+            "Write each logged step's metrics to the database (the seed's). Runs, checkpoints and the "
+            "live view always work: the kernel records them, so Ray workers never need the database."
+        ),
     )
 
     # --- data ---
@@ -245,6 +248,8 @@ class LLMTrainingConfiguration(SFTConfig):
         values["gradient_checkpointing"] = None
         if not torch.cuda.is_available():
             values["dataloader_pin_memory"] = False
+            # accelerate treats several CPU processes (Ray workers) as one job only with use_cpu
+            values["use_cpu"] = values["use_cpu"] or not torch.backends.mps.is_available()
         if values["bf16"] is None:
             values["bf16"] = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         if values["fp16"] and not torch.cuda.is_available():

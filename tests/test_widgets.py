@@ -211,7 +211,8 @@ def test_probe_steps_answer_between_saves_in_the_live_state(db, tiny_path):
     def watch(run):
         run.state.listeners.append(lambda state: seen.append(tuple(p["step"] for p in state.probes)))
 
-    config = small_config(max_steps=6, save_steps=6, eval_strategy="no", probe_prompts=["hi"], probe_steps=2,
-                          probe_max_new_tokens=2)
+    config = small_config(
+        max_steps=6, save_steps=6, eval_strategy="no", probe_prompts=["hi"], probe_steps=2, probe_max_new_tokens=2
+    )
     LLM("probed", tiny_path).fit(select="docs", db=db, configuration=config, on_start=watch)
     assert {(2,), (4,), (6,)} <= set(seen)

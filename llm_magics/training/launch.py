@@ -116,7 +116,9 @@ def launch(plan: Plan, *, on_start: Callable[[Run], None] | None = None, quiet: 
     _write_records(plan, run_id, output_dir)
     state = RunState(run_id, plan.name, plan.backend)
     run = Run(db, run_id, state, Control())
-    recorder = Recorder(db.store, state, keep=config.save_total_limit, template=plan.template)
+    recorder = Recorder(
+        db.store, state, keep=config.save_total_limit, template=plan.template, log_metrics=config.log_to_db
+    )
     job = TrainJob(
         run_id,
         plan.base,

@@ -29,8 +29,9 @@ class Recorder:
         keep: int | None = None,
         template: dict[str, Any] | None = None,
         flush_interval: float = 2.0,
+        log_metrics: bool = True,
     ):
-        self.store, self.state = store, state
+        self.store, self.state, self.log_metrics = store, state, log_metrics
         self.keep, self.template, self.flush_interval = keep, template, flush_interval
         self._rows: list[dict[str, Any]] = []
         self._flushed = time.monotonic()
@@ -95,7 +96,8 @@ class Recorder:
     def flush(self) -> None:
         """Writes the buffered metric rows and the run's progress."""
         rows, self._rows = self._rows, []
-        self.store.add_metrics(rows)
+        if self.log_metrics:
+            self.store.add_metrics(rows)
         self.store.update_run(
             self.state.run_id,
             step=self.state.step,

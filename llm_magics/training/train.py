@@ -24,6 +24,8 @@ class TrainJob:
     adapter: str | None = None
     template: dict[str, Any] | None = None
     quiet: bool = True
+    kernel_node: str | None = None  # the Ray node of the kernel
+    ship_checkpoints: bool | None = None  # send checkpoint files to the kernel; None: when on another node
 
 
 def train(job: TrainJob, sink: Any, stop: Any = None, *, device_map: Any = None) -> dict[str, Any]:
