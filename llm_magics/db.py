@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 DEFAULT_DIR = ".llm_magics"
 _SCHEMES = ("embedded", "mongomock", "mongodb", "mongodb+srv")
-_PASSWORD_IN_NETLOC = re.compile(r"(?P<head>[a-z+]+://[^:/@\s]*:)(?P<secret>[^@\s]*)(?P<tail>@)", re.I)
+_PASSWORD_IN_NETLOC = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)(?P<tail>@)", re.I)
 _PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&](?:password|pwd|secret|token)[^=&]*=)(?P<secret>[^&\s]*)", re.I)
 # one in-memory server per process, shared by every mongomock:// handle (like a real server)
 _memory_server: Any = None
@@ -101,6 +101,8 @@ class Database:
         self.uri = redact(uri)
         self.artifacts = artifacts
         self.client = client
+        # how long a finished run keeps retrying writes the database did not take
+        self.retry_seconds = 30.0
 
     def __repr__(self) -> str:
         return f"Database('{self.uri}')"

@@ -71,6 +71,9 @@ def load_tokenizer(path: str, tokenizer_kwargs: dict[str, Any] | None = None) ->
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     except OSError as error:
         raise ModelError(_unreachable(path, error)) from None
+    except ValueError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise ModelError(f"model '{path}': its tokenizer cannot be loaded ({reason})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

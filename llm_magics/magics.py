@@ -85,12 +85,22 @@ class LLMMagics(Magics):
     short_errors = Bool(True, help="Show user errors as one line, without a traceback").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any):
-        super().__init__(shell=shell, **kwargs)
         self._db: Any = None
+        self._uri: str | None = None  # the URI with its password, kept out of the trait
+        super().__init__(shell=shell, **kwargs)
+        self._uri = self._uri or self.database
 
     @observe("database")
     def _database_changed(self, change: dict[str, Any]) -> None:
+        from llm_magics.db import redact
+
         self._db = None
+        new = change["new"]
+        if new is not None and redact(new) != new:
+            self._uri = new
+            self.database = redact(new)  # what %config shows: the password stays in memory only
+        elif new is None or new != redact(self._uri or ""):
+            self._uri = new
 
     @property
     def db(self) -> Any:
@@ -98,7 +108,7 @@ class LLMMagics(Magics):
         if self._db is None:
             from llm_magics.db import connect
 
-            self._db = connect(self.database)
+            self._db = connect(self._uri)
         return self._db
 
     # --- %llm_db ---

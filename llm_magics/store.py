@@ -138,9 +138,17 @@ class Store:
     # --- metrics ---
 
     def add_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
-        rows = list(rows)
-        if rows:
-            self.metrics.insert_many(rows)
+        """Adds logged steps; a row already written (a retried write) is not written twice."""
+        from pymongo.errors import BulkWriteError
+
+        rows = [{"_id": f"{row['run']}:{row['step']}", **row} for row in rows]
+        if not rows:
+            return
+        try:
+            self.metrics.insert_many(rows, ordered=False)
+        except BulkWriteError as error:
+            if any(e["code"] != 11000 for e in error.details["writeErrors"]):
+                raise
 
     def run_metrics(self, run_id: str) -> list[dict[str, Any]]:
         return sorted(self.metrics.find({"run": run_id}, {"_id": 0}), key=lambda row: row["step"])
@@ -148,8 +156,8 @@ class Store:
     # --- checkpoints ---
 
     def add_checkpoint(self, record: dict[str, Any]) -> None:
-        """Records a checkpoint whose files are complete."""
-        self.checkpoints.insert_one(record)
+        """Records a checkpoint whose files are complete (once, however often it is retried)."""
+        self.checkpoints.replace_one({"_id": record["_id"]}, record, upsert=True)
 
     def delete_checkpoint(self, checkpoint_id: str) -> None:
         self.checkpoints.delete_one({"_id": checkpoint_id})

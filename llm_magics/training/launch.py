@@ -117,7 +117,13 @@ def launch(plan: Plan, *, on_start: Callable[[Run], None] | None = None, quiet: 
     state = RunState(run_id, plan.name, plan.backend)
     run = Run(db, run_id, state, Control())
     recorder = Recorder(
-        db.store, state, keep=config.save_total_limit, template=plan.template, log_metrics=config.log_to_db
+        db.store,
+        state,
+        keep=config.save_total_limit,
+        template=plan.template,
+        log_metrics=config.log_to_db,
+        output_dir=str(output_dir),
+        grace=db.retry_seconds,
     )
     job = TrainJob(
         run_id,

@@ -50,7 +50,9 @@ def _execute(job: TrainJob, recorder: Recorder, run: Run) -> BaseException | Non
 
 def describe(error: BaseException) -> str:
     """One line for the run record and the view: the error's type (unless ours) and message."""
-    message = str(error).strip() or type(error).__name__
+    from llm_magics.db import redact
+
+    message = redact(str(error).strip() or type(error).__name__)
     return message if isinstance(error, LLMMagicsError) else f"{type(error).__name__}: {message}"
 
 

@@ -4,11 +4,17 @@ Metric rows are written in batches (every ``flush_interval`` seconds, and before
 record), so the step rate never sets the write rate. A checkpoint record is written after its
 files are complete (the event only comes from ``on_save``); pruning deletes a record before its
 files, so a crash in between leaves unlisted files, never a record without them.
+
+When the database cannot be reached, training goes on: writes wait in order in an outbox and
+go out when it answers again. If it still does not answer when the run ends, the waiting
+records are saved to a file beside the checkpoints and the run's view says so.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 from llm_magics.artifacts import delete
@@ -16,6 +22,57 @@ from llm_magics.run import RunState
 from llm_magics.store import Store, now
 
 _STATE_FIELDS = ("loss", "eval_loss", "learning_rate", "tokens_per_s")
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    from pymongo.errors import ConnectionFailure
+
+    return (ConnectionFailure, sqlite3.OperationalError, OSError)
+
+
+class Outbox:
+    """Store writes in order; the first that fails for want of the database, and all after it,
+    wait for the next try."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.pending: list[tuple[str, tuple, dict]] = []
+        self.error: BaseException | None = None
+
+    def write(self, method: str, *args: Any, **kwargs: Any) -> bool:
+        self.pending.append((method, args, kwargs))
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Sends what waits; True when nothing is left."""
+        while self.pending:
+            method, args, kwargs = self.pending[0]
+            try:
+                getattr(self.store, method)(*args, **kwargs)
+            except _unreachable() as error:
+                self.error = error
+                return False
+            self.pending.pop(0)
+        self.error = None
+        return True
+
+    def drain(self, grace: float) -> bool:
+        """Keeps trying for ``grace`` seconds; True when everything was written."""
+        deadline = time.monotonic() + grace
+        while not self.flush():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.5, grace))
+        return True
+
+    def save(self, path: Path) -> None:
+        """Writes the waiting operations as JSON lines (BSON types in extended JSON)."""
+        from bson import json_util
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as out:
+            for method, args, kwargs in self.pending:
+                out.write(json_util.dumps({"method": method, "args": args, "kwargs": kwargs}) + "\n")
 
 
 class Recorder:
@@ -30,8 +87,11 @@ class Recorder:
         template: dict[str, Any] | None = None,
         flush_interval: float = 2.0,
         log_metrics: bool = True,
+        grace: float = 30.0,
+        output_dir: str | None = None,
     ):
         self.store, self.state, self.log_metrics = store, state, log_metrics
+        self.outbox, self.grace, self.output_dir = Outbox(store), grace, output_dir
         self.keep, self.template, self.flush_interval = keep, template, flush_interval
         self._rows: list[dict[str, Any]] = []
         self._flushed = time.monotonic()
@@ -46,7 +106,7 @@ class Recorder:
         self.state.total_steps = event["total_steps"]
         self.state.step = self.state.first_step = event["step"]
         self.state.train_started = event["time"]
-        self.store.update_run(self.state.run_id, status="running", total_steps=event["total_steps"])
+        self.outbox.write("update_run", self.state.run_id, status="running", total_steps=event["total_steps"])
 
     def _on_log(self, event: dict[str, Any]) -> None:
         row = {k: v for k, v in event.items() if k != "kind"}
@@ -77,11 +137,11 @@ class Recorder:
             "template": self.template,
             "created": now(),
         }
-        self.store.add_checkpoint(record)
         self.state.checkpoints.append(record)
         if event.get("probes"):
             self.state.probes = [{"step": event["step"], **probe} for probe in event["probes"]]
-        self._prune()
+        if self.outbox.write("add_checkpoint", record):
+            self._prune()
 
     def _on_probe(self, event: dict[str, Any]) -> None:
         self.state.probes = [{"step": event["step"], **probe} for probe in event["probes"]]
@@ -94,16 +154,18 @@ class Recorder:
         self.flush()
 
     def flush(self) -> None:
-        """Writes the buffered metric rows and the run's progress."""
+        """Writes the buffered metric rows and the run's progress (or leaves them in the outbox)."""
         rows, self._rows = self._rows, []
-        if self.log_metrics:
-            self.store.add_metrics(rows)
-        self.store.update_run(
-            self.state.run_id,
-            step=self.state.step,
-            epoch=self.state.epoch,
-            last_loss=self.state.loss,
-            last_eval_loss=self.state.eval_loss,
+        if self.log_metrics and rows:
+            self.outbox.write("add_metrics", rows)
+        state = self.state
+        self.outbox.write(
+            "update_run",
+            state.run_id,
+            step=state.step,
+            epoch=state.epoch,
+            last_loss=state.loss,
+            last_eval_loss=state.eval_loss,
         )
         self._flushed = time.monotonic()
 
@@ -112,7 +174,8 @@ class Recorder:
         state = self.state
         state.status, state.error, state.ended = status, error, time.time()
         self.flush()
-        self.store.update_run(
+        self.outbox.write(
+            "update_run",
             state.run_id,
             status=status,
             error=error,
@@ -120,13 +183,25 @@ class Recorder:
             duration=round(state.elapsed, 3),
             summary=self._summary,
         )
+        if not self.outbox.drain(self.grace):
+            kept = Path(self.output_dir or ".") / "unsaved-records.jsonl"
+            self.outbox.save(kept)
+            lost = (
+                f"the database did not answer ({self.outbox.error}); {len(self.outbox.pending)} record(s) "
+                f"were not written and are kept in {kept}"
+            )
+            state.error = f"{error}; {lost}" if error else lost
         state.changed()
 
     def _prune(self) -> None:
         """Keeps this run's newest ``keep`` checkpoints, its best one and the model's selected one."""
         if self.keep is None:
             return
-        records = [c for c in self.store.list_checkpoints(self.state.model) if c["run"] == self.state.run_id]
+        try:
+            listed = self.store.list_checkpoints(self.state.model)
+        except _unreachable():
+            return  # the next checkpoint prunes
+        records = [c for c in listed if c["run"] == self.state.run_id]
         scored = [c for c in records if c["metrics"].get("eval_loss") is not None]
         protected = {c["_id"] for c in records if c["selected"]}
         if scored:
@@ -134,5 +209,8 @@ class Recorder:
         candidates = sorted(records, key=lambda c: c["step"])[: max(0, len(records) - self.keep)]
         for record in candidates:
             if record["_id"] not in protected:
-                delete(self.store, record)
+                try:
+                    delete(self.store, record)
+                except _unreachable():
+                    return
                 self.state.checkpoints = [c for c in self.state.checkpoints if c["_id"] != record["_id"]]

@@ -1,0 +1,187 @@
+"""kill -9 at many moments of a real training process: the store stays consistent.
+
+A server process imports the libraries once and forks a trainer per kill point (so 20+ kill
+points fit in a couple of minutes). Each trainer writes to the default embedded store of the
+test's directory and dies by SIGKILL: after a random delay, or from a hook that kills it inside
+a checkpoint save, between a record and its pruning, or inside a SQLite transaction. After each
+kill a fresh connection must find every listed checkpoint complete (sha256 of every file), no
+run still 'running', and an intact SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from helpers import qa_docs
+
+from llm_magics import connect
+from llm_magics.artifacts import verify
+
+pytestmark = pytest.mark.slow
+
+SERVER = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import torch, transformers, trl, peft  # imported once; every fork starts warm
+    from llm_magics import LLM, LLMTrainingConfiguration, connect
+    from llm_magics.training import train as _train  # noqa: F401 - imports the trainer stack
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def after_calls(obj, name, count, before=True):
+        original, calls = getattr(obj, name), [0]
+        def hooked(*args, **kwargs):
+            calls[0] += 1
+            if before and calls[0] == count:
+                die()
+            result = original(*args, **kwargs)
+            if not before and calls[0] == count:
+                die()
+            return result
+        setattr(obj, name, hooked)
+
+    def hook(scenario):
+        kind, count = scenario.get("hook"), scenario.get("count", 1)
+        if kind == "torch.save":  # inside a checkpoint: adapter written, optimizer state not yet
+            after_calls(torch, "save", count)
+        elif kind == "safetensors":  # while the adapter weights are written
+            import peft.peft_model
+            after_calls(peft.peft_model, "safe_save_file", count)
+        elif kind in ("record-before", "record-after"):  # around the checkpoint record
+            from llm_magics.store import Store
+            after_calls(Store, "add_checkpoint", count, before=kind == "record-before")
+        elif kind == "prune":  # between deleting a record and deleting its files
+            import shutil
+            after_calls(shutil, "rmtree", count)
+        elif kind == "commit":  # inside a SQLite transaction, before its COMMIT
+            from llm_magics import embedded
+            original = embedded._File.__init__
+            def init(self, path):
+                original(self, path)
+                connection, calls = self._connection, [0]
+                class Dying:
+                    def execute(self, sql, *args):
+                        if sql == "COMMIT":
+                            calls[0] += 1
+                            if calls[0] == count:
+                                die()
+                        return connection.execute(sql, *args)
+                    def __getattr__(self, name):
+                        return getattr(connection, name)
+                self._connection = Dying()
+            embedded._File.__init__ = init
+
+    tiny = sys.argv[1]
+    for line in sys.stdin:
+        scenario = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            hook(scenario)
+            db = connect()
+            config = LLMTrainingConfiguration(max_steps=100000, save_steps=2, save_total_limit=2,
+                                              per_device_train_batch_size=2, lora_r=4, max_length=32)
+            LLM("crashy", tiny, bits=4).fit(select="docs", db=db, configuration=config)
+            os._exit(0)
+        print(pid, flush=True)
+        _, status = os.waitpid(pid, 0)
+        print("exit", status, flush=True)
+    """
+)
+
+HOOKS = [
+    {"hook": "torch.save", "count": 1},
+    {"hook": "torch.save", "count": 5},
+    {"hook": "safetensors", "count": 1},
+    {"hook": "safetensors", "count": 3},
+    {"hook": "record-before", "count": 2},
+    {"hook": "record-after", "count": 2},
+    {"hook": "prune", "count": 1},
+    {"hook": "commit", "count": 3},
+    {"hook": "commit", "count": 12},
+    {"hook": "commit", "count": 40},
+]
+DELAYS = 12
+
+
+def check_store(workdir) -> dict:
+    """What a new process finds: consistent records, complete checkpoints, an intact file."""
+    db = connect()
+    runs = db.show("run", "crashy")
+    assert all(run["status"] not in ("running", "starting", "stopping") for run in runs)
+    checkpoints = db.show("checkpoint", "crashy") if "crashy" in db.show("model") else []
+    for record in checkpoints:
+        verify(record)  # every file there, with the recorded sha256
+    with sqlite3.connect(workdir / ".llm_magics" / "store.sqlite") as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.client.close()
+    return {
+        "runs": len(runs),
+        "checkpoints": len(checkpoints),
+        "interrupted": sum(r["status"] == "interrupted" for r in runs),
+    }
+
+
+def test_kill_nine_at_many_moments_leaves_the_store_consistent(tiny_path, workdir):
+    connect()["docs"].insert_many(qa_docs(40))
+    script = workdir / "server.py"
+    script.write_text(SERVER)
+    server = subprocess.Popen(
+        [sys.executable, str(script), tiny_path],
+        cwd=workdir,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    rng = random.Random(1234)
+    scenarios = [*HOOKS, *({"delay": rng.uniform(0.3, 3.0)} for _ in range(DELAYS))]
+    outcomes = []
+    try:
+        for scenario in scenarios:
+            server.stdin.write(json.dumps(scenario) + "\n")
+            pid = int(server.stdout.readline())
+            if "delay" in scenario:
+                time.sleep(scenario["delay"])
+                os.kill(pid, signal.SIGKILL)
+            else:
+                deadline = time.monotonic() + 30  # the hook kills it
+                while not _zombie(pid):
+                    if time.monotonic() > deadline:
+                        os.kill(pid, signal.SIGKILL)
+                        pytest.fail(f"the hook {scenario} never fired")
+                    time.sleep(0.05)
+            status = int(server.stdout.readline().split()[1])
+            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, scenario
+            outcomes.append((scenario, check_store(workdir)))
+    finally:
+        server.stdin.close()
+        server.wait(timeout=60)
+    final = outcomes[-1][1]
+    assert len(outcomes) == len(HOOKS) + DELAYS >= 20
+    assert final["interrupted"] == final["runs"] > 10  # every killed run that got a record reads as interrupted
+    assert final["checkpoints"] > 0
+    db = connect()
+    for record in db.show("checkpoint", "crashy"):  # and every one of them loads and generates
+        assert isinstance(
+            db.load("model", "crashy", checkpoint=f"{record['run']}:{record['step']}").predict("hi", max_new_tokens=2),
+            str,
+        )
+    print(json.dumps([{**s, **o} for s, o in outcomes]))
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
