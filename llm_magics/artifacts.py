@@ -1,13 +1,19 @@
-"""Checkpoint files on disk: their digests, and checking them against a record."""
+"""Checkpoint files: their digests, checking them against a record, keeping them in the database
+(GridFS) for other machines, and fetching them back into a local, verified cache."""
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from llm_magics.errors import ModelError
+
+BUCKET = "_llm_magics.artifacts"
+# what only resuming needs: uploaded to the database only when asked (upload_optimizer_state)
+TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin", "trainer_state.json")
 
 
 def file_digests(directory: str | Path) -> list[dict[str, Any]]:
@@ -15,21 +21,30 @@ def file_digests(directory: str | Path) -> list[dict[str, Any]]:
     files = []
     for path in sorted(Path(directory).rglob("*")):
         if path.is_file():
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
             files.append(
-                {"name": str(path.relative_to(directory)), "size": path.stat().st_size, "sha256": digest.hexdigest()}
+                {"name": str(path.relative_to(directory)), "size": path.stat().st_size, "sha256": _sha256(path)}
             )
     return files
 
 
-def verify(record: dict[str, Any]) -> Path:
-    """Checks that a checkpoint's files are all there, unchanged since they were recorded."""
-    directory = Path(record["path"])
-    found = {f["name"]: f["sha256"] for f in file_digests(directory)} if directory.is_dir() else {}
-    changed = [f["name"] for f in record["files"] if found.get(f["name"]) != f["sha256"]]
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_training_state(name: str) -> bool:
+    return name in TRAINING_STATE or name.startswith("rng_state")
+
+
+def verify(record: dict[str, Any], directory: Path | None = None, names: set[str] | None = None) -> Path:
+    """Checks that a checkpoint's files (or the ``names`` among them) are all in ``directory``
+    (default: the recorded path), unchanged since they were recorded."""
+    directory = Path(directory or record["path"])
+    expected = [f for f in record["files"] if names is None or f["name"] in names]
+    changed = [f["name"] for f in expected if not _matches(directory / f["name"], f["sha256"])]
     if changed:
         raise ModelError(
             f"checkpoint {record['_id']}: {len(changed)} file(s) missing or changed since "
@@ -38,11 +53,94 @@ def verify(record: dict[str, Any]) -> Path:
     return directory
 
 
+def _matches(path: Path, sha256: str) -> bool:
+    return path.is_file() and _sha256(path) == sha256
+
+
 def is_adapter(directory: str | Path) -> bool:
     return (Path(directory) / "adapter_config.json").is_file()
+
+
+def gridfs_bucket(database: Any) -> Any:
+    """The GridFS bucket of checkpoint files in a pymongo-API database (mongomock too)."""
+    import gridfs
+    import mongomock
+
+    if isinstance(database, mongomock.Database):
+        from mongomock.gridfs import enable_gridfs_integration
+
+        enable_gridfs_integration()  # lets gridfs accept mongomock's database (idempotent)
+    return gridfs.GridFS(database, collection=BUCKET)
+
+
+def upload(database: Any, record: dict[str, Any], with_training_state: bool) -> dict[str, Any]:
+    """Stores a checkpoint's files in GridFS; returns {name: file id}. Re-uploading replaces."""
+    bucket = gridfs_bucket(database)
+    directory = Path(record["path"])
+    stored = {}
+    for entry in record["files"]:
+        if is_training_state(entry["name"]) and not with_training_state:
+            continue
+        for old in bucket.find({"metadata.checkpoint": record["_id"], "metadata.name": entry["name"]}):
+            bucket.delete(old._id)
+        with (directory / entry["name"]).open("rb") as handle:
+            stored[entry["name"]] = bucket.put(
+                handle,
+                filename=f"{record['_id']}/{entry['name']}",
+                metadata={"checkpoint": record["_id"], "name": entry["name"], "sha256": entry["sha256"]},
+            )
+    return stored
+
+
+def remove_uploads(database: Any, record: dict[str, Any]) -> None:
+    if record.get("gridfs"):
+        bucket = gridfs_bucket(database)
+        for file_id in record["gridfs"].values():
+            bucket.delete(file_id)
+
+
+def local_copy(database: Any, cache: Path, record: dict[str, Any], *, for_resume: bool = False) -> Path:
+    """A local directory holding the checkpoint's files, checked against their sha256: the
+    recorded one if it is here and intact, else a download from GridFS into ``cache``."""
+    try:
+        return verify(record)
+    except ModelError:
+        if not record.get("gridfs"):
+            raise
+    names = set(record["gridfs"])
+    if for_resume and not any(is_training_state(name) for name in names):
+        raise ModelError(
+            f"checkpoint {record['_id']} was stored without its optimizer state, so it cannot be "
+            "resumed on this machine — train with upload_optimizer_state: true to allow that"
+        )
+    target = cache / record["_id"]
+    try:
+        return verify(record, target, names)
+    except ModelError:
+        pass
+    return _download(database, record, target, names)
+
+
+def _download(database: Any, record: dict[str, Any], target: Path, names: set[str]) -> Path:
+    bucket = gridfs_bucket(database)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
+    for name, file_id in record["gridfs"].items():
+        destination = partial / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(bucket.get(file_id).read())
+    try:
+        verify(record, partial, names)  # a corrupted download never becomes the cache
+    except ModelError:
+        shutil.rmtree(partial)
+        raise
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    return target
 
 
 def delete(store: Any, record: dict[str, Any]) -> None:
     """Deletes a checkpoint: its record first, then its files, so no record outlives its files."""
     store.delete_checkpoint(record["_id"])
+    remove_uploads(store.db, record)
     shutil.rmtree(record["path"], ignore_errors=True)

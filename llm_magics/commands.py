@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from llm_magics.errors import ConfigError, RunError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from llm_magics.db import Database
     from llm_magics.display import Comparison, DryRun, Table
     from llm_magics.run import Run
@@ -43,6 +45,12 @@ def dry_run_report(checked: Any) -> DryRun:
     longest = max(len(ids) for ids in data.train["input_ids"])
     tokenizer = load_tokenizer(checked.base.path, checked.base.tokenizer_kwargs)
     return DryRun(checked, estimate(checked.config, checked.base, longest), tokenizer)
+
+
+def export(db: Database, target: str, directory: str) -> Path:
+    """``%llm_export NAME@STEP DIR``: the checkpoint merged into its base, saved in DIR."""
+    name, ref = parse_target(target)
+    return db.load("model", name).export(directory, checkpoint=ref)
 
 
 def parse_target(target: str) -> tuple[str, str | int | None]:

@@ -160,6 +160,10 @@ class LLMTrainingConfiguration(SFTConfig):
         default="local",
         metadata=_help("Where checkpoint files live: 'local' disk, or 'db' (GridFS) for other machines."),
     )
+    upload_optimizer_state: bool = field(
+        default=False,
+        metadata=_help("With artifacts: db, store optimizer state too, so another machine can resume."),
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata=_help("Accepted from transformers 4 scripts; each run writes its own directory."),

@@ -154,7 +154,7 @@ def build(
             grouped[fold or "unassigned"].append(doc)
         for name, group in grouped.items():
             kept, values = _values(group, fmt, missing)
-            rows = encode(values)
+            rows = encode(values) if values else []
             if rows and not example:
                 example = {"input_ids": rows[0][0], "labels": rows[0][1]}
             splits[name].add(
@@ -245,7 +245,7 @@ def _encoder(fmt: Format, tokenizer: Any, max_length: int | None) -> Callable[[l
 
     def text(rows: list[tuple]) -> list[tuple]:
         out = []
-        for ids in tokenizer([row[0] for row in rows], add_special_tokens=True)["input_ids"] if rows else []:
+        for ids in tokenizer([row[0] for row in rows], add_special_tokens=True)["input_ids"]:
             if eos is not None and (not ids or ids[-1] != eos):
                 ids = [*ids, eos]  # so the model learns where a text ends
             out.append((ids[:max_length], ids[:max_length]))
@@ -253,8 +253,8 @@ def _encoder(fmt: Format, tokenizer: Any, max_length: int | None) -> Callable[[l
 
     def prompt_response(rows: list[tuple]) -> list[tuple]:
         prompts = [render_prompt(fmt.prompt_template, row[0]) for row in rows]
-        heads = tokenizer(prompts, add_special_tokens=True)["input_ids"] if prompts else []
-        tails = tokenizer([row[1] for row in rows], add_special_tokens=False)["input_ids"] if rows else []
+        heads = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+        tails = tokenizer([row[1] for row in rows], add_special_tokens=False)["input_ids"]
         out = []
         for head, tail in zip(heads, tails, strict=True):
             head = head[:-1] if eos is not None and head and head[-1] == eos else head
@@ -265,12 +265,11 @@ def _encoder(fmt: Format, tokenizer: Any, max_length: int | None) -> Callable[[l
     def messages(rows: list[tuple]) -> list[tuple]:
         out = []
         for (chat,) in rows:
-            encoded = tokenizer.apply_chat_template(
-                chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
-            )
-            ids = list(encoded["input_ids"])
-            mask = encoded.get("assistant_masks") or [1] * len(ids)
-            labels = [t if m else IGNORE for t, m in zip(ids, mask, strict=True)]
+            ids, labels = [], []
+            for piece, trained in chat_pieces(tokenizer, chat, fmt.chat_template):
+                piece_ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
+                ids += piece_ids
+                labels += piece_ids if trained else [IGNORE] * len(piece_ids)
             out.append((ids[:max_length], labels[:max_length]))
         return out
 
@@ -283,6 +282,31 @@ def _encoder(fmt: Format, tokenizer: Any, max_length: int | None) -> Callable[[l
     return {"text": text, "prompt-response": prompt_response, "messages": messages, "classification": classification}[
         fmt.kind
     ]
+
+
+def chat_pieces(tokenizer: Any, chat: list[dict], template: str | None) -> list[tuple[str, bool]]:
+    """A chat rendered by its template as (text, trained) pieces: the assistant turns are trained.
+
+    Each assistant turn is what rendering the chat through that turn adds to rendering it up to
+    the turn's generation prompt, so any template works, with or without generation markers.
+    """
+
+    def render(messages: list[dict], prompt: bool = False) -> str:
+        return tokenizer.apply_chat_template(
+            messages, chat_template=template, tokenize=False, add_generation_prompt=prompt
+        )
+
+    pieces, done = [], ""
+    for i, message in enumerate(chat):
+        if message.get("role") != "assistant":
+            continue
+        before, through = render(chat[:i], prompt=True), render(chat[: i + 1])
+        if not (before.startswith(done) and through.startswith(before)):
+            return [(render(chat), True)]  # a template that rewrites earlier turns: train on all of it
+        pieces += [(before[len(done) :], False), (through[len(before) :], True)]
+        done = through
+    pieces.append((render(chat)[len(done) :], False))
+    return [(text, trained) for text, trained in pieces if text]
 
 
 def render_prompt(template: str | None, prompt: str) -> str:

@@ -128,6 +128,11 @@ class Database:
         store.reap()
         return store
 
+    @property
+    def downloads(self) -> Path:
+        """Where checkpoints stored in the database (GridFS) are cached on this machine."""
+        return self.artifacts / ".downloads"
+
     @cached_property
     def models(self) -> ModelCache:
         """Loaded base models and adapters, shared by every model loaded from this database."""

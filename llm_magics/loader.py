@@ -218,7 +218,7 @@ class ModelCache:
         self._loaded: OrderedDict[str, Loaded] = OrderedDict()
         self._lock = threading.Lock()
         self.loads = 0  # base models loaded so far: a switch of checkpoint must not add one
-        self.verified: set[str] = set()  # checkpoints whose files matched their record
+        self.verified: dict[str, Path] = {}  # checkpoint id -> its directory, files checked
 
     def get(self, base: BaseModel) -> Loaded:
         with self._lock:

@@ -14,7 +14,8 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Unicode, observe
 
 from llm_magics.errors import ConfigError, LLMMagicsError, did_you_mean
@@ -60,7 +61,8 @@ def _magic(method: Callable) -> Callable:
 
 def _parse(method: Callable, line: str) -> argparse.Namespace:
     try:
-        return parse_argstring(method, line)
+        # intermixed: options may come after the name and before or between the prompts
+        return method.parser.parse_intermixed_args(arg_split(line, posix=True, strict=True))
     except UsageError as error:
         message = str(error)
         if "unrecognized arguments" in message:
@@ -81,6 +83,9 @@ class LLMMagics(Magics):
     default_model = Unicode(None, allow_none=True, help="Base model for cells without model:").tag(config=True)
     backend = Enum(("kernel", "thread", "ray"), "kernel", help="Where cells train by default").tag(config=True)
     ray_address = Unicode(None, allow_none=True, help="Ray cluster for --ray; None: a local Ray").tag(config=True)
+    artifacts = Enum(
+        ("local", "db"), "local", help="Where cells keep checkpoint files: 'local' disk or 'db' (GridFS)"
+    ).tag(config=True)
     update_interval = Float(0.5, help="Seconds between live view updates").tag(config=True)
     short_errors = Bool(True, help="Show user errors as one line, without a traceback").tag(config=True)
 
@@ -157,6 +162,8 @@ class LLMMagics(Magics):
         if backend == "ray":
             mapping.setdefault("ray_address", args.ray_address or self.ray_address)
         backend = backend or mapping.get("backend") or ("ray" if mapping.get("on_ray") else self.backend)
+        if self.artifacts != "local":
+            mapping.setdefault("artifacts", self.artifacts)
         result = commands.finetune(
             self.db,
             args.name,
@@ -228,6 +235,22 @@ class LLMMagics(Magics):
         if args.do_sample:
             options["do_sample"] = True
         return commands.predict(self.db, args.target, prompts, compare=args.compare, base=args.base, **options)
+
+    # --- %llm_export ---
+
+    @line_magic
+    @_magic
+    @magic_arguments()
+    @argument("target", help="NAME, NAME@STEP, NAME@best, NAME@latest or NAME@RUN:STEP")
+    @argument("directory", help="a new directory for the standalone model")
+    def llm_export(self, line: str) -> Any:
+        """Merges a checkpoint into its base and saves a model plain transformers loads."""
+        from llm_magics import commands
+
+        args = _parse(self.llm_export, line)
+        directory = commands.export(self.db, args.target, args.directory)
+        print(f"saved {args.target} as a standalone model in {directory}")
+        return directory
 
     # --- %llm_checkpoints ---
 

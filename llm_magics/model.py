@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,6 +119,7 @@ class LLM:
         checked = plan(
             self.identifier, config, self.db, transform=transform, backend=backend, resume=resume_from_checkpoint
         )
+        self.labels = checked.data.labels
         return launch(checked, on_start=on_start)
 
     def configuration(
@@ -151,26 +153,38 @@ class LLM:
         *,
         checkpoint: str | int | None = None,
         adapter: Any = _BASE,
+        prompt_template: str | None = None,
         **generate_kwargs: Any,
     ) -> str | list[str]:
         """Generates from the model's checkpoint (selected, else latest; or ``checkpoint``).
 
+        The prompt is written the way the checkpoint saw prompts in training (its prompt template
+        or chat template); ``prompt_template`` overrides that, with a warning when it differs.
         ``adapter=None`` generates with the base model alone. Other keyword arguments go to
         ``generate`` (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``, ...).
         """
+        prompts = _prompts(prompt)
+        loaded, adapter_path, template = self._resolve(checkpoint, adapter)
+        template = _template(template, prompt_template)
+        with loaded.using(adapter_path) as model:
+            answers = self._answer(model, loaded.tokenizer, prompts, template, **generate_kwargs)
+        return answers[0] if isinstance(prompt, str) else answers
+
+    def _answer(self, model: Any, tokenizer: Any, prompts: list[str], template: dict | None, **kwargs: Any) -> list:
         from llm_magics.generate import generate
 
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ConfigError("predict: give a prompt (text) or a list of prompts")
-        loaded, adapter_path, template = self._resolve(checkpoint, adapter)
-        with loaded.using(adapter_path) as model:
-            answers = generate(model, loaded.tokenizer, prompts, template, **generate_kwargs)
-        return answers[0] if isinstance(prompt, str) else answers
+        return generate(model, tokenizer, prompts, template, **kwargs)
 
     def predict_one(self, prompt: str, **generate_kwargs: Any) -> str:
         """The seed's older name for ``predict`` of one prompt."""
         return self.predict(prompt, **generate_kwargs)
+
+    def export(self, directory: str | Path, checkpoint: str | int | None = None) -> Path:
+        """Saves the checkpoint (selected, else latest) merged into its base as a standalone model
+        directory that ``AutoModelForCausalLM.from_pretrained`` loads; returns the directory."""
+        from llm_magics.export import export
+
+        return export(self, directory, checkpoint)
 
     def _resolve(self, checkpoint: str | int | None, adapter: Any) -> tuple[Loaded, str | None, dict | None]:
         """The loaded base, the adapter directory to activate and the prompt format."""
@@ -204,13 +218,15 @@ class LLM:
         return self.adapter_id
 
     def _verified(self, record: dict[str, Any]) -> Path:
-        from llm_magics.artifacts import verify
-
+        """The checkpoint's directory, checked once per cache (downloaded from GridFS if needed)."""
         cache = self.cache
         if record["_id"] not in cache.verified:
-            verify(record)
-            cache.verified.add(record["_id"])
-        return Path(record["path"])
+            from llm_magics.artifacts import local_copy
+
+            if self.db is None:
+                raise ModelError(f"checkpoint {record['_id']} needs its database")
+            cache.verified[record["_id"]] = local_copy(self.db.store.db, self.db.downloads, record)
+        return cache.verified[record["_id"]]
 
     def base(self, path: str | None = None) -> BaseModel:
         from llm_magics.loader import BaseModel, check_model_path
@@ -236,6 +252,28 @@ class LLM:
         return self._cache
 
 
+def _prompts(prompt: Any) -> list[str]:
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ConfigError("predict: give a text or a list of texts")
+    return prompts
+
+
+def _template(stored: dict | None, given: str | None) -> dict | None:
+    """The prompt format to use: the checkpoint's, unless the caller gives another (warned)."""
+    if given is None:
+        return stored
+    trained = (stored or {}).get("prompt_template")
+    if stored and stored.get("kind") in ("prompt-response", "messages") and trained != given:
+        shown = trained if trained is not None else "its chat template"
+        warnings.warn(
+            f"the checkpoint was trained with prompt template {shown!r}; using {given!r} instead",
+            UserWarning,
+            stacklevel=3,
+        )
+    return {"kind": "prompt-response", "prompt_template": given}
+
+
 def _selection(select: Any) -> dict[str, Any]:
     """``select`` as the seed allows it: a collection name, a mapping, or a collection object."""
     if isinstance(select, str):
@@ -254,7 +292,10 @@ def load_model(db: Database, name: str, checkpoint: str | int | None = None) -> 
     """``db.load("model", name)``: the model with its selected (else latest) or given checkpoint."""
     record = db.store.model(name)
     db.store.checkpoint(name, checkpoint)  # fails now, with the valid choices, if it does not exist
-    return LLM(
+    from llm_magics.classification import TextClassification
+
+    cls = TextClassification if record.get("task") == TextClassification.task else LLM
+    return cls(
         name,
         record["base_model"],
         bits=record.get("bits"),

@@ -36,6 +36,7 @@ class RunState:
     ended: float | None = None
     loss: float | None = None
     eval_loss: float | None = None
+    eval_accuracy: float | None = None  # text classification
     learning_rate: float | None = None
     tokens_per_s: float | None = None
     error: str | None = None

@@ -155,8 +155,15 @@ class Store:
 
     # --- checkpoints ---
 
-    def add_checkpoint(self, record: dict[str, Any]) -> None:
-        """Records a checkpoint whose files are complete (once, however often it is retried)."""
+    def add_checkpoint(self, record: dict[str, Any], upload: str | None = None) -> None:
+        """Records a checkpoint whose files are complete (once, however often it is retried).
+
+        ``upload``: 'weights' stores what predict needs in GridFS first, 'all' the training state too.
+        """
+        if upload is not None:
+            from llm_magics.artifacts import upload as upload_files
+
+            record = {**record, "gridfs": upload_files(self.db, record, with_training_state=upload == "all")}
         self.checkpoints.replace_one({"_id": record["_id"]}, record, upsert=True)
 
     def delete_checkpoint(self, checkpoint_id: str) -> None:

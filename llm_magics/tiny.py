@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 # "### Human: ... ### Assistant: ..." turns, as in the seed's data; the assistant's part is
-# marked for generation so that training on chats can mask everything else.
+# also marked for generation, for tools that read those markers.
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- if message['role'] == 'assistant' -%}"
     "### Assistant: {% generation %}{{ message['content'] }}{{ eos_token }}{% endgeneration %}"
     "{%- else -%}"
     "### {{ 'Human' if message['role'] == 'user' else message['role'] | capitalize }}: "
-    "{{ message['content'] }} "
+    "{{ message['content'] + ' ' }}"
     "{%- endif -%}"
     "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}### Assistant: {%- endif -%}"
+    "{%- if add_generation_prompt -%}### Assistant: {% endif -%}"
 )
 
 

@@ -97,6 +97,20 @@ def test_a_transform_turns_documents_into_text(db, tokenizer):
     assert tokenizer.decode(data.train[0]["input_ids"], skip_special_tokens=True) == "T: B"
 
 
+def test_a_transform_can_give_a_prompt_and_a_response(db, tokenizer):
+    db["docs"].insert_many([{"question": "2+2?", "answer": "4"} for _ in range(2)])
+    data = build(
+        db,
+        config(prompt="prompt", response="response"),
+        tokenizer,
+        transform=lambda doc: {"prompt": f"Q: {doc['question']} A: ", "response": doc["answer"]},
+    )
+    example = data.train[0]
+    trained = [t for t in example["labels"] if t != IGNORE]
+    assert tokenizer.decode(trained, skip_special_tokens=True) == "4"
+    assert tokenizer.decode(example["input_ids"], skip_special_tokens=True) == "Q: 2+2? A: 4"
+
+
 def test_long_texts_are_cut_to_max_length(db, tokenizer):
     db["docs"].insert_one({"text": "x" * 500})
     assert len(build(db, config(max_length=32), tokenizer).train[0]["input_ids"]) == 32

@@ -16,7 +16,7 @@ from pymongo.errors import AutoReconnect
 from llm_magics import LLM, LLMTrainingConfiguration
 from llm_magics.cell import parse_cell
 from llm_magics.db import Database
-from llm_magics.errors import ConfigError, ModelError
+from llm_magics.errors import ConfigError, ModelError, RunError
 
 
 class Outage:
@@ -218,3 +218,20 @@ def test_passwords_never_reach_a_run_record(db, tiny_path):
     assert SECRET not in repr(record)
     assert "s3://AKIAEXAMPLE:***@bucket/runs" in record["error"]
     assert record["config"]["ray_configs"]["run_config"]["storage_path"] == "s3://AKIAEXAMPLE:***@bucket/runs"
+
+
+def test_running_out_of_gpu_memory_says_which_settings_to_lower(db, tiny_path, monkeypatch):
+    # A CPU machine cannot run out of GPU memory, so the trainer's step raises what CUDA raises.
+    import torch
+    from transformers import Trainer
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "training_step", out_of_memory)
+    db["docs"].insert_many(qa_docs(20))
+    with pytest.raises(RunError, match="out of GPU memory") as raised:
+        LLM("oom", tiny_path).fit(configuration=small_config(data="docs"), db=db)
+    assert "per_device_train_batch_size (now 2" in str(raised.value) and "bits: 4" in str(raised.value)
+    record = db.show("run", "oom")[0]
+    assert record["status"] == "failed" and record["error"] == str(raised.value)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.artifacts import verify
+from llm_magics.artifacts import local_copy
 from llm_magics.errors import ConfigError, RunError
 from llm_magics.loader import BaseModel, check_adapter, check_model_path, load_tokenizer
 from llm_magics.store import now
@@ -85,8 +85,7 @@ def _resume_point(db: Database, name: str, resume: str | int | bool | None) -> d
     if resume is None or resume is False:
         return None
     record = db.store.checkpoint(name, "latest" if resume is True else resume)
-    verify(record)
-    return record
+    return {**record, "path": str(local_copy(db.store.db, db.downloads, record, for_resume=True))}
 
 
 def resolve_adapter(db: Database, adapter_id: str | None) -> str | None:
@@ -96,9 +95,15 @@ def resolve_adapter(db: Database, adapter_id: str | None) -> str | None:
     if adapter_id.startswith("checkpoint://"):
         model, _, ref = adapter_id.removeprefix("checkpoint://").partition("/")
         record = db.store.checkpoint(model, ref or None)
-        verify(record)
-        return record["path"]
+        return str(local_copy(db.store.db, db.downloads, record))
     return str(check_adapter(Path(adapter_id).expanduser()).resolve())
+
+
+def _upload(config: LLMTrainingConfiguration) -> str | None:
+    """What of each checkpoint goes to GridFS: nothing, the weights, or everything."""
+    if config.artifacts != "db":
+        return None
+    return "all" if config.upload_optimizer_state else "weights"
 
 
 def launch(plan: Plan, *, on_start: Callable[[Run], None] | None = None, quiet: bool | None = None) -> Run:
@@ -124,6 +129,7 @@ def launch(plan: Plan, *, on_start: Callable[[Run], None] | None = None, quiet: 
         log_metrics=config.log_to_db,
         output_dir=str(output_dir),
         grace=db.retry_seconds,
+        upload=_upload(config),
     )
     job = TrainJob(
         run_id,

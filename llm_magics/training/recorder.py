@@ -21,7 +21,7 @@ from llm_magics.artifacts import delete
 from llm_magics.run import RunState
 from llm_magics.store import Store, now
 
-_STATE_FIELDS = ("loss", "eval_loss", "learning_rate", "tokens_per_s")
+_STATE_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per_s")
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
@@ -89,7 +89,9 @@ class Recorder:
         log_metrics: bool = True,
         grace: float = 30.0,
         output_dir: str | None = None,
+        upload: str | None = None,
     ):
+        self.upload = upload  # None, or what of each checkpoint goes to GridFS: 'weights' / 'all'
         self.store, self.state, self.log_metrics = store, state, log_metrics
         self.outbox, self.grace, self.output_dir = Outbox(store), grace, output_dir
         self.keep, self.template, self.flush_interval = keep, template, flush_interval
@@ -140,7 +142,7 @@ class Recorder:
         self.state.checkpoints.append(record)
         if event.get("probes"):
             self.state.probes = [{"step": event["step"], **probe} for probe in event["probes"]]
-        if self.outbox.write("add_checkpoint", record):
+        if self.outbox.write("add_checkpoint", record, upload=self.upload):
             self._prune()
 
     def _on_probe(self, event: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from llm_magics.errors import RunError
 from llm_magics.loader import BaseModel
 
 
@@ -58,8 +59,30 @@ def train(job: TrainJob, sink: Any, stop: Any = None, *, device_map: Any = None)
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # the view and the store show the logs
-    result = trainer.train(resume_from_checkpoint=job.resume_from)
+    with _out_of_memory_explained(config):
+        result = trainer.train(resume_from_checkpoint=job.resume_from)
     return {"stopped": callback.stopped, **result.metrics}
+
+
+@contextlib.contextmanager
+def _out_of_memory_explained(config: Any) -> Iterator[None]:
+    """An accelerator out of memory becomes a run error that says which settings to lower."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        hints = [
+            f"per_device_train_batch_size (now {config.per_device_train_batch_size}; raise "
+            "gradient_accumulation_steps to keep the effective batch)",
+            f"max_length (now {config.max_length})",
+        ]
+        if not config.gradient_checkpointing:
+            hints.append("gradient_checkpointing: true")
+        if config.bits is None:
+            hints.append("bits: 4")
+        raise RunError("out of GPU memory while training — lower " + ", ".join(hints)) from None
 
 
 def _trainable(model: Any, config: Any, job: TrainJob) -> Any:

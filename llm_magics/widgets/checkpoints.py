@@ -247,8 +247,6 @@ class CheckpointBrowser:
 
     def generate(self) -> None:
         """Answers the prompt with the selected checkpoint (or the model's default one)."""
-        from llm_magics.model import load_model
-
         prompt = self.prompt.value
         if not prompt.strip():
             self._say("write a prompt first")
@@ -256,14 +254,12 @@ class CheckpointBrowser:
         chosen = [self.records[i] for i in self.table.value if i in self.records]
         ref = self._ref(chosen[0]) if len(chosen) == 1 else None
         self._say("generating…")
-        answer = load_model(self.db, self.model.value, ref).predict(prompt, max_new_tokens=self.max_new_tokens.value)
+        answer = self._answer(ref, prompt)
         self.output.value = f'<pre class="llm-answer" style="white-space:pre-wrap">{html.escape(answer)}</pre>'
         self._say(f"answer of {html.escape(self.model.value)}@{html.escape(ref or 'default')}")
 
     def compare(self) -> None:
         """Answers the prompt with two selected checkpoints, side by side."""
-        from llm_magics.model import load_model
-
         chosen = self._selection(2)
         prompt = self.prompt.value
         if not chosen:
@@ -272,16 +268,18 @@ class CheckpointBrowser:
             self._say("write a prompt first")
             return
         self._say("generating…")
-        answers = {
-            self._ref(r): [
-                load_model(self.db, self.model.value, self._ref(r)).predict(
-                    prompt, max_new_tokens=self.max_new_tokens.value
-                )
-            ]
-            for r in chosen
-        }
+        answers = {self._ref(r): [self._answer(self._ref(r), prompt)] for r in chosen}
         self.output.value = Comparison(self.model.value, [prompt], answers)._repr_html_()
         self._say("compared")
+
+    def _answer(self, ref: str | None, prompt: str) -> str:
+        """The checkpoint's answer: generated text, or a classifier's label."""
+        from llm_magics.model import load_model
+
+        model = load_model(self.db, self.model.value, ref)
+        if model.task == "text-classification":
+            return model.predict(prompt)
+        return model.predict(prompt, max_new_tokens=self.max_new_tokens.value)
 
     def compare_runs(self) -> None:
         """Overlays the loss curves of the selected runs and shows where their settings differ."""

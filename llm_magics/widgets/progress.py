@@ -51,12 +51,10 @@ def status_html(state: RunState) -> str:
 
 
 def metrics_rows(state: RunState) -> list[tuple[str, str]]:
-    return [
-        ("train loss", _number(state.loss)),
-        ("eval loss", _number(state.eval_loss)),
-        ("learning rate", _number(state.learning_rate, 3)),
-        ("tokens/s", _number(state.tokens_per_s, 4)),
-    ]
+    rows = [("train loss", _number(state.loss)), ("eval loss", _number(state.eval_loss))]
+    if state.eval_accuracy is not None:
+        rows.append(("eval accuracy", f"{state.eval_accuracy:.1%}"))
+    return [*rows, ("learning rate", _number(state.learning_rate, 3)), ("tokens/s", _number(state.tokens_per_s, 4))]
 
 
 def text_summary(state: RunState) -> str:

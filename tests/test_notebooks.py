@@ -1,0 +1,69 @@
+"""The notebooks in notebooks/ run top to bottom in a real kernel (nbclient), offline."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+pytestmark = pytest.mark.slow
+NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+
+
+def execute(name: str, workdir: Path) -> list[list[dict]]:
+    """Runs a copy of the notebook in ``workdir``; returns each code cell's outputs."""
+    path = workdir / name
+    shutil.copy(NOTEBOOKS / name, path)
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+    ).execute()
+    return [cell.outputs for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def text(outputs: list[dict]) -> str:
+    parts = [o.get("text", "") for o in outputs]
+    parts += [o.get("data", {}).get("text/plain", "") for o in outputs]
+    parts += [o.get("data", {}).get("text/html", "") for o in outputs]
+    return "\n".join(parts)
+
+
+def test_the_notebooks_are_stored_without_outputs():
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+        assert not any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), path.name
+
+
+def test_quickstart(workdir):
+    outputs = execute("quickstart.ipynb", workdir)
+    finetune, status = outputs[3], outputs[4]
+    assert "llm-summary" in text(finetune)  # the live view ended as a static summary
+    assert "completed [50, 100, 150, 200]" in text(status)
+    assert "application/vnd.jupyter.widget-view+json" in outputs[5][0]["data"]  # the checkpoint browser
+    assert "llm-comparison" in text(outputs[7])
+    assert "capitals" in text(outputs[8])
+    assert (workdir / ".llm_magics").is_dir()  # the default, embedded store
+
+
+def test_python_api(workdir):
+    outputs = execute("python_api.ipynb", workdir)
+    assert "completed" in text(outputs[4])
+    assert "[(40," in text(outputs[5]) and "(120," in text(outputs[5])
+    assert "'applied'" in text(outputs[7]) and "'llm-finetune'" in text(outputs[7])
+    assert (workdir / "exported/llm-finetune/model.safetensors").is_file()
+
+
+@pytest.mark.ray
+def test_ray(workdir):
+    outputs = execute("ray.ipynb", workdir)
+    assert "completed [20, 40]" in text(outputs[4])
+
+
+def test_real_model_skips_cleanly_offline(workdir):
+    outputs = execute("real_model.ipynb", workdir)
+    assert [o["output_type"] for cell in outputs for o in cell] == ["stream"]
+    assert text(outputs[0]).startswith("Offline: huggingface.co cannot be reached")
