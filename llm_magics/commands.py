@@ -88,23 +88,9 @@ def predict(
         for each in compare:
             answers[each.lstrip("@")] = load_model(db, name, reference(each)).predict(prompts, **generate_kwargs)
         return Comparison(name, prompts, answers)
-    llm = load_model(db, name, ref) if not base else _base_model(db, name)
+    llm = load_model(db, name, None if base else ref)
     answers = llm.predict(prompts, **({"adapter": None} if base else {}), **generate_kwargs)
     return answers[0] if len(prompts) == 1 else answers
-
-
-def _base_model(db: Database, name: str) -> Any:
-    from llm_magics.model import LLM
-
-    record = db.store.model(name)
-    return LLM(
-        name,
-        record["base_model"],
-        bits=record.get("bits"),
-        model_kwargs=record.get("model_kwargs"),
-        tokenizer_kwargs=record.get("tokenizer_kwargs"),
-        db=db,
-    )
 
 
 def runs_table(db: Database, model: str | None = None) -> Table:

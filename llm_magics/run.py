@@ -106,11 +106,13 @@ class Run:
         )
         state.started = record["started"].replace(tzinfo=dt.UTC).timestamp()
         state.ended = state.started + record["duration"] if record.get("duration") is not None else None
+        metrics = self.db.store.run_metrics(self.id)
         state.history = [
             {k: row[k] for k in ("step", "loss", "eval_loss") if k in row}
-            for row in self.db.store.run_metrics(self.id)
+            for row in metrics
             if "loss" in row or "eval_loss" in row
         ]
+        state.eval_accuracy = next((row["eval_accuracy"] for row in reversed(metrics) if "eval_accuracy" in row), None)
         state.checkpoints = self.checkpoints
         return state
 

@@ -86,3 +86,20 @@ def test_labels_missing_from_documents_are_named(db, tiny_path):
             X="text", y="label", select="reviews", configuration=small_config(), db=db
         )
     assert db.show("model") == []
+
+
+def test_the_browser_and_the_summary_show_a_classifiers_labels_and_accuracy(classifier):
+    from llm_magics.widgets.checkpoints import CheckpointBrowser
+    from llm_magics.widgets.progress import summary_html
+
+    db, _, run = classifier
+    accuracy = f"<th style='text-align:left'>eval accuracy</th><td>{run.state.eval_accuracy:.1%}</td>"
+    assert accuracy in summary_html(run.state) and accuracy in summary_html(run.stored_state())
+    browser = CheckpointBrowser(db, "sentiment")
+    try:
+        browser.table.value = tuple(browser.records)[:1]
+        browser.prompt.value = "this film was awful sad poor boring"
+        browser.generate()
+        assert "negative" in browser.output.value
+    finally:
+        browser.close()

@@ -42,8 +42,9 @@ def test_quickstart(workdir):
     outputs = execute("quickstart.ipynb", workdir)
     finetune, status = outputs[3], outputs[4]
     assert "llm-summary" in text(finetune)  # the live view ended as a static summary
-    assert "completed [50, 100, 150, 200]" in text(status)
+    assert "completed [100, 200, 300]" in text(status)
     assert "application/vnd.jupyter.widget-view+json" in outputs[5][0]["data"]  # the checkpoint browser
+    assert outputs[6][0]["data"]["text/plain"] == "'Paris.'"  # the tiny model learned its facts
     assert "llm-comparison" in text(outputs[7])
     assert "capitals" in text(outputs[8])
     assert (workdir / ".llm_magics").is_dir()  # the default, embedded store
@@ -51,16 +52,16 @@ def test_quickstart(workdir):
 
 def test_python_api(workdir):
     outputs = execute("python_api.ipynb", workdir)
-    assert "completed" in text(outputs[4])
-    assert "[(40," in text(outputs[5]) and "(120," in text(outputs[5])
-    assert "'applied'" in text(outputs[7]) and "'llm-finetune'" in text(outputs[7])
+    assert "completed" in text(outputs[3])
+    assert "[(80," in text(outputs[4]) and "(240," in text(outputs[4])
+    assert "'applied'" in text(outputs[6]) and "'llm-finetune'" in text(outputs[6])
     assert (workdir / "exported/llm-finetune/model.safetensors").is_file()
 
 
 @pytest.mark.ray
 def test_ray(workdir):
     outputs = execute("ray.ipynb", workdir)
-    assert "completed [20, 40]" in text(outputs[4])
+    assert "completed [20, 40]" in text(outputs[3])
 
 
 def test_real_model_skips_cleanly_offline(workdir):

@@ -135,6 +135,13 @@ def lora_config(config: Any) -> Any:
 
 def _trainer(config: Any, args: Any, model: Any, tokenizer: Any, job: TrainJob, callback: Any) -> Any:
     peft_config = lora_config(config) if config.use_lora and job.adapter is None else None
+    common = {
+        "args": args,
+        "train_dataset": job.train,
+        "eval_dataset": job.valid,
+        "processing_class": tokenizer,
+        "callbacks": [callback],
+    }
     if config.task == "text-classification":
         from transformers import DataCollatorWithPadding, Trainer
 
@@ -143,26 +150,11 @@ def _trainer(config: Any, args: Any, model: Any, tokenizer: Any, job: TrainJob, 
 
             model = get_peft_model(model, peft_config)
         return Trainer(
-            model=model,
-            args=args,
-            train_dataset=job.train,
-            eval_dataset=job.valid,
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=_accuracy,
-            callbacks=[callback],
+            model=model, data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_accuracy, **common
         )
     from trl import SFTTrainer
 
-    return SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=job.train,
-        eval_dataset=job.valid,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[callback],
-    )
+    return SFTTrainer(model=model, peft_config=peft_config, **common)
 
 
 def _accuracy(prediction: Any) -> dict[str, float]:
