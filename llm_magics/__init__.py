@@ -21,6 +21,7 @@ __all__ = [
     "LLMTrainer",
     "LLMTrainingConfiguration",
     "Run",
+    "TextClassification",
     "connect",
     "load_ipython_extension",
     "tiny_model",
@@ -33,6 +34,7 @@ _LAZY = {
     "LLMTrainer": "llm_magics.config",
     "LLMTrainingConfiguration": "llm_magics.config",
     "Run": "llm_magics.run",
+    "TextClassification": "llm_magics.classification",
     "connect": "llm_magics.db",
     "tiny_model": "llm_magics.tiny",
 }

@@ -7,7 +7,7 @@ import random
 import pytest
 from helpers import small_config
 
-from llm_magics.classification import TextClassification
+from llm_magics import TextClassification
 from llm_magics.errors import ConfigError
 
 pytestmark = pytest.mark.slow

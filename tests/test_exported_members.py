@@ -13,6 +13,7 @@ def test_all_is_pinned():
         "LLMTrainer",
         "LLMTrainingConfiguration",
         "Run",
+        "TextClassification",
         "connect",
         "load_ipython_extension",
         "tiny_model",
