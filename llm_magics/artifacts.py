@@ -101,9 +101,11 @@ def remove_uploads(database: Any, record: dict[str, Any]) -> None:
 
 def local_copy(database: Any, cache: Path, record: dict[str, Any], *, for_resume: bool = False) -> Path:
     """A local directory holding the checkpoint's files, checked against their sha256: the
-    recorded one if it is here and intact, else a download from GridFS into ``cache``."""
+    recorded one if it is here and intact, else a download from GridFS into ``cache``. Only the
+    files predict reads are checked unless ``for_resume``."""
+    needed = None if for_resume else {f["name"] for f in record["files"] if not is_training_state(f["name"])}
     try:
-        return verify(record)
+        return verify(record, names=needed)
     except ModelError:
         if not record.get("gridfs"):
             raise

@@ -31,7 +31,8 @@ class TextClassification(LLM):
         import torch
 
         inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(model.device)
-        model.eval()
+        if model.training:
+            model.eval()
         with torch.inference_mode():
             probabilities = model(**inputs).logits.float().softmax(-1).tolist()
         names = model.config.id2label

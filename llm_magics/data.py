@@ -9,6 +9,8 @@ turns of a chat), so the dry run can show what trains before anything runs.
 from __future__ import annotations
 
 import hashlib
+import math
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -130,7 +132,9 @@ class _Split:
             return None
         table = pa.table({"input_ids": pa.chunked_array(self.ids), "labels": pa.chunked_array(self.labels)})
         if keep is not None:
-            table = table.filter(pa.array([keep(b) for b in self.buckets]))
+            kept = [keep(b) for b in self.buckets]
+            if not all(kept):  # filtering copies the whole table
+                table = table.filter(pa.array(kept))
         return table
 
 
@@ -339,6 +343,9 @@ def _assemble(
     if fraction is None:
         eval_on = str(config.eval_strategy) != "no"
         fraction = 0.1 if eval_on and splits["valid"].docs == 0 else 0.0
+    if fraction and len(unassigned.buckets) > 1 and min(unassigned.buckets) >= fraction:
+        # a small set can miss the held-out share by chance: hold out at least one document
+        fraction = math.nextafter(min(unassigned.buckets), 1.0)
     tables = {
         "train": _concat(splits["train"].table(), unassigned.table(lambda b: b >= fraction)),
         "valid": _concat(splits["valid"].table(), unassigned.table(lambda b: b < fraction)),
@@ -347,7 +354,9 @@ def _assemble(
     if labels:
         tables = {name: _label_ids(table, labels) for name, table in tables.items()}
     train, valid = (
-        datasets.Dataset(t) if t is not None and t.num_rows else None for t in (tables["train"], tables["valid"])
+        # a fingerprint given saves datasets from hashing the whole table (a copy of it in memory)
+        datasets.Dataset(t, fingerprint=uuid.uuid4().hex) if t is not None and t.num_rows else None
+        for t in (tables["train"], tables["valid"])
     )
     if train is None:
         raise DataError(
@@ -400,7 +409,7 @@ def _counts(train: Any, valid: Any, fmt: Format) -> dict[str, int]:
         if fmt.kind == "classification":
             return ds.num_rows
         flat = pc.list_flatten(ds.data.column("labels"))
-        return int(pc.sum(pc.not_equal(flat, IGNORE).cast("int64")).as_py() or 0)
+        return int(pc.sum(pc.not_equal(flat, IGNORE)).as_py() or 0)
 
     return {
         "train_docs": train.num_rows,

@@ -39,7 +39,8 @@ def generate(
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(row)) + row for row in ids], device=model.device)
     attention = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids], device=model.device)
-    model.eval()
+    if model.training:  # eval() walks every module
+        model.eval()
     try:
         with torch.inference_mode():
             output = model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)

@@ -172,6 +172,9 @@ def check_adapter(path: str | Path) -> Path:
     return directory
 
 
+MAX_ADAPTERS = 8  # adapters kept loaded on one base; the least recently used goes first
+
+
 @dataclass
 class Loaded:
     """A base model in memory, with the adapters loaded onto it by name."""
@@ -199,6 +202,8 @@ class Loaded:
         from peft import PeftModel
 
         name = "a" + hashlib.sha1(path.encode()).hexdigest()[:12]
+        if name in self.adapters and self.model.active_adapter == name:
+            return  # set_adapter and eval() walk every module: nothing to do for the active one
         if name not in self.adapters:
             if self.adapters:
                 self.model.load_adapter(path, adapter_name=name, is_trainable=False)
@@ -207,6 +212,10 @@ class Loaded:
             self.adapters[name] = path
         self.adapters.move_to_end(name)
         self.model.set_adapter(name)
+        while len(self.adapters) > MAX_ADAPTERS:  # browsing many checkpoints must not fill the memory
+            oldest = next(iter(self.adapters))
+            self.model.delete_adapter(oldest)
+            del self.adapters[oldest]
         self.model.eval()
 
 

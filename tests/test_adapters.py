@@ -83,3 +83,19 @@ def test_a_missing_adapter_is_refused_before_anything_is_written(db, tiny_path, 
     with pytest.raises(Exception, match=r"no checkpoints|not found|no model"):
         LLM("x", tiny_path).fit(configuration=small_config(data="docs", adapter_id="checkpoint://nope/2"), db=db)
     assert db.show("run") == []
+
+
+def test_browsing_many_checkpoints_keeps_only_the_recent_adapters_loaded(db, tiny_path):
+    from llm_magics.loader import MAX_ADAPTERS
+
+    db["docs"].insert_many(qa_docs(40))
+    LLM("many", tiny_path).fit(
+        configuration=small_config(data="docs", max_steps=MAX_ADAPTERS + 2, save_steps=1, learning_rate=5e-3), db=db
+    )
+    first = db.load("model", "many", checkpoint=1).predict(PROMPT, max_new_tokens=8)
+    for step in range(2, MAX_ADAPTERS + 3):
+        db.load("model", "many", checkpoint=step).predict(PROMPT, max_new_tokens=2)
+    (loaded,) = db.models._loaded.values()
+    assert len(loaded.adapters) == MAX_ADAPTERS
+    assert db.load("model", "many", checkpoint=1).predict(PROMPT, max_new_tokens=8) == first  # loaded again
+    assert db.models.loads == 1

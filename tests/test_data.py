@@ -114,3 +114,11 @@ def test_a_transform_can_give_a_prompt_and_a_response(db, tokenizer):
 def test_long_texts_are_cut_to_max_length(db, tokenizer):
     db["docs"].insert_one({"text": "x" * 500})
     assert len(build(db, config(max_length=32), tokenizer).train[0]["input_ids"]) == 32
+
+
+def test_evaluation_on_a_small_set_always_holds_out_a_document(db, tokenizer):
+    # with 10% drawn by hash, 5 documents often give none: at least one is held out anyway
+    for attempt in range(20):
+        db[f"few{attempt}"].insert_many([{"text": f"doc {i}"} for i in range(5)])
+        data = build(db, config(data=f"few{attempt}", eval_strategy="steps", eval_steps=1), tokenizer)
+        assert data.counts["valid_docs"] >= 1 and data.counts["train_docs"] >= 1
