@@ -156,8 +156,8 @@ def per_call_parts(db: Any, llm: Any, arms: dict[str, Any], calls: int = 50) -> 
     return {
         **parts,
         "checkpoint record from the store (LLM.checkpoint_record)": each(llm.checkpoint_record),
-        "set_adapter + eval() of the active adapter (loader.Loaded._activate), eval() again (generate.generate)": each(
-            lambda: (model.set_adapter(active), model.eval(), model.eval())
+        "activating the adapter that is already active (loader.Loaded._activate)": each(
+            lambda: loaded._activate(loaded.adapters[active])
         ),
         "db.load('model', NAME) (what %llm_predict adds)": each(lambda: db.load("model", NAME)),
     }

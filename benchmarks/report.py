@@ -212,11 +212,9 @@ def predict_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": paired <= PREDICT_GOAL,
                 "why": f"A call took {extra:.2f} ms more than generate's {_ms(generate)} for"
                 f" {result['max_new_tokens']} tokens (medians). All of {arm} but `model.generate` (stubbed) takes"
-                f" {whole:.2f} ms a call; timed alone: {pieces}.{rest} To close it: skip `set_adapter` and"
-                " `eval()` when the adapter is already the active one (`llm_magics/loader.py`,"
-                " `Loaded._activate`; `generate.generate` calls `eval()` again), and resolve the checkpoint"
-                " record once per loaded model rather than on every call. The cost is fixed, so its share"
-                " falls with longer answers and larger models.",
+                f" {whole:.2f} ms a call; timed alone: {pieces}.{rest} The cost is fixed per call, so its share"
+                " falls with longer answers and larger models; resolving the checkpoint record once per"
+                " loaded model rather than on every call would shave the store's part.",
             }
         )
     for shape, switch in result["switch"].items():
@@ -239,7 +237,7 @@ def switch_goal(shape: str, switch: dict[str, Any]) -> dict[str, Any]:
         " what peft's `load_adapter` does for a first switch. A reload grows with the base (seconds to"
         " minutes for a real model read from disk) and a switch does not: measuring on a real-size base"
         " would show whether the gap the goal expects is there. llm_magics' own share of a first switch"
-        " is the sha256 check, which reads every file of the checkpoint, optimizer state included.",
+        " is the sha256 check of the files predict reads (optimizer state is checked only to resume).",
     }
 
 
@@ -399,9 +397,10 @@ def data_section(result: dict[str, Any]) -> list[str]:
             "",
             *_table(["", "docs/s", "time", "peak memory added", "rows", "tokens"], rows),
             f"Wrapping llm_magics' token table ({wrap['table_mib']:.0f} MiB) in a `datasets.Dataset`:"
-            f" `Dataset(table)`, as `llm_magics.data` does, adds a peak of {wrap['Dataset(table)']:.0f} MiB"
+            f" `Dataset(table)` adds a peak of {wrap['Dataset(table)']:.0f} MiB"
             " (datasets fingerprints a table given without a fingerprint by hashing all of it);"
-            f" `Dataset(table, fingerprint=...)` adds {wrap['Dataset(table, fingerprint=...)']:.0f} MiB.",
+            f" `Dataset(table, fingerprint=...)`, as `llm_magics.data` does, adds"
+            f" {wrap['Dataset(table, fingerprint=...)']:.0f} MiB.",
             "",
         ]
     return lines
