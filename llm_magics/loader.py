@@ -210,13 +210,13 @@ class Loaded:
             else:
                 self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name, is_trainable=False)
             self.adapters[name] = path
+            self.model.eval()  # a new adapter's dropout layers start in training mode
         self.adapters.move_to_end(name)
         self.model.set_adapter(name)
         while len(self.adapters) > MAX_ADAPTERS:  # browsing many checkpoints must not fill the memory
             oldest = next(iter(self.adapters))
             self.model.delete_adapter(oldest)
             del self.adapters[oldest]
-        self.model.eval()
 
 
 class ModelCache:

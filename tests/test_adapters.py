@@ -55,6 +55,8 @@ def test_adapters_of_one_base_switch_without_reloading_it(two_models, tiny_path)
             answers[name, step] = db.load("model", name, checkpoint=step).predict(PROMPT, max_new_tokens=8)
         answers["base"] = db.load("model", "first").predict(PROMPT, max_new_tokens=8, adapter=None)
     assert models.loads - before <= 1  # one base in memory, three adapters switched on it
+    (loaded,) = models._loaded.values()
+    assert not any(module.training for module in loaded.model.modules())  # no dropout while predicting
     assert len(set(answers.values())) > 1  # and the adapters really differ
     plain = LLM(model_name_or_path=tiny_path).predict(PROMPT, max_new_tokens=8)
     assert answers["base"] == plain
