@@ -22,13 +22,12 @@ before the runs. The three arms alternate, their order rotated each round.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from workload import documents, interleaved, median, quiet, ratio, tiny, workdir
+from workload import documents, emit, interleaved, median, quiet, ratio, tiny, workdir
 
 POLL = 0.02
 WORKERS = 2
@@ -157,11 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["ray_workers"] = WORKERS
         arms["--ray"] = lambda: run_cell(shell, cell(base, root, args.steps, args.batch_size // WORKERS, "--ray"))
     result.update(summarize(interleaved(arms, args.rounds)))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        show(result)
-    return result
+    return emit(result, args.json, show)
 
 
 def show(result: dict[str, Any]) -> None:

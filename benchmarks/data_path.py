@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workload import documents, median, peak_rss, quiet, ratio, reset_peak_rss, tiny, workdir
+from workload import documents, emit, median, peak_rss, quiet, ratio, reset_peak_rss, tiny, workdir
 
 ARMS = ("llm_magics", "plain datasets")
 STORES = ("mongomock", "embedded")
@@ -132,11 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for arm in ARMS if round_ % 2 == 0 else ARMS[::-1]:
                 cases[arm].append(run_case(arm, store, root, args.docs))
         result[store] = summarize(cases)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        show(result)
-    return result
+    return emit(result, args.json, show)
 
 
 def summarize(cases: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:

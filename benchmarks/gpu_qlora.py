@@ -46,7 +46,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from workload import peak_rss, quiet, reset_peak_rss, workdir
+from workload import emit, peak_rss, quiet, reset_peak_rss, workdir
 
 LLAMA = {"rope_theta": 500000.0, "max_position_embeddings": 131072, "vocab_size": 128256}
 SHAPES = {
@@ -308,11 +308,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "tokens_per_s" in measured and peak:
             measured["mfu"] = 6 * params * measured["tokens_per_s"] / peak
         result["arms"][arm] = measured
-    if args.json:
-        print(json.dumps(result))
-    else:
-        show(result)
-    return result
+    return emit(result, args.json, show)
 
 
 def show(result: dict[str, Any]) -> None:

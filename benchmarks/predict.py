@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from workload import documents, interleaved, median, quiet, ratio, tiny, workdir
+from workload import documents, emit, interleaved, median, quiet, ratio, tiny, workdir
 
 GOAL = 1.05  # ratio of warm prediction times
 PROMPT = "### Human: what does the model learn from? ### Assistant:"
@@ -276,11 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if shape != "tiny":
             db, base = setup(args, root, shape)
         result["switch"][shape] = checkpoint_switch(db, base, args)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        show(result)
-    return result
+    return emit(result, args.json, show)
 
 
 def show(result: dict[str, Any]) -> None:

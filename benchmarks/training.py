@@ -24,14 +24,13 @@ training): the part of a step that is ours, without the noise of timing whole ru
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workload import documents, interleaved, median, quiet, ratio, tiny, workdir
+from workload import documents, emit, interleaved, median, quiet, ratio, tiny, workdir
 
 GOAL = 1.03  # ratio of the training-loop times
 PER_STEP = "a step: callback, recorder and live state"
@@ -335,11 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **summarize(runs, args.steps),
         "hooks_us": hook_cost(bench.root / "hooks-store"),
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        show(result)
-    return result
+    return emit(result, args.json, show)
 
 
 def show(result: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ this directory on ``sys.path``.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import random
 import re
@@ -116,3 +117,12 @@ def reset_peak_rss() -> float:
 def peak_rss() -> float:
     """The peak resident memory since the last ``reset_peak_rss``, in MiB."""
     return _status_kib("VmHWM") / 1024
+
+
+def emit(result: dict[str, Any], as_json: bool, show: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Prints a benchmark's result: JSON for run.py, else its table."""
+    if as_json:
+        print(json.dumps(result))
+    else:
+        show(result)
+    return result
