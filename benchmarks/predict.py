@@ -68,27 +68,13 @@ def setup(args: argparse.Namespace, root: Path, shape: str) -> tuple[Any, str]:
 
 def generate_arm(db: Any, tokens: int) -> Any:
     """A plain tokenize / generate / decode on the model llm_magics keeps loaded."""
-    import torch
-
     llm = db.load("model", NAME)
     llm.predict(PROMPT, max_new_tokens=tokens)  # loads the base and activates the latest adapter
     loaded = db.models.get(llm.base())
     model, tokenizer = loaded.model, loaded.tokenizer
-    eos = tokenizer.eos_token_id
 
     def call() -> str:
-        ids = tokenizer(PROMPT)["input_ids"]
-        ids = ids[:-1] if ids[-1] == eos else ids  # as llm_magics does: the prompt is not over
-        input_ids = torch.tensor([ids])
-        with torch.inference_mode():
-            output = model.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                max_new_tokens=tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        return tokenizer.decode(output[0, len(ids) :], skip_special_tokens=True)
+        return plain_generate(model, tokenizer, max_new_tokens=tokens)
 
     return call
 
@@ -225,13 +211,20 @@ def clocked(times: dict[str, list[float]]) -> Iterator[None]:
 
 def full_reload(base: str, adapter: str, tokens: dict[str, int]) -> str:
     """What a script without a model cache does to answer with another checkpoint."""
-    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).eval()
-    ids = tokenizer(PROMPT)["input_ids"][:-1]
+    return plain_generate(model, tokenizer, **tokens)
+
+
+def plain_generate(model: Any, tokenizer: Any, **tokens: int) -> str:
+    """Tokenize, greedy ``generate``, decode: what a script without llm_magics does."""
+    import torch
+
+    ids = tokenizer(PROMPT)["input_ids"]
+    ids = ids[:-1] if ids[-1] == tokenizer.eos_token_id else ids  # as llm_magics does: the prompt is not over
     input_ids = torch.tensor([ids])
     with torch.inference_mode():
         output = model.generate(

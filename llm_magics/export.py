@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -23,7 +24,7 @@ def export(llm: LLM, directory: str | Path, checkpoint: str | int | None = None)
     with. The directory is written whole or not at all; an existing, non-empty one is refused.
     """
     from llm_magics.artifacts import is_adapter
-    from llm_magics.loader import BaseModel, load_model, load_tokenizer
+    from llm_magics.loader import load_model, load_tokenizer
 
     target = Path(directory).expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -33,14 +34,13 @@ def export(llm: LLM, directory: str | Path, checkpoint: str | int | None = None)
         raise ConfigError(f"export: model '{llm.identifier}' has no checkpoints in a database — fit it first")
     source = llm._verified(record)
     base = llm.base()
-    full = BaseModel(base.path, None, base.task, base.model_kwargs, base.tokenizer_kwargs, base.labels)
+    full = dataclasses.replace(base, bits=None)
     if is_adapter(source):
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(load_model(full), str(source)).merge_and_unload()
     else:
-        full.path = str(source)
-        model = load_model(full)
+        model = load_model(dataclasses.replace(full, path=str(source)))
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:

@@ -223,8 +223,6 @@ class LLM:
         if record["_id"] not in cache.verified:
             from llm_magics.artifacts import local_copy
 
-            if self.db is None:
-                raise ModelError(f"checkpoint {record['_id']} needs its database")
             cache.verified[record["_id"]] = local_copy(self.db.store.db, self.db.downloads, record)
         return cache.verified[record["_id"]]
 
