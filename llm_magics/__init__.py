@@ -17,25 +17,31 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 __version__ = "0.1.0"
 __all__ = [
     "LLM",
+    "Collection",
     "Database",
+    "Document",
     "LLMTrainer",
     "LLMTrainingConfiguration",
     "Run",
     "TextClassification",
     "connect",
     "load_ipython_extension",
+    "superduper",
     "tiny_model",
     "unload_ipython_extension",
 ]
 
 _LAZY = {
     "LLM": "llm_magics.model",
+    "Collection": "llm_magics.query",
     "Database": "llm_magics.db",
+    "Document": "llm_magics.query",
     "LLMTrainer": "llm_magics.config",
     "LLMTrainingConfiguration": "llm_magics.config",
     "Run": "llm_magics.run",
     "TextClassification": "llm_magics.classification",
     "connect": "llm_magics.db",
+    "superduper": "llm_magics.db",
     "tiny_model": "llm_magics.tiny",
 }
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -115,7 +116,7 @@ def local_copy(database: Any, cache: Path, record: dict[str, Any], *, for_resume
             f"checkpoint {record['_id']} was stored without its optimizer state, so it cannot be "
             "resumed on this machine — train with upload_optimizer_state: true to allow that"
         )
-    target = cache / record["_id"]
+    target = _inside(cache, record["_id"], record)
     try:
         return verify(record, target, names)
     except ModelError:
@@ -125,6 +126,8 @@ def local_copy(database: Any, cache: Path, record: dict[str, Any], *, for_resume
 
 def _download(database: Any, record: dict[str, Any], target: Path, names: set[str]) -> Path:
     bucket = gridfs_bucket(database)
+    for name in record["gridfs"]:
+        _inside(target, name, record)  # every name checked before anything is written
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
     for name, file_id in record["gridfs"].items():
@@ -141,8 +144,21 @@ def _download(database: Any, record: dict[str, Any], target: Path, names: set[st
     return target
 
 
+def _inside(directory: Path, name: Any, record: dict[str, Any]) -> Path:
+    """``directory / name``, refused when a record's name would lead out of ``directory``
+    ('../x', '/etc/x'): the records come from a database that others may write to."""
+    path = directory / str(name)
+    if not isinstance(name, str) or not path.resolve().is_relative_to(directory.resolve()) or path == directory:
+        raise ModelError(
+            f"checkpoint {str(record.get('_id'))[:80]!r}: the file name {str(name)[:80]!r} leads outside "
+            "the download directory — the record was not written by llm_magics; nothing was downloaded"
+        )
+    return path
+
+
 def delete(store: Any, record: dict[str, Any]) -> None:
     """Deletes a checkpoint: its record first, then its files, so no record outlives its files."""
     store.delete_checkpoint(record["_id"])
     remove_uploads(store.db, record)
-    shutil.rmtree(record["path"], ignore_errors=True)
+    if re.fullmatch(r"checkpoint-\d+", Path(record["path"]).name):  # never a directory a record merely names
+        shutil.rmtree(record["path"], ignore_errors=True)

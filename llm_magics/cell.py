@@ -27,6 +27,8 @@ class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` copies plain data; the safe loader merges it below
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 continue
@@ -48,8 +50,12 @@ def load_yaml(text: str) -> Any:
     """Parses YAML safely; a syntax error or an object-building tag becomes a ConfigError."""
     try:
         return yaml.load(text, Loader=_Loader)
+    except RecursionError:
+        raise ConfigError("the YAML is nested too deeply (hundreds of [ or { inside each other)") from None
     except yaml.constructor.ConstructorError as error:
         line = error.problem_mark.line + 1 if error.problem_mark else "?"
+        if " for the tag " not in (error.problem or ""):  # e.g. `<<:` followed by no mapping
+            raise ConfigError(f"line {line}: {error.problem}") from None
         raise ConfigError(
             f"line {line}: YAML tags that build objects are not allowed ({error.problem.split(' for the tag ')[-1]})"
         ) from None

@@ -97,6 +97,8 @@ def runs_table(db: Database, model: str | None = None) -> Table:
     """Every run (or a model's): name, id, status, backend, steps, last loss, started, duration."""
     from llm_magics.display import Table
 
+    if model is not None:
+        db.store.model(model)  # an unknown name is an error with the close ones, not an empty table
     rows = []
     for run in db.store.list_runs(model):
         steps = f"{run.get('step', 0)}/{run['total_steps']}" if run.get("total_steps") else str(run.get("step", 0))

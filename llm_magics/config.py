@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -198,6 +199,9 @@ class LLMTrainingConfiguration(SFTConfig):
         shown = ", ".join(f"{key}={value!r}" for key, value in self.changes().items())
         return f"{type(self).__name__}({shown})"
 
+    def __str__(self) -> str:  # TrainingArguments' own lists every field, kwargs and URIs unmasked
+        return repr(self)
+
     @classmethod
     def from_dict(cls, mapping: dict[str, Any]) -> LLMTrainingConfiguration:
         """Builds a configuration from a mapping (a YAML cell body, a stored run)."""
@@ -215,12 +219,17 @@ class LLMTrainingConfiguration(SFTConfig):
 
         return cls.from_dict(load_yaml(text) or {})
 
-    def to_dict(self) -> dict[str, Any]:
-        """Every field as plain data, so a run can be repeated exactly; secrets are masked."""
-        return {f.name: _plain(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.init}
+    def to_dict(self, *, masked: bool = True) -> dict[str, Any]:
+        """Every field as plain data, so a run can be repeated exactly. ``masked``: as it may be
+        shown or stored (credentials in URIs hidden, tokens masked); else with the secrets, for
+        the trainer only."""
+        from llm_magics.db import redacted
+
+        values = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.init}
+        return redacted(values) if masked else values
 
     def changes(self) -> dict[str, Any]:
-        """The fields that differ from their defaults."""
+        """The fields that differ from their defaults, secrets masked."""
         defaults = _defaults(type(self))
         return {key: value for key, value in self.to_dict().items() if value != defaults.get(key)}
 
@@ -273,7 +282,7 @@ def _validated_init(cls: type) -> None:
     dataclass_init = cls.__init__
 
     @functools.wraps(dataclass_init)
-    def validated_init(self, **kwargs: Any) -> None:
+    def validated_init(self, /, **kwargs: Any) -> None:  # a key named 'self' is an unknown key
         dataclass_init(self, **_checked_arguments(type(self), kwargs))
 
     cls.__init__ = validated_init
@@ -310,17 +319,20 @@ def _other_name(name: str, key: str, kwargs: dict[str, Any]) -> str:
 
 
 def _value_problems(config: Any) -> list[str]:
-    problems = []
+    # nan passes every comparison below, so a non-finite number is refused first
+    infinite = [name for name in _init_fields() if isinstance(getattr(config, name), float)]
+    infinite = [name for name in infinite if not math.isfinite(getattr(config, name))]
+    problems = [f"{name}: must be a finite number, got {getattr(config, name)!r}" for name in infinite]
     for name, low in _AT_LEAST.items():
         value = getattr(config, name)
-        if value is not None and value < low:
+        if value is not None and name not in infinite and value < low:
             problems.append(f"{name}: must be at least {low}, got {value!r}")
     for name in _POSITIVE:
-        if getattr(config, name) <= 0:
+        if name not in infinite and getattr(config, name) <= 0:
             problems.append(f"{name}: must be greater than 0, got {getattr(config, name)!r}")
     for name in _FRACTIONS:
         value = getattr(config, name)
-        if value is not None and not 0 <= value < 1:
+        if value is not None and name not in infinite and not 0 <= value < 1:
             problems.append(f"{name}: must be at least 0 and below 1, got {value!r}")
     if config.max_steps == 0 or config.max_steps < -1:
         problems.append(
@@ -396,7 +408,7 @@ def _fits(value: Any, annotation: Any) -> bool:
     if annotation is str:
         return isinstance(value, str)
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return isinstance(value, annotation) or value in {member.value for member in annotation}
+        return isinstance(value, annotation) or value in [member.value for member in annotation]  # may be unhashable
     if origin is list or annotation is list:
         return isinstance(value, list) and all(_fits(item, args[0]) for item in value if args)
     if origin is dict or annotation is dict:
@@ -460,9 +472,7 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _plain(name: str, value: Any) -> Any:
-    if name.endswith("_token") and value is not None:
-        return f"<{name.upper()}>"
+def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, list):
@@ -480,10 +490,15 @@ def _defaults(cls: type) -> dict[str, Any]:
     values = {}
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
-            values[f.name] = _plain(f.name, f.default)
+            values[f.name] = _plain(f.default)
         elif f.default_factory is not dataclasses.MISSING:
             values[f.name] = f.default_factory()
     return values
+
+
+@functools.cache
+def _init_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(LLMTrainingConfiguration) if f.init)
 
 
 @functools.cache

@@ -16,15 +16,50 @@ if TYPE_CHECKING:
 DEFAULT_DIR = ".llm_magics"
 _SCHEMES = ("embedded", "mongomock", "mongodb", "mongodb+srv")
 _PASSWORD_IN_NETLOC = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)(?P<tail>@)", re.I)
-_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&](?:password|pwd|secret|token)[^=&]*=)(?P<secret>[^&\s]*)", re.I)
+# an option whose name holds password / pwd / secret / token (tlsCertificateKeyFilePassword=...)
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&][^=&\s]*(?:password|pwd|secret|token)[^=&\s]*=)[^&\s]*", re.I)
+# a property inside an option's value (authMechanismProperties=AWS_SESSION_TOKEN:...)
+_SECRET_PROPERTY = re.compile(r"(?P<head>[=,][a-z_]*(?:password|secret|token)[a-z_]*(?::|%3A))[^,&\s]*", re.I)
+MASK = "***"
+# tokenizer settings named like secrets that are not
+_NOT_SECRET = frozenset({"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"})
 # one in-memory server per process, shared by every mongomock:// handle (like a real server)
 _memory_server: Any = None
 
 
 def redact(text: str) -> str:
-    """Hides passwords in anything that may contain a database URI."""
+    """Hides passwords in anything that may contain a URI (a database's, a bucket's)."""
     text = _PASSWORD_IN_NETLOC.sub(r"\g<head>***\g<tail>", str(text))
+    text = _SECRET_PROPERTY.sub(r"\g<head>***", text)
     return _PASSWORD_IN_QUERY.sub(r"\g<head>***", text)
+
+
+def is_secret(key: Any) -> bool:
+    """Whether a setting's name says its value is a credential: token, hub_token, password, api_key..."""
+    name = str(key).lower().replace("-", "_")
+    if name in _NOT_SECRET:
+        return False
+    return name == "token" or name.endswith("_token") or any(w in name for w in ("password", "secret", "api_key"))
+
+
+def redacted(value: Any) -> Any:
+    """Plain data that is safe to show or store: credentials in URIs hidden, values of secret
+    settings masked, other objects (e.g. a Ray ScalingConfig) as their redacted repr."""
+    if isinstance(value, dict):
+        return {str(k): MASK if is_secret(k) and isinstance(v, str) and v else redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redacted(v) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact(repr(value))
+
+
+def unmasked(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments without the values a record masked: from_pretrained then falls back
+    to the HF_TOKEN environment variable or ``hf auth login``."""
+    return {k: v for k, v in kwargs.items() if v != MASK}
 
 
 def connect(uri: str | None = None, *, timeout_ms: int = 3000) -> Database:
@@ -80,7 +115,7 @@ def _server(uri: str, timeout_ms: int) -> Database:
     try:
         client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms)
         client.admin.command("ping")
-    except ConfigurationError as error:
+    except (ConfigurationError, ValueError) as error:  # ValueError: a bad port or IPv6 address
         raise DatabaseError(f"database URI '{redact(uri)}': {redact(error)}") from None
     except PyMongoError as error:
         hosts = ", ".join(f"{host}:{port}" for host, port in client.topology_description.server_descriptions())
@@ -169,9 +204,19 @@ class Database:
 
         return CheckpointBrowser(self, name, refresh_interval)
 
+    def execute(self, query: Any) -> Any:
+        """The seed's form: runs ``Collection(NAME).insert_many(docs)``, ``.find(...)`` and the like."""
+        from llm_magics.query import execute
+
+        return execute(self.database, query)
+
     def apply(self, model: Any) -> Any:
         """The seed's form: trains ``model`` with its ``trainer`` configuration, then returns it."""
         if model.trainer is None:
             raise DatabaseError("apply: the model has no trainer= configuration to train with")
         model.fit(configuration=model.trainer, db=self).wait()
         return model
+
+
+superduper = connect
+"""The seed's name for ``connect``: ``db = superduper("mongomock://test_llm")``."""

@@ -32,15 +32,11 @@ class Estimate:
 def estimate(config: Any, base: Any, longest: int) -> Estimate:
     """Parameters and memory of training ``base`` with ``config`` on sequences up to ``longest``."""
     import torch
-    from transformers import AutoConfig
 
-    from llm_magics.loader import auto_class
+    from llm_magics.loader import meta_model
 
-    model_config = AutoConfig.from_pretrained(base.path, trust_remote_code=False)
-    if base.labels:
-        model_config.num_labels = len(base.labels)
-    with torch.device("meta"):
-        model = auto_class(base.task).from_config(model_config)
+    model = meta_model(base)
+    model_config = model.config
     parameters = sum(p.numel() for p in model.parameters())
     weight_bytes = _WEIGHT_BYTES[base.bits] if base.bits else 2.0 if torch.cuda.is_available() else 4.0
     trainable = parameters

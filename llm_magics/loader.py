@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import threading
 import warnings
 from collections import OrderedDict
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_magics.errors import ConfigError, ModelError, one_of
+from llm_magics.db import unmasked
+from llm_magics.errors import ConfigError, ModelError, did_you_mean, one_of
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _TASKS = {"causal-lm": "AutoModelForCausalLM", "text-classification": "AutoModelForSequenceClassification"}
@@ -41,6 +43,8 @@ def quiet_libraries() -> None:
     """Silences import-time chatter that says nothing to a notebook user."""
     # peft still asks models for the pre-v5 attribute names
     warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
+    # 8-bit layers log a warning on every matmul whose input is not float16 (every one, on a CPU)
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
@@ -66,12 +70,14 @@ def load_tokenizer(path: str, tokenizer_kwargs: dict[str, Any] | None = None) ->
     from transformers import AutoTokenizer
 
     quiet_libraries()
-    kwargs = {"trust_remote_code": False, **(tokenizer_kwargs or {})}
+    kwargs = {"trust_remote_code": False, **unmasked(tokenizer_kwargs or {})}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     except OSError as error:
         raise ModelError(_unreachable(path, error)) from None
     except ValueError as error:
+        if "trust_remote_code" in str(error):
+            raise ModelError(_remote_code_refused(path)) from None
         reason = str(error).strip().splitlines()[0]
         raise ModelError(f"model '{path}': its tokenizer cannot be loaded ({reason})") from None
     if tokenizer.pad_token is None:
@@ -82,7 +88,7 @@ def load_tokenizer(path: str, tokenizer_kwargs: dict[str, Any] | None = None) ->
 def load_model(base: BaseModel, *, device_map: Any = None) -> Any:
     """Loads the base model, quantized when ``base.bits`` is set, from safetensors only."""
     quiet_libraries()
-    kwargs = {"trust_remote_code": False, **base.model_kwargs}
+    kwargs = {"trust_remote_code": False, **unmasked(base.model_kwargs)}
     kwargs["dtype"] = _dtype(kwargs.pop("dtype", kwargs.pop("torch_dtype", None)))
     kwargs.setdefault("device_map", device_map if device_map is not None else _default_device_map())
     if base.bits is not None:
@@ -102,6 +108,48 @@ def load_model(base: BaseModel, *, device_map: Any = None) -> Any:
                 "because they can run code — convert it with save_pretrained(safe_serialization=True)"
             ) from None
         raise ModelError(_unreachable(base.path, error)) from None
+    except ValueError as error:
+        if "trust_remote_code" not in str(error):
+            raise
+        raise ModelError(_remote_code_refused(base.path)) from None
+
+
+def _remote_code_refused(path: str) -> str:
+    return (
+        f"model '{path}' comes with its own Python code (auto_map in its config.json), which is not run "
+        "unless allowed — set trust_remote_code: true only if you trust that code"
+    )
+
+
+def meta_model(base: BaseModel) -> Any:
+    """The base model's modules without weights (PyTorch's meta device): instant at any size."""
+    import torch
+    from transformers import AutoConfig
+
+    remote = bool(base.model_kwargs.get("trust_remote_code", False))
+    try:
+        model_config = AutoConfig.from_pretrained(base.path, trust_remote_code=remote)
+    except ValueError as error:
+        if "trust_remote_code" not in str(error):
+            raise
+        raise ModelError(_remote_code_refused(base.path)) from None
+    if base.labels:
+        model_config.num_labels = len(base.labels)
+    with torch.device("meta"):
+        return auto_class(base.task).from_config(model_config, trust_remote_code=remote)
+
+
+def check_target_modules(base: BaseModel, targets: list[str]) -> None:
+    """Each LoRA target names a module of the model, matched as peft matches it (a name's end)."""
+    import torch
+
+    modules = dict(meta_model(base).named_modules())
+    missing = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in modules)]
+    if not missing:
+        return
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, torch.nn.Linear)})
+    hint = did_you_mean(missing[0], linear) or f"; its linear layers: {', '.join(linear)}"
+    raise ConfigError(f"lora_target_modules: the model has no module {one_of(missing)}{hint}")
 
 
 def auto_class(task: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import keyword
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ def _magic(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def wrapper(self: LLMMagics, line: str, cell: str | None = None) -> Any:
-        if {"-h", "--help"} & set(line.split()):
+        if {"-h", "--help"} & set(arg_split(line, posix=True)):  # a quoted prompt may say "-h"
             print(method.__doc__)
             return None
         try:
@@ -60,6 +61,7 @@ def _magic(method: Callable) -> Callable:
 
 
 def _parse(method: Callable, line: str) -> argparse.Namespace:
+    method.parser.allow_abbrev = False  # --dry is not --dry-run: a typo is an error, not a guess
     try:
         # intermixed: options may come after the name and before or between the prompts
         return method.parser.parse_intermixed_args(arg_split(line, posix=True, strict=True))
@@ -68,9 +70,15 @@ def _parse(method: Callable, line: str) -> argparse.Namespace:
         if "unrecognized arguments" in message:
             options = [option for action in method.parser._actions for option in action.option_strings]
             unknown = message.split(":", 1)[1].split()
-            hints = "".join(did_you_mean(flag, options) for flag in unknown if flag.startswith("-"))
+            hints = "".join(_closest_flag(flag, options) for flag in unknown if flag.startswith("-"))
             message = f"{message}{hints}; see --help"
         raise UsageError(message) from None
+
+
+def _closest_flag(flag: str, options: list[str]) -> str:
+    """A shortened flag names the one it starts; otherwise the closest spelling."""
+    started = [option for option in options if option.startswith(flag)]
+    return f" — did you mean '{started[0]}'?" if len(started) == 1 else did_you_mean(flag, options)
 
 
 @magics_class
@@ -157,11 +165,12 @@ class LLMMagics(Magics):
         from llm_magics import commands
 
         args = _parse(self.llm_finetune, line)
+        if args.output and not (args.output.isidentifier() and not keyword.iskeyword(args.output)):
+            raise ConfigError(f"-o {args.output!r}: give a Python variable name, e.g. -o run")
         mapping = self._configuration(args.config, cell)
-        backend = "ray" if args.ray or args.ray_address else "thread" if args.background else None
-        if backend == "ray":
-            mapping.setdefault("ray_address", args.ray_address or self.ray_address)
-        backend = backend or mapping.get("backend") or ("ray" if mapping.get("on_ray") else self.backend)
+        backend, address = self._where(args, mapping)
+        if address:
+            mapping["ray_address"] = address
         if self.artifacts != "local":
             mapping.setdefault("artifacts", self.artifacts)
         result = commands.finetune(
@@ -178,6 +187,22 @@ class LLMMagics(Magics):
         if args.dry_run or cell is None:
             return result
         return None
+
+    def _where(self, args: argparse.Namespace, mapping: dict[str, Any]) -> tuple[str, str | None]:
+        """The backend and Ray address: flags first, then the cell body, then ``%config LLMMagics``."""
+        if args.ray or args.ray_address:
+            backend = "ray"
+        elif args.background:
+            backend = "thread"
+        elif mapping.get("backend"):
+            backend = mapping["backend"]
+        elif mapping.get("on_ray") or mapping.get("ray_address"):
+            backend = "ray"
+        else:
+            backend = self.backend
+        if backend != "ray":
+            return backend, None
+        return backend, args.ray_address or mapping.get("ray_address") or self.ray_address
 
     def _configuration(self, path: str | None, cell: str | None) -> dict[str, Any]:
         from llm_magics.cell import parse_cell

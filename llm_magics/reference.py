@@ -30,6 +30,8 @@ COMMON = (
     "packing",
     "fp16",
     "seed",
+    "trust_remote_code",
+    "report_to",
 )
 
 

@@ -16,12 +16,13 @@ fi
 # Reinstall only when what decides the install changed.
 stamp=".venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${extras:-base}"
 if [ ! -f "$stamp" ]; then
-  # PyTorch: the CPU build (pinned; a plain "pip install torch" pulls a multi-GB CUDA build).
-  # Elsewhere, point pip at the CPU wheels with
-  #   PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
-  # or install the torch you want into .venv first: an installed torch is kept.
+  # PyTorch: the CPU build, pinned (a plain "pip install torch" pulls a multi-GB CUDA build).
+  # A configured index or wheel folder that has it is used first; else PyTorch's CPU index.
+  # Install the torch you want into .venv first to keep it: an installed torch is kept.
   if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-    .venv/bin/pip install --quiet --disable-pip-version-check "torch==2.13.0"
+    .venv/bin/pip install --quiet --disable-pip-version-check "torch==2.13.0+cpu" 2>/dev/null \
+      || .venv/bin/pip install --quiet --disable-pip-version-check \
+        --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"
   fi
   .venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
   rm -f .venv/.installed-*

@@ -56,3 +56,37 @@ class Shell:
     @property
     def ns(self) -> dict:
         return self.ip.user_ns
+
+
+def custom_code_model(tiny_path, directory, marker):
+    """A copy of the tiny model whose config names its own code (``auto_map``), as a Hub repo
+    with custom code does: ``configuration_x.py`` and ``modeling_x.py`` subclass the Llama classes
+    under a model type transformers does not know, and importing either one creates ``marker``.
+    Returns the directory; ``marker`` exists only if that code ran."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    directory = Path(directory)
+    shutil.copytree(tiny_path, directory)
+    config = json.loads((directory / "config.json").read_text())
+    config["model_type"] = "llm-magics-custom"  # no class of transformers' own can stand in
+    config["architectures"] = ["CustomForCausalLM"]
+    config["auto_map"] = {
+        "AutoConfig": "configuration_x.CustomConfig",
+        "AutoModelForCausalLM": "modeling_x.CustomForCausalLM",
+    }
+    (directory / "config.json").write_text(json.dumps(config))
+    ran = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
+    (directory / "configuration_x.py").write_text(
+        "from transformers import LlamaConfig\n"
+        + ran
+        + "class CustomConfig(LlamaConfig):\n    model_type = 'llm-magics-custom'\n"
+    )
+    (directory / "modeling_x.py").write_text(
+        "from transformers import LlamaForCausalLM\n"
+        "from .configuration_x import CustomConfig\n"
+        + ran
+        + "class CustomForCausalLM(LlamaForCausalLM):\n    config_class = CustomConfig\n"
+    )
+    return directory

@@ -42,6 +42,12 @@ CASES = [
     ),
     ("%%llm_finetune m\n" + VALID + "lora_r: 8", "line 5: 'lora_r' is given twice"),
     ("%%llm_finetune m\n" + VALID + "prompt: question", "prompt and response: give both field names"),
+    (
+        "%%llm_finetune m\n" + VALID + "lora_target_modules: [q_prj]",
+        "lora_target_modules: the model has no module 'q_prj' — did you mean 'q_proj'?",
+    ),
+    ("%%llm_finetune m --dry\n" + VALID, "unrecognized arguments: --dry — did you mean '--dry-run'?"),
+    ("%%llm_finetune m -o 'my run'\n" + VALID, "-o 'my run': give a Python variable name"),
     ("%%llm_finetune m\n" + VALID + "select: docs", "data and select: give one"),
     ("%%llm_finetune m\n" + VALID + "bits: 4\nuse_lora: false", "bits: a quantized model trains only through LoRA"),
     ("%llm_finetune m", "give the configuration in the cell"),

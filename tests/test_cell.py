@@ -38,6 +38,8 @@ def test_interpolation_takes_names_only(expression):
         "a: !!python/object/apply:os.system ['touch pwned']",
         "a: !!python/name:os.system",
         "a: !!python/object/new:subprocess.Popen [['id']]",
+        "a: !local-tag x",
+        "a:\n  <<: {b: !!python/object/apply:os.system ['touch pwned']}\n",
     ],
 )
 def test_tags_that_build_objects_are_refused(body, tmp_path):
@@ -49,6 +51,24 @@ def test_tags_that_build_objects_are_refused(body, tmp_path):
 def test_a_repeated_key_is_an_error():
     with pytest.raises(ConfigError, match="line 2: 'lora_r' is given twice"):
         parse_cell("lora_r: 4\nlora_r: 8")
+
+
+def test_merge_keys_copy_plain_data_and_own_keys_win():
+    body = "base: &base {lora_r: 4, max_steps: 2}\nrun:\n  <<: *base\n  lora_r: 8\n"
+    assert parse_cell(body)["run"] == {"lora_r": 8, "max_steps": 2}
+    with pytest.raises(ConfigError, match="line 4: 'lora_r' is given twice"):
+        parse_cell("run:\n  lora_r: 4\n  <<: {max_steps: 2}\n  lora_r: 8\n")  # a repeat is still one
+
+
+def test_a_merge_key_without_a_mapping_says_so():
+    with pytest.raises(ConfigError, match="line 1: expected a mapping or list of mappings for merging"):
+        parse_cell("run: {<<: 3}")
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: "])
+def test_hundreds_of_nested_brackets_are_a_short_error(opening):
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        parse_cell("lora_target_modules: " + opening * 600)
 
 
 def test_a_syntax_error_names_the_line():

@@ -4,6 +4,7 @@ name the key and what would be valid (all problems at once)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -79,6 +80,21 @@ def test_secrets_are_masked_in_the_dict_and_the_repr():
     assert "hf_secret123" not in repr(config)
 
 
+def test_credentials_and_tokens_are_masked_wherever_the_configuration_is_shown():
+    config = LLMTrainingConfiguration(
+        ray_configs={"run_config": {"storage_path": "s3://AK:hunter2@b/r"}},
+        model_kwargs={"token": "hf_hunter2"},
+        tokenizer_kwargs={"token": "hf_hunter2", "pad_token": "<pad>"},
+        run_name="mongodb://u:hunter2@h/db",
+    )
+    for shown in (repr(config), str(config), str(config.to_dict()), str(config.changes())):
+        assert "hunter2" not in shown
+    assert "s3://AK:***@b/r" in repr(config) and "'token': '***'" in repr(config)
+    assert config.to_dict()["tokenizer_kwargs"]["pad_token"] == "<pad>"  # named like a secret, but is not one
+    assert config.model_kwargs["token"] == "hf_hunter2"  # from_pretrained still gets it
+    assert config.to_dict(masked=False)["ray_configs"]["run_config"]["storage_path"] == "s3://AK:hunter2@b/r"
+
+
 def test_repr_shows_only_what_differs_from_the_defaults():
     assert repr(LLMTrainingConfiguration(lora_r=4)) == "LLMTrainingConfiguration(lora_r=4)"
 
@@ -114,10 +130,16 @@ def test_all_problems_are_reported_at_once():
         ({"task": "text-classification"}, "y: text-classification needs the label field"),
         ({"prompt_template": "Q: ", "prompt": "q", "response": "a"}, "prompt_template: must contain {prompt}"),
         ({"evaluation_strategy": "steps", "eval_strategy": "no"}, "'eval_strategy' is given twice"),
+        ({"learning_rate": float("nan")}, "learning_rate: must be a finite number, got nan"),
+        ({"num_train_epochs": float("nan")}, "num_train_epochs: must be a finite number, got nan"),
+        ({"max_grad_norm": float("inf")}, "max_grad_norm: must be a finite number, got inf"),
+        ({"eval_strategy": ["steps"]}, "eval_strategy: expected 'no', 'steps' or 'epoch', got ['steps'] (a list)"),
+        ({"optim": {"name": "x"}}, "optim: expected 'adamw_torch', "),
+        ({"self": 1}, "unknown key 'self'"),
     ],
 )
 def test_bad_values_name_the_key(changes, wording):
-    with pytest.raises(ConfigError, match=wording.replace("(", r"\(").replace("{", r"\{")):
+    with pytest.raises(ConfigError, match=re.escape(wording)):
         LLMTrainingConfiguration(**changes)
 
 

@@ -48,11 +48,39 @@ def test_an_unreachable_server_fails_fast_naming_the_host_not_the_password():
         ),
         ("mongodb://host/db?authSource=admin&password=pw", "mongodb://host/db?authSource=admin&password=***"),
         ("mongodb://host/db", "mongodb://host/db"),
+        (
+            "mongodb://host/db?tls=true&tlsCertificateKeyFilePassword=pw&w=1",
+            "mongodb://host/db?tls=true&tlsCertificateKeyFilePassword=***&w=1",
+        ),
+        (
+            "mongodb://host/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:tok,SERVICE_NAME:x",
+            "mongodb://host/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:***,SERVICE_NAME:x",
+        ),
+        (
+            "mongodb://host/?authMechanismProperties=AWS_SESSION_TOKEN%3Atok",
+            "mongodb://host/?authMechanismProperties=AWS_SESSION_TOKEN%3A***",
+        ),
+        ("mongodb://host/?myApiSecret=s&apiToken=t", "mongodb://host/?myApiSecret=***&apiToken=***"),
     ],
 )
 def test_redact_hides_passwords(uri, shown):
     assert redact(uri) == shown
     assert redact(f"cannot talk to {uri} (refused)") == f"cannot talk to {shown} (refused)"
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("mongodb://alice:s3cret-pw@host:notaport/db", "Port contains non-digit characters"),
+        ("mongodb://alice:s3cret-pw@host:99999/db", "Port must be an integer between 0 and 65535"),
+        ("mongodb://alice:s3cret-pw@[::1:27017/db", "an IPv6 address literal must be enclosed in '\\[' and '\\]'"),
+    ],
+)
+def test_a_malformed_uri_is_our_error_naming_the_problem_not_the_password(uri, problem):
+    with pytest.raises(DatabaseError, match=problem) as raised:
+        connect(uri, timeout_ms=300)
+    assert str(raised.value).startswith("database URI 'mongodb://alice:***@")
+    assert "s3cret-pw" not in str(raised.value)
 
 
 def test_show_names_the_valid_kinds(db):

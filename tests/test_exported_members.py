@@ -9,13 +9,16 @@ def test_all_is_pinned():
     # sorted as ruff's RUF022 sorts (isort style), which `ruff check` enforces
     assert llm_magics.__all__ == [
         "LLM",
+        "Collection",
         "Database",
+        "Document",
         "LLMTrainer",
         "LLMTrainingConfiguration",
         "Run",
         "TextClassification",
         "connect",
         "load_ipython_extension",
+        "superduper",
         "tiny_model",
         "unload_ipython_extension",
     ]

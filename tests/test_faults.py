@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import string
+import traceback
 from pathlib import Path
 
 import pytest
-from helpers import qa_docs, small_config
+from helpers import custom_code_model, qa_docs, small_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
@@ -15,8 +18,10 @@ from pymongo.errors import AutoReconnect
 
 from llm_magics import LLM, LLMTrainingConfiguration
 from llm_magics.cell import parse_cell
+from llm_magics.config import ALIASES
 from llm_magics.db import Database
 from llm_magics.errors import ConfigError, ModelError, RunError
+from llm_magics.store import now
 
 
 class Outage:
@@ -122,51 +127,44 @@ def test_a_pickle_only_adapter_is_refused(db, tiny_path, workdir):
 
 
 def test_remote_code_is_not_run_unless_asked(workdir, tiny_path):
-    import json
-    import shutil
+    from transformers import AutoModelForCausalLM
 
-    custom = workdir / "custom"
-    shutil.copytree(tiny_path, custom)
-    config = json.loads((custom / "config.json").read_text())
-    config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}
-    (custom / "config.json").write_text(json.dumps(config))
-    (custom / "evil.py").write_text("open('pwned', 'w').write('x')\n")
-    LLM("c", str(custom)).predict("hi", max_new_tokens=2)  # the model's own Llama class, not evil.py
-    assert not (workdir / "pwned").exists()
+    marker = workdir / "custom-code-ran"
+    custom = custom_code_model(tiny_path, workdir / "custom", marker)
+    with pytest.raises(ModelError, match=r"comes with its own Python code .* set trust_remote_code: true") as raised:
+        LLM("c", str(custom)).predict("hi", max_new_tokens=2)
+    assert len(str(raised.value)) < 250
+    assert not marker.exists()
+    # the directory is a real custom-code model: loading it with the protection off runs its code
+    AutoModelForCausalLM.from_pretrained(custom, trust_remote_code=True)
+    assert marker.exists()
 
 
-MAPPING = st.dictionaries(
-    st.one_of(
-        st.text(max_size=12),
-        st.sampled_from(
-            [
-                "lora_r",
-                "learning_rate",
-                "bits",
-                "select",
-                "data",
-                "eval_steps",
-                "max_steps",
-                "prompt",
-                "model_kwargs",
-                "probe_prompts",
-            ]
-        ),
-    ),
-    st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-        lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
-        max_leaves=6,
-    ),
-    max_size=6,
+# every key a user can write (and 'self', the name of __init__'s own argument), or any text
+KEYS = st.sampled_from(
+    sorted({f.name for f in dataclasses.fields(LLMTrainingConfiguration)} | set(ALIASES) | {"self"})
+) | st.text(max_size=12)
+VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()  # nan and inf included
+    | st.text(max_size=20)
+    | st.sampled_from(["steps", "epoch", "no", "db", "ray", "text-classification", "{prompt}", 4, 8, -1, 0]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=6,
 )
+MAPPING = st.dictionaries(KEYS, VALUES, max_size=8)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(MAPPING)
 def test_random_mappings_only_ever_raise_our_validation_error(mapping):
-    with contextlib.suppress(ConfigError):  # anything else fails the test
-        LLMTrainingConfiguration.from_dict(mapping)
+    try:
+        config = LLMTrainingConfiguration.from_dict(mapping)
+    except ConfigError:  # anything else fails the test
+        return
+    repr(config), config.to_dict()  # and what builds can be shown and stored
 
 
 @settings(max_examples=300, deadline=None)
@@ -204,20 +202,109 @@ def test_passwords_never_show_in_displays_settings_or_errors(shell):
     assert "alice:***@127.0.0.1:9" in config_output.stdout
 
 
-def test_passwords_never_reach_a_run_record(db, tiny_path):
+def test_passwords_never_reach_a_run_record_or_the_cell(db, tiny_path, monkeypatch):
+    from transformers import Trainer
+
     db["d"].insert_many(qa_docs(10))
     storage = f"s3://AKIAEXAMPLE:{SECRET}@bucket/runs"
 
-    def fail(run):
-        run.state.listeners.append(lambda s: (_ for _ in ()).throw(RuntimeError(f"cannot write to {storage}")))
+    def fail(*args, **kwargs):
+        raise RuntimeError(f"cannot write to {storage}")
 
+    monkeypatch.setattr(Trainer, "training_step", fail)
     config = small_config(hub_token=f"hf_{SECRET}", ray_configs={"run_config": {"storage_path": storage}})
-    with pytest.raises(RuntimeError):
-        LLM("secretive", tiny_path).fit(select="d", db=db, configuration=config, on_start=fail)
+    with pytest.raises(RuntimeError, match=r"cannot write to s3://AKIAEXAMPLE:\*\*\*@bucket/runs") as raised:
+        LLM("secretive", tiny_path, model_kwargs={"token": f"hf_{SECRET}"}).fit(select="d", db=db, configuration=config)
+    assert SECRET not in "".join(traceback.format_exception(raised.value))  # what the cell shows
     (record,) = db.show("run", "secretive")
-    assert SECRET not in repr(record)
+    assert SECRET not in repr(record) and SECRET not in repr(db.store.model("secretive"))
+    assert record["config"]["model_kwargs"] == {"token": "***"} and record["config"]["hub_token"] == "***"
     assert "s3://AKIAEXAMPLE:***@bucket/runs" in record["error"]
     assert record["config"]["ray_configs"]["run_config"]["storage_path"] == "s3://AKIAEXAMPLE:***@bucket/runs"
+
+
+def test_debug_logging_never_records_a_password(db, tiny_path, caplog, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llm_magics import connect
+    from llm_magics.errors import DatabaseError
+
+    tokens = []  # the token each from_pretrained got
+    for auto in (AutoTokenizer, AutoModelForCausalLM):
+        load = auto.from_pretrained
+        monkeypatch.setattr(
+            auto, "from_pretrained", lambda *a, _load=load, **k: tokens.append(k.get("token")) or _load(*a, **k)
+        )
+
+    for logger in (None, "pymongo", "llm_magics"):
+        caplog.set_level(logging.DEBUG, logger=logger)
+    uri = f"mongodb://alice:{SECRET}@127.0.0.1:9/db"
+    with pytest.raises(DatabaseError):
+        connect(uri, timeout_ms=300)  # pymongo logs its topology, server selection and connections
+    handle = Database(db.database, uri, db.artifacts)  # a run whose handle was opened with the password
+    handle["d"].insert_many(qa_docs(10))
+    token = {"token": f"hf_{SECRET}"}
+    config = small_config(
+        max_steps=2, hub_token=f"hf_{SECRET}", ray_configs={"run_config": {"storage_path": f"s3://AK:{SECRET}@b/r"}}
+    )
+    run = LLM("logged", tiny_path, model_kwargs=token, tokenizer_kwargs=token).fit(
+        select="d", db=handle, configuration=config
+    )
+    assert run.status == "completed" and set(tokens) == {f"hf_{SECRET}"}
+    # a model loaded from its record has the token masked: it is left out, not sent as '***'
+    handle.models.clear()
+    assert isinstance(handle.load("model", "logged").predict("hi", max_new_tokens=2), str)
+    assert tokens[-1] is None and "***" not in tokens
+    assert any(r.name.startswith("pymongo") for r in caplog.records)  # the logging was on
+    leaked = [r for r in caplog.records if SECRET in r.getMessage() or SECRET in str(r.__dict__)]
+    assert not leaked, [(r.name, r.getMessage()[:200]) for r in leaked]
+
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
+
+
+def test_the_dry_run_escapes_data_and_settings_and_hides_secrets(db, tiny_path):
+    from llm_magics.commands import finetune
+
+    db["d"].insert_many([{"text": f"{HOSTILE} is {i}"} for i in range(8)])
+    mapping = {
+        "model": tiny_path,
+        "data": "d",
+        "run_name": HOSTILE,
+        "ray_configs": {"run_config": {"storage_path": f"s3://AK:{SECRET}@b/r"}},
+        "model_kwargs": {"token": f"hf_{SECRET}"},
+    }
+    dry = finetune(db, "m", mapping, dry_run=True)
+    page = dry._repr_html_()
+    assert "<img" not in page and page.count(ESCAPED) >= 2  # the first example and run_name
+    assert SECRET not in page and SECRET not in repr(dry)
+    assert "s3://AK:***@b/r" in repr(dry)
+
+
+def test_the_run_comparison_escapes_configuration_values(db):
+    from llm_magics.widgets.compare import runs_comparison_html
+
+    for run_id, name in (("r1", HOSTILE), ("r2", "plain")):
+        config = {"run_name": name}
+        db.store.add_run({"_id": run_id, "model": "m", "status": "completed", "config": config, "started": now()})
+    page = runs_comparison_html(db.store, ["r1", "r2"])
+    assert "<img" not in page and ESCAPED in page
+
+
+@pytest.mark.parametrize("target", ["m@../../x", "m@r1:../2", "m@../x/2", "../../x", "../../x@2"])
+def test_a_checkpoint_reference_cannot_leave_the_records(db, tiny_path, workdir, target):
+    from llm_magics.commands import predict
+
+    db.store.save_model("m", base_model=tiny_path, task="causal-lm")
+    record = {"_id": "r1-2", "model": "m", "run": "r1", "step": 2, "created": now(), "metrics": {}, "files": []}
+    db.store.add_checkpoint({**record, "path": str(workdir / "r1" / "checkpoint-2")})
+    (workdir / "x").mkdir()  # what '../../x' would reach from a checkpoint directory
+    with pytest.raises(ModelError, match=r"no checkpoint '|no model named '") as raised:
+        predict(db, target, ["hi"])
+    assert len(str(raised.value)) < 200
+    with pytest.raises(ModelError, match=r"model 'm' has no checkpoint '\.\./x'; it has steps 2"):
+        db.load("model", "m", checkpoint="../x")
 
 
 def test_running_out_of_gpu_memory_says_which_settings_to_lower(db, tiny_path, monkeypatch):

@@ -87,6 +87,49 @@ def test_deleting_a_checkpoint_removes_its_files_from_the_database(stored):
     assert not list(gridfs_bucket(db.database).find({"metadata.checkpoint": record["_id"]}))
 
 
+@pytest.mark.parametrize(
+    ("checkpoint_id", "name"),
+    [
+        ("ck-1", "../../evil"),
+        ("ck-1", "sub/../../../evil"),
+        ("ck-1", "/ABSOLUTE/evil"),
+        ("../../victim", "adapter_config.json"),
+    ],
+)
+def test_a_hostile_record_cannot_write_outside_the_download_directory(db, tiny_path, tmp_path, checkpoint_id, name):
+    import hashlib
+
+    from llm_magics.store import now
+
+    name = name.replace("/ABSOLUTE", str(tmp_path))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    payload = b"evil"
+    file_id = gridfs_bucket(db.database).put(payload, filename="x")
+    db.store.save_model("m", base_model=tiny_path, task="causal-lm")
+    db.store.add_checkpoint(
+        {
+            "_id": checkpoint_id,
+            "model": "m",
+            "run": "r",
+            "step": 2,
+            "created": now(),
+            "metrics": {},
+            "path": str(tmp_path / "elsewhere" / "checkpoint-2"),
+            "files": [{"name": name, "size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}],
+            "gridfs": {name: file_id},
+        }
+    )
+    other = elsewhere(db, tmp_path / "a" / "b" / "c")
+    with pytest.raises(ModelError, match="leads outside the download directory") as raised:
+        other.load("model", "m").predict("hi", max_new_tokens=2)
+    assert len(str(raised.value)) < 250
+    assert [p.name for p in tmp_path.rglob("evil")] == []
+    assert (victim / "keep.txt").read_text() == "mine"
+    assert not list(other.downloads.glob(".partial-*"))  # nothing half-written either
+
+
 def test_the_artifacts_setting_applies_to_cells(shell, db):
     db["docs"].insert_many(qa_docs(20))
     shell.run('%config LLMMagics.artifacts = "db"')

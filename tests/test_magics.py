@@ -165,3 +165,65 @@ def test_settings_come_from_the_config(db, tiny_path):
 def test_help_is_printed(shell):
     _, captured = shell.run("%llm_finetune --help")
     assert "--dry-run" in captured.stdout and "--resume" in captured.stdout
+
+
+@pytest.mark.parametrize(
+    ("magic", "option"),
+    [
+        ("%llm_finetune", "--dry-run"),
+        ("%llm_predict", "--compare"),
+        ("%llm_db", "uri"),
+        ("%llm_runs", "name"),
+        ("%llm_stop", "run_id"),
+        ("%llm_checkpoints", "name"),
+        ("%llm_export", "directory"),
+    ],
+)
+def test_every_magic_prints_its_help(shell, magic, option):
+    _, captured = shell.run(f"{magic} -h")
+    assert option in captured.stdout
+
+
+def test_a_quoted_prompt_may_say_dash_h(trained):
+    answer, captured = trained.run('%llm_predict my-model "explain the -h flag" --max-new-tokens 2')
+    assert isinstance(answer, str) and "usage" not in captured.stdout
+
+
+def test_the_predict_cell_compares_checkpoints(trained):
+    comparison, _ = trained.run("%%llm_predict my-model --compare @2 @6 --max-new-tokens 3\n### Human: a\nb c\n")
+    assert comparison.prompts == ["### Human: a\nb c"]
+    assert set(comparison.answers) == {"2", "6"}
+
+
+def test_runs_of_an_unknown_model_is_an_error(trained):
+    with pytest.raises(UsageError, match=r"no model named 'my-modle' — did you mean 'my-model'\?"):
+        trained.run("%llm_runs my-modle")
+
+
+def test_a_background_backend_set_in_the_config_is_used(db, tiny_path):
+    testing = Shell({"database": db.uri, "backend": "thread"})
+    db["docs"].insert_many(qa_docs(20))
+    testing.run(f"%%llm_finetune bg -o r\nmodel: {tiny_path}\ndata: docs\nmax_steps: 2\nlora_r: 4\n")
+    run = testing.ns["r"]
+    run.wait(timeout=120)
+    assert run.record["backend"] == "thread" and run.status == "completed"
+
+
+@pytest.mark.parametrize(
+    ("flags", "body", "settings", "expected"),
+    [
+        ("", {}, {}, ("kernel", None)),
+        ("", {}, {"backend": "ray", "ray_address": "ray://head:10001"}, ("ray", "ray://head:10001")),
+        ("", {"ray_address": "ray://body:10001"}, {}, ("ray", "ray://body:10001")),
+        ("", {"on_ray": True}, {"ray_address": "ray://set:10001"}, ("ray", "ray://set:10001")),
+        ("--ray-address ray://flag:10001", {"ray_address": "ray://body:10001"}, {}, ("ray", "ray://flag:10001")),
+        ("--async", {"backend": "ray"}, {"backend": "ray"}, ("thread", None)),
+        ("", {"backend": "kernel"}, {"backend": "thread"}, ("kernel", None)),
+    ],
+)
+def test_flags_then_the_body_then_the_settings_decide_where_it_trains(flags, body, settings, expected):
+    from llm_magics.magics import LLMMagics, _parse
+
+    magics = LLMMagics(shell=None, **settings)
+    args = _parse(magics.llm_finetune, f"m {flags}")
+    assert magics._where(args, body) == expected

@@ -11,7 +11,7 @@ import pytest
 from helpers import qa_docs, small_config
 from safetensors.torch import load_file
 
-from llm_magics import LLM, LLMTrainer, connect
+from llm_magics import LLM, LLMTrainer, LLMTrainingConfiguration, connect
 from llm_magics.errors import ModelError
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,18 @@ def trained(db, tiny_path):
     """The issue's snippet: a QLoRA run of 6 steps with checkpoints every 2."""
     db["datas"].insert_many(qa_docs(40))
     llm = LLM(identifier="llm-finetune", model_name_or_path=tiny_path, bits=4)
-    config = small_config(identifier="cfg", output_dir="output/llm-finetune")
+    config = LLMTrainingConfiguration(
+        identifier="cfg",
+        output_dir="output/llm-finetune",
+        max_steps=6,
+        save_steps=2,
+        eval_steps=2,
+        evaluation_strategy="steps",
+        per_device_train_batch_size=2,
+        use_lora=True,
+        lora_r=4,
+        max_length=64,
+    )
     run = llm.fit(X="text", select="datas", configuration=config, db=db)
     return db, llm, run
 
@@ -178,3 +189,40 @@ def test_evaluating_during_qlora_training_does_not_change_the_training(db, tiny_
         run = LLM(f"eval-{strategy}", tiny_path, bits=4).fit(select="d", db=db, configuration=config)
         losses[strategy] = run.metrics["loss"].dropna().tolist()
     assert losses["steps"] == pytest.approx(losses["no"], rel=1e-6)
+
+
+def test_lora_goes_on_every_linear_layer_but_the_head(trained):
+    db, _, _ = trained
+    weights = load_file(Path(db.show("checkpoint", "llm-finetune")[-1]["path"]) / "adapter_model.safetensors")
+    adapted = {key.split(".lora_")[0].rsplit(".", 1)[-1] for key in weights}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_eight_bit_training_predicts_without_a_flood_of_warnings(db, tiny_path, caplog):
+    db["docs"].insert_many(qa_docs(20))
+    llm = LLM(identifier="eight", model_name_or_path=tiny_path, bits=8)
+    with caplog.at_level("WARNING"):
+        run = llm.fit(select="docs", configuration=small_config(max_steps=2, save_steps=2, eval_strategy="no"), db=db)
+        answer = llm.predict(PROMPT, max_new_tokens=4)
+    assert run.status == "completed" and [c["step"] for c in run.checkpoints] == [2]
+    assert isinstance(answer, str)
+    assert not [r for r in caplog.records if "MatMul8bitLt" in r.getMessage()]
+
+
+def test_from_pretrained_reads_transformers_arguments(db, tiny_path):
+    llm = LLM.from_pretrained(tiny_path, identifier="pre", load_in_4bit=True, dtype="float32")
+    assert (llm.bits, llm.model_kwargs) == (4, {"dtype": "float32"})
+    assert isinstance(llm.predict(PROMPT, max_new_tokens=4), str)
+
+
+def test_trust_remote_code_runs_the_models_own_code_only_when_set(db, tiny_path, workdir):
+    from helpers import custom_code_model
+
+    marker = workdir / "ran"
+    custom = custom_code_model(tiny_path, workdir / "custom", marker)
+    db["docs"].insert_many(qa_docs(20))
+    config = small_config(max_steps=2, save_steps=2, eval_strategy="no", trust_remote_code=True)
+    llm = LLM(identifier="custom", model_name_or_path=str(custom))
+    run = llm.fit(select="docs", configuration=config, db=db)
+    assert run.status == "completed" and marker.exists()
+    assert isinstance(db.load("model", "custom").predict(PROMPT, max_new_tokens=3), str)

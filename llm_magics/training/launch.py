@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from llm_magics.artifacts import local_copy
 from llm_magics.errors import ConfigError, RunError
-from llm_magics.loader import BaseModel, check_adapter, check_model_path, load_tokenizer
+from llm_magics.loader import BaseModel, check_adapter, check_model_path, check_target_modules, load_tokenizer
 from llm_magics.store import now
 
 if TYPE_CHECKING:
@@ -69,16 +69,26 @@ def plan(
     path = check_model_path(config.model)
     resume_from = _resume_point(db, name, resume)
     adapter = resolve_adapter(db, config.adapter_id)
-    tokenizer = load_tokenizer(path, config.tokenizer_kwargs)
+    model_kwargs, tokenizer_kwargs = _remote_code(config)
+    tokenizer = load_tokenizer(path, tokenizer_kwargs)
     from llm_magics.data import build
 
     data = build(db, config, tokenizer, transform)
     if backend != "ray":
         config.training_arguments(output_dir=str(db.artifacts))  # the trainer's own checks
-    base = BaseModel(
-        path, config.bits, config.task, dict(config.model_kwargs), dict(config.tokenizer_kwargs), data.labels
-    )
+    base = BaseModel(path, config.bits, config.task, model_kwargs, tokenizer_kwargs, data.labels)
+    if config.use_lora and config.lora_target_modules and adapter is None and resume_from is None:
+        check_target_modules(base, config.lora_target_modules)
     return Plan(name, config, base, data, backend, db, resume_from, adapter)
+
+
+def _remote_code(config: LLMTrainingConfiguration) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``trust_remote_code: true`` lets the model's and the tokenizer's own code run; off by default."""
+    model_kwargs, tokenizer_kwargs = dict(config.model_kwargs), dict(config.tokenizer_kwargs)
+    if config.trust_remote_code:
+        model_kwargs.setdefault("trust_remote_code", True)
+        tokenizer_kwargs.setdefault("trust_remote_code", True)
+    return model_kwargs, tokenizer_kwargs
 
 
 def _resume_point(db: Database, name: str, resume: str | int | bool | None) -> dict[str, Any] | None:
@@ -134,7 +144,7 @@ def launch(plan: Plan, *, on_start: Callable[[Run], None] | None = None, quiet: 
     job = TrainJob(
         run_id,
         plan.base,
-        config.to_dict(),
+        config.to_dict(masked=False),  # the trainer needs the real hub_token
         plan.data.train,
         plan.data.valid,
         str(output_dir),
@@ -161,7 +171,7 @@ def launch(plan: Plan, *, on_start: Callable[[Run], None] | None = None, quiet: 
 
 
 def _write_records(plan: Plan, run_id: str, output_dir: Path) -> None:
-    from llm_magics.db import redact
+    from llm_magics.db import redacted
 
     config, store = plan.config, plan.db.store
     if plan.backend not in BACKENDS:
@@ -171,8 +181,8 @@ def _write_records(plan: Plan, run_id: str, output_dir: Path) -> None:
         base_model=plan.base.path,
         bits=plan.base.bits,
         task=plan.base.task,
-        model_kwargs=_redacted(plan.base.model_kwargs, redact),
-        tokenizer_kwargs=_redacted(plan.base.tokenizer_kwargs, redact),
+        model_kwargs=redacted(plan.base.model_kwargs),  # a masked token is not passed when loading
+        tokenizer_kwargs=redacted(plan.base.tokenizer_kwargs),
         labels=plan.data.labels,
         adapter_id=config.adapter_id,
     )
@@ -182,7 +192,7 @@ def _write_records(plan: Plan, run_id: str, output_dir: Path) -> None:
             "model": plan.name,
             "status": "starting",
             "backend": plan.backend,
-            "config": _redacted(config.to_dict(), redact),
+            "config": config.to_dict(),
             "data": plan.data.selection.to_dict(),
             "format": plan.data.format.kind,
             "counts": plan.data.counts,
@@ -193,16 +203,3 @@ def _write_records(plan: Plan, run_id: str, output_dir: Path) -> None:
             "resumed_from": plan.resume_from["_id"] if plan.resume_from else None,
         }
     )
-
-
-def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
-    """Plain data for a record: passwords hidden, objects (e.g. a ScalingConfig) as their repr."""
-    if isinstance(value, dict):
-        return {str(k): _redacted(v, redact) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(v, redact) for v in value]
-    if isinstance(value, str):
-        return redact(value)
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    return redact(repr(value))

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from llm_magics.errors import LLMMagicsError
+from llm_magics.errors import LLMMagicsError, RunError
 from llm_magics.run import Run
 from llm_magics.training.recorder import Recorder
 from llm_magics.training.train import TrainJob, train
@@ -21,7 +21,7 @@ def run_blocking(job: TrainJob, recorder: Recorder, run: Run) -> None:
     with _interrupt_stops(run.control.stop):
         error = _execute(job, recorder, run)
     if error is not None:
-        raise error
+        raise _redacted(error)
 
 
 def run_in_thread(job: TrainJob, recorder: Recorder, run: Run) -> threading.Thread:
@@ -54,6 +54,21 @@ def describe(error: BaseException) -> str:
 
     message = redact(str(error).strip() or type(error).__name__)
     return message if isinstance(error, LLMMagicsError) else f"{type(error).__name__}: {message}"
+
+
+def _redacted(error: BaseException) -> BaseException:
+    """The error as the cell shows it: a password in its message (a bucket's URI) hidden. Its
+    type and traceback stay when its arguments can be rewritten, else it becomes a RunError."""
+    from llm_magics.db import redact
+
+    message = str(error)
+    if redact(message) == message:
+        return error
+    error.args = (redact(message),)
+    if redact(str(error)) == str(error):
+        error.__cause__, error.__suppress_context__ = None, True  # the chained errors may hold it too
+        return error
+    return RunError(describe(error))
 
 
 @contextlib.contextmanager

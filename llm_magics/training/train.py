@@ -46,7 +46,6 @@ def train(job: TrainJob, sink: Any, stop: Any = None, *, device_map: Any = None)
     args = config.training_arguments(
         output_dir=job.output_dir,
         save_total_limit=None,
-        report_to="none",
         disable_tqdm=job.quiet,
         activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
     )
