@@ -338,11 +338,25 @@ def _value_problems(config: Any) -> list[str]:
         problems.append(
             f"max_steps: must be a positive number of steps, or -1 for num_train_epochs, got {config.max_steps}"
         )
-    problems += _data_problems(config)
+    problems += _data_problems(config) + _ray_problems(config.ray_configs)
     if config.fp16 and config.bf16:
         problems.append("fp16 and bf16: choose one")
     if config.bits is not None and not config.use_lora:
         problems.append("bits: a quantized model trains only through LoRA — set use_lora: true, or remove bits")
+    return problems
+
+
+def _ray_problems(ray_configs: dict[str, Any] | None) -> list[str]:
+    """What can be told without importing Ray (seconds): the shapes; Ray checks the rest at the start."""
+    problems = []
+    for key in ("scaling_config", "run_config"):
+        value = (ray_configs or {}).get(key)
+        if value is not None and not hasattr(value, "__dataclass_fields__") and not isinstance(value, dict):
+            problems.append(f"ray_configs.{key}: must be a mapping, got {_shown(value)}")
+    scaling = (ray_configs or {}).get("scaling_config")
+    workers = scaling.get("num_workers", 1) if isinstance(scaling, dict) else 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        problems.append(f"ray_configs.scaling_config.num_workers: must be a whole number, at least 1, got {workers!r}")
     return problems
 
 

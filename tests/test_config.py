@@ -136,6 +136,11 @@ def test_all_problems_are_reported_at_once():
         ({"eval_strategy": ["steps"]}, "eval_strategy: expected 'no', 'steps' or 'epoch', got ['steps'] (a list)"),
         ({"optim": {"name": "x"}}, "optim: expected 'adamw_torch', "),
         ({"self": 1}, "unknown key 'self'"),
+        (
+            {"ray_configs": {"scaling_config": {"num_workers": "zero"}}},
+            "ray_configs.scaling_config.num_workers: must be a whole number, at least 1, got 'zero'",
+        ),
+        ({"ray_configs": {"run_config": "fast"}}, "ray_configs.run_config: must be a mapping, got 'fast'"),
     ],
 )
 def test_bad_values_name_the_key(changes, wording):
