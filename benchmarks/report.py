@@ -46,6 +46,7 @@ def markdown(results: dict[str, Any]) -> str:
         " every figure below comes from it. Overhead is given as ratios against the plain libraries,"
         " measured side by side in one run, never as timed tests.",
         "",
+        *merged_note(results),
         *machine_section(results),
         *rerun_section(),
         *goals_section(goals),
@@ -61,7 +62,21 @@ def markdown(results: dict[str, Any]) -> str:
         if name in by_name:
             lines += _section(by_name[name], render)
     lines += gpu_section(gpu)
+    if "view_overhead" in by_name:
+        lines += _section(by_name["view_overhead"], view_section)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def merged_note(results: dict[str, Any]) -> list[str]:
+    """Benchmarks rerun alone afterwards (``run.py --merge``) replace those of the first run."""
+    return [
+        f"Rerun alone and merged in afterwards by `{run['run_command']}` on {run['date']} (git"
+        f" {run['machine']['git']}, {run['total_seconds'] / 60:.1f} minutes): {', '.join(run['benchmarks'])}."
+        " Its section gives its command and the load around it."
+        + ("" if run["machine"]["cpu"] == results["machine"]["cpu"] else f" CPU: {run['machine']['cpu']}.")
+        + "\n"
+        for run in results.get("merged", [])
+    ]
 
 
 def machine_section(results: dict[str, Any]) -> list[str]:
@@ -132,6 +147,8 @@ def goal_rows(by_name: dict[str, dict[str, Any]], gpu: list[dict[str, Any]]) -> 
         goals += training_goals(by_name["training"]["result"])
     if "result" in by_name.get("predict", {}):
         goals += predict_goals(by_name["predict"]["result"])
+    if "result" in by_name.get("view_overhead", {}):
+        goals.append(view_goal(by_name["view_overhead"]["result"]))
     devices = on_gpu(gpu)
     goals.append(
         {
@@ -188,6 +205,20 @@ def training_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return goals
+
+
+def view_goal(result: dict[str, Any]) -> dict[str, Any]:
+    cpu, wall, alone = result["ratios"]["cpu"], result["ratios"]["loop"], result["view_alone"]
+    spread = f"{min(cpu['per_round']):.3f} to {max(cpu['per_round']):.3f}"
+    return {
+        "what": "training loop, live view on / off",
+        "goal": f"≤ {TRAINING_GOAL}",
+        "measured": f"{_x(cpu['median_of_rounds'])} CPU time (wall time {_x(wall['median_of_rounds'])})",
+        "met": cpu["median_of_rounds"] <= TRAINING_GOAL,
+        "why": f"The view's own work timed alone comes to {alone['share_of_loop']:.2%} of the loop, against the"
+        f" {cpu['median_of_rounds'] - 1:.1%} measured; the rounds' CPU-time ratios range from {spread}. More"
+        " rounds (`--rounds`) on a quiet machine would show whether the difference is noise.",
+    }
 
 
 def predict_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -261,6 +292,7 @@ SECTION_TITLES = {
     "data_path": "4. Data path: documents in the store to the tokenized training set",
     "background": "5. `--async` and `--ray` against a run in the kernel",
     "gpu_qlora": "6. GPU QLoRA throughput",
+    "view_overhead": "7. The live view on against off",
 }
 
 
@@ -429,6 +461,48 @@ def background_section(result: dict[str, Any]) -> list[str]:
         *lines,
         *_table(["arm", "cell returns", "running", "first step shown", "done", "loop"], rows),
         *_table(["ratio", "whole run", "training loop"], ratio_rows),
+    ]
+
+
+def view_section(result: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            name,
+            _s(arm["loop_median_s"]),
+            _s(arm["cpu_median_s"]),
+            ", ".join(f"{t:.2f}" for t in arm["loop_s"]),
+            ", ".join(str(n) for n in arm["renders"]),
+            f"{arm['renders_per_s']:.2f}",
+        ]
+        for name, arm in result["arms"].items()
+    ]
+    ratio_rows = [
+        [name, _x(r["of_medians"]), _x(r["median_of_rounds"]), ", ".join(f"{x:.3f}" for x in r["per_round"])]
+        for name, r in (("wall time", result["ratios"]["loop"]), ("CPU time", result["ratios"]["cpu"]))
+    ]
+    shape, alone, cpu = result["shape"], result["view_alone"], result["ratios"]["cpu"]["per_round"]
+    return [
+        f"{result['steps']} steps of `llm.fit` on the tiny model ({shape['layers']} layer, hidden size"
+        f" {shape['hidden_size']}: short steps, so that any cost of the view shows), {result['rounds']} rounds"
+        f" (arms alternated, order rotated; one warm-up run each before), settings {result['settings']}. View on:"
+        f" the `TrainingView` that `%%llm_finetune` shows (update_interval {result['update_interval_s']} s), told"
+        " of every step, outside a kernel (its widget messages are built and sent nowhere). Wall time: the"
+        " trainer's `train_runtime`; CPU time: the process's, all threads, from the first step to the end of the"
+        " run (other processes stretch it less than the wall time; the goal is checked on it). Same final train"
+        f" loss in every run: **{result['same_train_loss']}**.",
+        "",
+        *_table(
+            ["arm", "wall (median)", "CPU (median)", "wall per round, s", "renders per run", "renders per second"],
+            rows,
+        ),
+        *_table(["view on / view off", "of medians", "median of rounds", "per round"], ratio_rows),
+        f"The rounds' CPU-time ratios spread from {min(cpu):.3f} to {max(cpu):.3f}: the other processes on the"
+        " machine move a run by more than the goal's 3%, so these ratios bound the view's cost only as closely as"
+        " the load allows. The view's own work timed alone (no training; best of 5):"
+        f" {alone['per_step_s'] * 1e6:.1f} µs a step told, {alone['per_render_s'] * 1000:.2f} ms a render with"
+        f" {result['steps']} steps of history; at this run's pace they come to {alone['share_of_loop']:.2%} of the"
+        " loop.",
+        "",
     ]
 
 

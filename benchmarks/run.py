@@ -7,6 +7,7 @@ load average around it (other processes share the machine: it says how quiet it 
 
     python benchmarks/run.py            # default sizes (about 10 minutes on 2 CPU cores)
     python benchmarks/run.py --quick    # small sizes: a smoke run of every script
+    python benchmarks/run.py --only view_overhead --merge results.json  # rerun one, keep the others
 
 On a machine with a CUDA GPU, gpu_qlora.py runs the 1B and 8B shapes; elsewhere its CPU smoke run
 (``--shape tiny``). On a CPU, torch gets one thread (``--threads 1``, see BENCHMARKS.md).
@@ -60,6 +61,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "predict": ["--calls", "5", "--switch-shapes", "tiny"],
             "data_path": ["--docs", "5000"],
             "background": ["--steps", "10"],
+            "view_overhead": ["--steps", "50", "--rounds", "1"],
         }
     else:
         sizes = {
@@ -68,6 +70,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "predict": ["--calls", "50"],
             "data_path": ["--docs", "100000"],
             "background": ["--steps", "100", "--rounds", "2"],
+            "view_overhead": ["--steps", "500", "--rounds", "15"],
         }
     steps = [
         (name, [f"{name}.py", *args, *([] if name in ("load_ext", "data_path") else cpu)])
@@ -164,6 +167,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"), help="the Markdown file to write")
     parser.add_argument("--save-json", help="also save the raw results here")
     parser.add_argument("--from-json", help="write the Markdown from results saved by --save-json; run nothing")
+    parser.add_argument(
+        "--merge",
+        metavar="JSON",
+        help="results saved by --save-json: the benchmarks run now replace theirs, the file is updated and the"
+        " Markdown written from all of them",
+    )
     args = parser.parse_args(argv)
     if args.from_json:
         Path(args.output).write_text(report.markdown(json.loads(Path(args.from_json).read_text())))
@@ -188,10 +197,23 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine(args.threads, cuda),
         "benchmarks": entries,
     }
+    if args.merge:
+        results = merged(json.loads(Path(args.merge).read_text()), results)
+        Path(args.merge).write_text(json.dumps(results, indent=1))
     if args.save_json:
         Path(args.save_json).write_text(json.dumps(results, indent=1))
     Path(args.output).write_text(report.markdown(results))
-    print(f"[run] wrote {args.output} in {results['total_seconds']:.0f} s", file=sys.stderr)
+    print(f"[run] wrote {args.output} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+def merged(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The saved results with the benchmarks of ``new`` in place of theirs; the new run is listed
+    under ``merged`` (its command, date and machine), the rest stays as the saved run measured it."""
+    names = {entry["name"] for entry in new["benchmarks"]}
+    kept = [entry for entry in saved["benchmarks"] if entry["name"] not in names]
+    runs = [*saved.get("merged", []), {key: new[key] for key in ("run_command", "date", "total_seconds", "machine")}]
+    runs[-1]["benchmarks"] = sorted(names)
+    return {**saved, "benchmarks": [*kept, *new["benchmarks"]], "merged": runs}
 
 
 if __name__ == "__main__":

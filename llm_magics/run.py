@@ -77,17 +77,29 @@ class Run:
         return f"Run(id='{self.id}', model='{self.model}', status='{self.status}', step={steps})"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """A finished run's static summary; a live run's one line (``display(run)`` shows its live view)."""
+        from llm_magics.widgets.progress import summary_bundle
+
+        state = self.state or self.stored_state()
+        return summary_bundle(state) if state.status in FINAL else {"text/plain": repr(self)}
+
+    def _ipython_display_(self) -> None:
+        """``run`` or ``display(run)``: a live run's view, which becomes the static summary when the
+        run ends (the output is replaced through its display id); a finished run's summary."""
         from IPython import get_ipython
+        from IPython.display import display
 
         shell = get_ipython()
         if shell is not None and self.shown_in == shell.execution_count:
-            return {"text/plain": repr(self)}  # the magic already shows the live view in this cell
-        from llm_magics.widgets.progress import TrainingView, summary_bundle
+            display({"text/plain": repr(self)}, raw=True)  # the magic already shows the view in this cell
+        elif self.state is None or self.state.status in FINAL:
+            display(self._repr_mimebundle_(), raw=True)
+        else:
+            from llm_magics.widgets.progress import TrainingView
 
-        state = self.state or self.stored_state()
-        if state.status in FINAL:
-            return summary_bundle(state)
-        return TrainingView(self)._repr_mimebundle_()
+            magics = shell.magics_manager.registry.get("LLMMagics") if shell is not None else None
+            interval = {"update_interval": magics.update_interval} if magics is not None else {}
+            TrainingView(self, stoppable=self.state.backend != "kernel", **interval).show()
 
     def stored_state(self) -> RunState:
         """The run's state rebuilt from its records (for a run that is not live here)."""

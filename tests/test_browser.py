@@ -1,9 +1,11 @@
 """The widgets in JupyterLab, driven in Debian's Chromium through Playwright.
 
-A notebook trains the tiny model; the test checks in the DOM that the live view reached its
-total and left a summary with the loss curve, that the checkpoint browser lists the checkpoints,
-that *Use* changes what %llm_predict uses, and that a prompt holding HTML is shown as text and
-runs no script. Screenshots go to test-artifacts/ (and to docs/ with LLM_MAGICS_SCREENSHOTS=docs).
+A notebook trains the tiny model; the test checks in the DOM that the live view shows the first
+checkpoint and its probe answers, reached its total and left a summary with the loss curve, that
+the checkpoint browser lists the checkpoints and shows a selected one's probe answers, that *Use*
+changes the checkpoint `%llm_predict NAME` answers with (its answers become those of NAME@STEP),
+and that a prompt holding HTML is shown as text and runs no script. Screenshots go to
+test-artifacts/ (and to docs/ with LLM_MAGICS_SCREENSHOTS=docs).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(1200)]  # minutes more under load
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 HOSTILE = "<img src=x onerror=window.__xss=1>"
 HOSTILE_MAGIC = "<img src=x onerror=window.__xss2=1>"
+PROBE = "### Human: what is 3?"
+PROMPTS = '"### Human: what is 3?" "### Human: what is 41?" "### Human: 7" "zzz"'
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Chromium is not installed (scripts/test.sh installs it as root)", allow_module_level=True)
@@ -41,9 +45,15 @@ CELLS = [
     "%llm_checkpoints",
     "%%llm_finetune browser-model -o run\n"
     "model: {{ base_path }}\ndata: docs\nbits: 4\nlora_r: 4\nmax_length: 48\nper_device_train_batch_size: 4\n"
-    "max_steps: 480\nsave_steps: 160\neval_steps: 160\neval_strategy: steps\nprobe_prompts: ['### Human: what is 3?']\n"
+    f"max_steps: 480\nsave_steps: 160\neval_steps: 160\neval_strategy: steps\nprobe_prompts: ['{PROBE}']\n"
     "probe_max_new_tokens: 4",
-    "print('uses step', db.load('model', 'browser-model').checkpoint_record()['step'])",
+    # which checkpoint %llm_predict NAME uses: its greedy answers against those of steps 160 and 480
+    "\n".join(
+        f"{name} = %llm_predict browser-model{ref} {PROMPTS} --max-new-tokens 8"
+        for name, ref in (("default", ""), ("at_160", "@160"), ("at_480", "@480"))
+    )
+    + "\nprint('%llm_predict browser-model answers as step', [s for s, a in ((160, at_160), (480, at_480))"
+    " if a == default], '; steps 160 and 480 answer differently:', at_160 != at_480)",
     f'%llm_predict browser-model "{HOSTILE_MAGIC}" --compare @160 @480 --max-new-tokens 3',
 ]
 USES_CELL = 4
@@ -158,15 +168,18 @@ def test_live_view_and_checkpoint_browser(page, lab):
     # not awaited: the command's promise settles only when every cell has run
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
-    # the live view while it trains
+    # the live view while it trains, after its first checkpoint: the checkpoint and its probe answers
     view = page.locator(".llm-training-view")
     view.wait_for(timeout=120_000)
-    page.wait_for_function("window.__maxProgress >= 30", timeout=120_000)
+    view.locator("table.llm-probes").wait_for(timeout=120_000)
+    assert PROBE in view.locator("table.llm-probes").inner_text()
+    assert "160" in view.locator("tr", has_text="checkpoints").inner_text()
+    assert "completed" not in view.inner_text()
     screenshot(cell_output(page, 3), "live-view.png")
 
     # the run ends: the bar reached its total, then the view became the static summary
     summary = page.locator(".llm-summary")
-    summary.wait_for(timeout=120_000)
+    summary.wait_for(timeout=600_000)  # minutes when other processes load the machine
     assert page.evaluate("window.__maxProgress") == 100
     text = summary.inner_text()
     assert "completed" in text and "480 / 480" in text
@@ -176,15 +189,22 @@ def test_live_view_and_checkpoint_browser(page, lab):
     options = page.locator(".llm-checkpoints select option")
     page.wait_for_function("document.querySelectorAll('.llm-checkpoints select option').length === 3")
     assert [label.split()[1] for label in options.all_inner_texts()] == ["160", "320", "480"]
-    cell_output(page, USES_CELL).get_by_text("uses step 480").wait_for()
+    differ = "; steps 160 and 480 answer differently: True"
+    # nothing selected yet: %llm_predict NAME answers with the latest checkpoint
+    cell_output(page, USES_CELL).get_by_text(f"answers as step [480] {differ}").wait_for(timeout=120_000)
+
+    # selecting a row shows that checkpoint's probe answers
+    page.locator(".llm-checkpoints select").select_option(index=0)
+    probes = page.locator(".llm-output table.llm-probes")
+    probes.wait_for()
+    assert PROBE in probes.inner_text() and probes.locator("tbody td").first.inner_text() == "160"
     screenshot(cell_output(page, 2), "checkpoint-browser.png")
 
     # Use on step 160 changes what %llm_predict uses
-    page.locator(".llm-checkpoints select").select_option(index=0)
     page.locator(".llm-use").click()
     page.locator(".llm-message").get_by_text("now uses step 160").wait_for()
     run_cell(page, USES_CELL)
-    cell_output(page, USES_CELL).get_by_text("uses step 160").wait_for(timeout=60_000)
+    cell_output(page, USES_CELL).get_by_text(f"answers as step [160] {differ}").wait_for(timeout=60_000)
 
     # a prompt with HTML is shown as text and runs nothing, in the browser and in %llm_predict
     page.locator(".llm-prompt textarea").fill(HOSTILE)
@@ -199,7 +219,7 @@ def test_live_view_and_checkpoint_browser(page, lab):
     assert cell_output(page, 5).locator("img").count() == 0
     assert page.evaluate("window.__xss === undefined && window.__xss2 === undefined")
 
-    # generate with one checkpoint; its probe answers were stored and are shown escaped
+    # generate with one checkpoint
     page.locator(".llm-checkpoints select").select_option(index=1)
     page.locator(".llm-generate").click()
     page.locator(".llm-output .llm-answer").wait_for(timeout=60_000)

@@ -39,6 +39,33 @@ def test_a_notebook_runs_in_a_real_kernel(workdir):
     assert "kernel-model" in outputs[5][0]["data"]["text/plain"]
 
 
+ASYNC_CELLS = [
+    "%load_ext llm_magics",
+    CELLS[1].replace("kernel-test", "kernel-async"),
+    "%%llm_finetune async-model --async -o run\nmodel: {{ base_path }}\ndata: docs\nlora_r: 4\nmax_steps: 40\n"
+    "save_steps: 20",
+    "status_when_shown = run.status\nrun",
+    "run.wait(300)\nprint(status_when_shown, '->', run.status)",
+]
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def test_a_run_displayed_while_it_trains_ends_as_the_static_summary(workdir):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in ASYNC_CELLS])
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(workdir)}}
+    ).execute()
+    outputs = [cell.outputs for cell in notebook.cells]
+    assert not any(o.output_type == "error" for cell in outputs for o in cell), outputs
+    status_when_shown, _, final = outputs[4][-1]["text"].split()
+    assert status_when_shown in ("starting", "running") and final == "completed"
+    # the magic's view and the one `run` showed in the next cell: both replaced through their display id
+    for cell in (2, 3):
+        (shown,) = [o for o in outputs[cell] if o.output_type == "display_data"]
+        assert WIDGET not in shown["data"], cell
+        assert "llm-summary" in shown["data"]["text/html"] and "completed" in shown["data"]["text/plain"]
+
+
 def test_a_bad_cell_stops_run_all_with_one_line(workdir):
     cells = ["%load_ext llm_magics", "%%llm_finetune broken\nlearning_rat: 1", "print('after')"]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])

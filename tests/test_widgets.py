@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 
 import ipywidgets
 import pytest
-from helpers import qa_docs, small_config
+from helpers import Shell, qa_docs, small_config
+from IPython.utils.capture import capture_output
 
 from llm_magics import LLM
 from llm_magics.run import Control, Run, RunState
@@ -72,6 +74,25 @@ def test_a_2000_step_run_sends_about_two_updates_a_second(db, tiny_path, count_m
     assert len(count_messages) <= 3 * view.renders + 3
 
 
+def test_a_live_run_shows_its_view_with_the_configured_interval_and_a_finished_one_its_summary(db):
+    shell = Shell({"update_interval": 3.0})
+    shell.ns["run"] = run = fake_run(db, total_steps=4)
+    _, captured = shell.run("run")
+    (shown,) = captured.outputs
+    assert "application/vnd.jupyter.widget-view+json" in shown.data
+    (view,) = [listener.__self__ for listener in run.state.listeners]
+    assert view.update_interval == 3.0
+    run.state.status = "completed"
+    with capture_output() as ended:
+        run.state.changed()  # the run ends: the shown view is replaced by the static summary
+    (replaced,) = ended.outputs
+    assert replaced.update and replaced.transient["display_id"] == shown.transient["display_id"]
+    assert "llm-summary" in replaced.data["text/html"]
+    _, captured = shell.run("run")
+    (shown,) = captured.outputs
+    assert "llm-summary" in shown.data["text/html"] and "application/vnd.jupyter.widget-view+json" not in shown.data
+
+
 def test_the_summary_escapes_the_error(db):
     run = fake_run(db, status="failed", error=f"bad {HOSTILE}", total_steps=4, step=2)
     page = summary_html(run.state)
@@ -112,19 +133,53 @@ def test_the_browser_lists_the_checkpoints_with_flags(trained):
         browser.close()
 
 
+def wait_for(condition, what, timeout=120):
+    """Waits for what a button's background thread shows."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what()
+        time.sleep(0.05)
+
+
+def button(box, description):
+    (found,) = [child for child in box.children if child.description == description]
+    return found
+
+
+def test_selecting_a_row_shows_its_probe_answers_escaped(trained):
+    db, _ = trained
+    browser = CheckpointBrowser(db, "browsed")
+    try:
+        for step in (2, 6):
+            select_step(browser, step)
+            (record,) = [r for r in browser.records.values() if r["step"] == step]
+            page = browser.output.value
+            assert 'class="llm-probes"' in page and HOSTILE not in page and "&lt;img src=x" in page
+            for probe in record["probes"]:
+                assert f"<code>{html.escape(probe['answer'])}</code>" in page
+            assert page.count(f"<td>{step}</td>") == 2  # one row per probe prompt, of this checkpoint
+    finally:
+        browser.close()
+
+
 def test_use_changes_what_predict_uses_and_survives_a_new_handle(trained):
     db, _ = trained
     browser = CheckpointBrowser(db, "browsed")
     try:
         select_step(browser, 4)
-        browser.use()
+        browser.use_button.click()
         assert db.store.checkpoint("browsed")["step"] == 4
-        assert "selected" in browser.table.options[1][0]
+        assert "now uses step 4" in browser.message.value
+        assert "selected" in browser.table.options[1][0] and "selected" not in browser.table.options[2][0]
         from llm_magics import connect
 
         assert connect(db.uri).store.checkpoint("browsed")["step"] == 4
     finally:
         browser.close()
+
+
+def stored_steps(db):
+    return [c["step"] for c in db.show("checkpoint", "browsed")]
 
 
 def test_delete_removes_files_and_record_and_asks_for_the_one_in_use(trained):
@@ -133,17 +188,23 @@ def test_delete_removes_files_and_record_and_asks_for_the_one_in_use(trained):
     try:
         select_step(browser, 2)
         path = Path(browser.records[browser.table.value[0]]["path"])
-        browser.delete()
-        assert [c["step"] for c in db.show("checkpoint", "browsed")] == [4, 6] and not path.exists()
+        browser.delete_button.click()  # not the one in use: gone at once
+        assert stored_steps(db) == [4, 6] and not path.exists() and len(browser.table.options) == 2
+        assert browser.confirm.layout.display == "none"
         select_step(browser, 4)
-        browser.use()
+        browser.use_button.click()
         select_step(browser, 4)
-        browser.delete()
+        browser.delete_button.click()
         assert browser.confirm.layout.display == "flex"  # asked, nothing deleted yet
-        assert [c["step"] for c in db.show("checkpoint", "browsed")] == [4, 6]
-        browser.delete(confirmed=True)
-        assert [c["step"] for c in db.show("checkpoint", "browsed")] == [6]
+        assert stored_steps(db) == [4, 6]
+        button(browser.confirm, "Cancel").click()
+        assert browser.confirm.layout.display == "none"
+        assert stored_steps(db) == [4, 6] and db.store.checkpoint("browsed")["step"] == 4
+        browser.delete_button.click()
+        button(browser.confirm, "Delete anyway").click()
+        assert stored_steps(db) == [6] and browser.confirm.layout.display == "none"
         assert db.store.model("browsed")["selected"] is None
+        assert [label.split()[1] for label, _ in browser.table.options] == ["6"]
     finally:
         browser.close()
 
@@ -153,15 +214,21 @@ def test_generate_and_compare_escape_the_prompt_and_answers(trained):
     browser = CheckpointBrowser(db, "browsed")
     try:
         browser.prompt.value = HOSTILE
-        select_step(browser, 2)
         browser.max_new_tokens.value = 4
-        browser.generate()
-        assert 'class="llm-answer"' in browser.output.value
+        select_step(browser, 2)
+        (record,) = [browser.records[i] for i in browser.table.value]
+        browser.generate_button.click()
+        wait_for(lambda: browser.message.value.startswith("answer of"), lambda: browser.message.value)
+        expected = db.load("model", "browsed", checkpoint=f"{record['run']}:2").predict(HOSTILE, max_new_tokens=4)
+        assert browser.output.value == (
+            f'<pre class="llm-answer" style="white-space:pre-wrap">{html.escape(expected)}</pre>'
+        )
         browser.table.value = tuple(browser.records)[:2]
-        browser.compare()
+        browser.compare_button.click()
+        wait_for(lambda: browser.message.value == "compared", lambda: browser.message.value)
         page = browser.output.value
         assert HOSTILE not in page and "&lt;img src=x" in page
-        assert page.count("browsed@") == 2
+        assert page.count("browsed@") == 2 and f"browsed@{record['run']}:4" in page
     finally:
         browser.close()
 
@@ -189,7 +256,7 @@ def test_runs_are_compared_by_curves_and_configuration(trained, tiny_path):
     browser = CheckpointBrowser(db, "browsed")
     try:
         browser.runs.value = (first.id, second.id)
-        browser.compare_runs()
+        browser.compare_runs_button.click()
         page = browser.runs_output.value
         assert page.count('class="llm-series"') == 2 and "lora_r" in page
     finally:

@@ -202,8 +202,12 @@ def body_html(state: RunState) -> str:
         f'<span class="llm-steps">step {state.step}{total}</span> · epoch {state.epoch:.2f} · '
         f"{_clock(state.elapsed)} elapsed · ETA {_clock(eta(state))} · {status_html(state)}"
     )
+    steps = [str(c["step"]) for c in state.checkpoints]
+    latest = ", ".join(steps[-5:])  # the newest few: a long run saves hundreds
+    saved = ("checkpoints", f"{len(steps)}: …, {latest}" if len(steps) > 5 else latest or "—")
     metrics = "".join(
-        f"<tr><th style='text-align:left;padding-right:8px'>{n}</th><td>{v}</td></tr>" for n, v in metrics_rows(state)
+        f"<tr><th style='text-align:left;padding-right:8px'>{n}</th><td>{v}</td></tr>"
+        for n, v in [*metrics_rows(state), saved]
     )
     return (
         f"<div>{line}</div><div style='display:flex;gap:16px;align-items:flex-start'>"
