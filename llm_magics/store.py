@@ -11,11 +11,14 @@ import datetime as dt
 import os
 import socket
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from llm_magics.errors import ModelError, RunError, did_you_mean
 
 PREFIX = "_llm_magics."
+UNSAVED = "unsaved-records.jsonl"  # in a run's output directory: what the database did not take
+_REPLAYABLE = ("update_run", "add_metrics", "add_checkpoint")
 ACTIVE = ("running", "starting", "stopping")
 # A run on another host whose owner has not written for this long is taken for dead.
 _SILENT_LIMIT = dt.timedelta(minutes=10)
@@ -116,7 +119,11 @@ class Store:
         return sorted(self.runs.find(query), key=lambda run: run["started"])
 
     def reap(self) -> list[str]:
-        """Marks runs whose owning process is gone as interrupted; returns their ids."""
+        """Writes what a run kept on disk while the database was away; then marks runs whose
+        owning process is gone as interrupted. Returns the ids of those."""
+        active = list(self.runs.find({"status": {"$in": list(ACTIVE)}}))
+        for run in active:
+            self._replay(run)
         dead = [
             run["_id"]
             for run in self.runs.find({"status": {"$in": list(ACTIVE)}})
@@ -134,6 +141,20 @@ class Store:
                 },
             )
         return dead
+
+    def _replay(self, run: dict[str, Any]) -> None:
+        """A run that ended while the database was unreachable kept its last records in
+        ``unsaved-records.jsonl``; they are written now, once (every one can be repeated safely)."""
+        kept = Path(run.get("output_dir") or "/nonexistent") / UNSAVED
+        if not kept.is_file():
+            return
+        from bson import json_util
+
+        for line in kept.read_text().splitlines():
+            write = json_util.loads(line)
+            if write["method"] in _REPLAYABLE:
+                getattr(self, write["method"])(*write["args"], **write["kwargs"])
+        kept.rename(kept.with_name(f"{UNSAVED}.written"))
 
     # --- metrics ---
 

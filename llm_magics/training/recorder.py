@@ -19,7 +19,7 @@ from typing import Any
 
 from llm_magics.artifacts import delete
 from llm_magics.run import RunState
-from llm_magics.store import Store, now
+from llm_magics.store import UNSAVED, Store, now
 
 _STATE_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per_s")
 
@@ -186,11 +186,11 @@ class Recorder:
             summary=self._summary,
         )
         if not self.outbox.drain(self.grace):
-            kept = Path(self.output_dir or ".") / "unsaved-records.jsonl"
+            kept = Path(self.output_dir or ".") / UNSAVED
             self.outbox.save(kept)
             lost = (
                 f"the database did not answer ({self.outbox.error}); {len(self.outbox.pending)} record(s) "
-                f"were not written and are kept in {kept}"
+                f"were not written and are kept in {kept}; they are written when the database is next opened"
             )
             state.error = f"{error}; {lost}" if error else lost
         state.changed()
