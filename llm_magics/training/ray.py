@@ -5,7 +5,8 @@ back through a small actor (a queue) that the kernel drains into the recorder, s
 checkpoints reach the store and the live view even when the workers cannot reach the database
 (an in-memory one, say). On a worker of another node, checkpoint files travel with their event
 and the kernel writes them into its own artifact directory (sha256 checked); on the kernel's
-node, workers write where the kernel reads.
+node, workers write where the kernel reads. Through Ray Client (``ray://``) every worker counts as
+another node: the kernel's machine is not part of the cluster.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +33,11 @@ _BUILT_HERE = ("train_loop_per_worker", "train_loop_config", "datasets")
 _POLL = 0.25  # seconds between drains of the worker events
 
 
-def ray_trainer_kwargs(ray_configs: dict[str, Any] | None, run_id: str, storage: Path) -> dict[str, Any]:
-    """``ray_configs`` for TorchTrainer: plain mappings become ScalingConfig / RunConfig."""
+def ray_trainer_kwargs(ray_configs: dict[str, Any] | None, run_id: str, storage: Path | None) -> dict[str, Any]:
+    """``ray_configs`` for TorchTrainer: plain mappings become ScalingConfig / RunConfig.
+
+    ``storage`` is Ray Train's ``storage_path`` unless ``run_config`` sets one; None leaves Ray's.
+    """
     from ray.train import RunConfig, ScalingConfig
 
     given = dict(ray_configs or {})
@@ -44,8 +49,28 @@ def ray_trainer_kwargs(ray_configs: dict[str, Any] | None, run_id: str, storage:
     if isinstance(scaling, dict):
         scaling = ScalingConfig(**{"num_workers": 1, "use_gpu": _cluster_has_gpus(), **scaling})
     if isinstance(run, dict):
-        run = RunConfig(**{"name": f"llm_magics-{run_id}", "storage_path": str(storage), **run})
+        defaults = {"name": f"llm_magics-{run_id}"} | ({} if storage is None else {"storage_path": str(storage)})
+        run = RunConfig(**{**defaults, **run})
     return {"scaling_config": scaling, "run_config": run, **given}
+
+
+def through_client(address: str | None) -> bool:
+    """Whether the kernel reaches Ray through Ray Client (a ``ray://`` address).
+
+    The driver then runs on the cluster: ``get_node_id()`` names a cluster node, not the kernel's
+    machine, so no worker can write where the kernel reads.
+    """
+    import ray.util.client
+
+    return (address or "").startswith("ray://") or ray.util.client.ray.is_connected()
+
+
+def default_storage(address: str | None, client: bool, output_dir: Path) -> Path | None:
+    """Ray Train's ``storage_path`` when ``ray_configs`` sets none: beside the runs for a local
+    Ray; on a cluster Ray's own default, since the workers may not be able to write the kernel's disk."""
+    if client or address not in (None, "local"):
+        return None
+    return output_dir.parent / "ray"
 
 
 def _cluster_has_gpus() -> bool:
@@ -55,13 +80,30 @@ def _cluster_has_gpus() -> bool:
 
 
 def start_ray(address: str | None) -> None:
-    """Connects to ``address`` (a running cluster) or starts a local Ray; reuses a connection."""
+    """Connects to ``address`` (a running cluster) or starts a local Ray; reuses a connection.
+
+    A local Ray's processes are killed when the thread that started them ends (Linux's
+    parent-death signal follows the thread), so ``ray.init`` runs in a thread that lives as long
+    as the kernel, not in the run's own thread.
+    """
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    started: Future[None] = Future()
+
+    def keep_ray() -> None:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        except BaseException as error:
+            started.set_exception(error)
+            return
+        started.set_result(None)
+        threading.Event().wait()
+
+    threading.Thread(target=keep_ray, daemon=True, name="llm_magics-ray-host").start()
+    started.result()
 
 
 def run_on_ray(job: TrainJob, recorder: Recorder, run: Run, config: Any) -> threading.Thread:
@@ -82,18 +124,27 @@ def _drive(job: TrainJob, recorder: Recorder, run: Run, config: Any) -> None:
         import ray
         from ray.train.torch import TorchTrainer
 
-        job = dataclasses.replace(job, kernel_node=ray.get_runtime_context().get_node_id())
+        client = through_client(config.ray_address)
+        job = dataclasses.replace(
+            job,
+            kernel_node=ray.get_runtime_context().get_node_id(),
+            ship_checkpoints=True if client else job.ship_checkpoints,
+        )
         channel = _channel_class().remote()
         run.control.on_stop = lambda: channel.request_stop.remote()
         if run.control.stop.is_set():
             channel.request_stop.remote()
         pump = _Pump(channel, recorder, Path(job.output_dir))
         pump.start()
-        kwargs = ray_trainer_kwargs(config.ray_configs, job.run_id, Path(job.output_dir).parent / "ray")
+        storage = default_storage(config.ray_address, client, Path(job.output_dir))
+        kwargs = ray_trainer_kwargs(config.ray_configs, job.run_id, storage)
         trainer = TorchTrainer(_worker_loop, train_loop_config={"job": job, "channel": channel}, **kwargs)
         trainer.fit()
         pump.close()
-        recorder.finish("stopped" if pump.stopped else "completed")
+        if pump.error is not None:
+            recorder.finish("failed", f"recording the run failed, so it was stopped: {describe(pump.error)}")
+        else:
+            recorder.finish("stopped" if pump.stopped else "completed")
     except BaseException as error:
         if pump is not None:
             pump.close()
@@ -103,27 +154,35 @@ def _drive(job: TrainJob, recorder: Recorder, run: Run, config: Any) -> None:
 
 
 def worker_error(error: BaseException) -> str | None:
-    """The worker's own exception line ('ValueError: ...') out of Ray's wrapped failure."""
+    """The worker's own exception line ('ValueError: ...') out of Ray's wrapped failure, with
+    passwords hidden (a bucket's URI in an error message)."""
+    from llm_magics.db import redact
+
     text = str(error)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in reversed(lines):
         head = line.split(":", 1)[0]
         if head.endswith(("Error", "Exception")) and " " not in head and not head.startswith("ray."):
-            return line
+            return redact(line)
     return None
 
 
 class _Pump(threading.Thread):
-    """Drains the workers' events into the recorder, writing shipped checkpoint files first."""
+    """Drains the workers' events into the recorder, writing shipped checkpoint files first.
+
+    A failure here (shipped files that do not match their sha256, say) would leave the run
+    unrecorded while it trains on, so it stops the workers and is kept in ``error`` for the runner.
+    """
 
     def __init__(self, channel: Any, recorder: Recorder, output_dir: Path):
         super().__init__(daemon=True, name="llm_magics-ray-events")
         self.channel, self.recorder, self.output_dir = channel, recorder, output_dir
         self.stopped = False
+        self.error: BaseException | None = None
         self._closing = threading.Event()
 
     def run(self) -> None:
-        while not self._closing.wait(_POLL):
+        while self.error is None and not self._closing.wait(_POLL):
             self._drain()
 
     def close(self) -> None:
@@ -134,12 +193,18 @@ class _Pump(threading.Thread):
     def _drain(self) -> None:
         import ray
 
-        for event in ray.get(self.channel.drain.remote()):
-            if "contents" in event:
-                event = self._materialize(event)
-            if event["kind"] == "end":
-                self.stopped = event["stopped"]
-            self.recorder(event)
+        if self.error is not None:
+            return
+        try:
+            for event in ray.get(self.channel.drain.remote()):
+                if "contents" in event:
+                    event = self._materialize(event)
+                if event["kind"] == "end":
+                    self.stopped = event["stopped"]
+                self.recorder(event)
+        except Exception as error:
+            self.error = error
+            self.channel.request_stop.remote()
 
     def _materialize(self, event: dict[str, Any]) -> dict[str, Any]:
         """Writes a shipped checkpoint into the kernel's directory, complete before it is named."""
@@ -147,6 +212,7 @@ class _Pump(threading.Thread):
 
         contents = event.pop("contents")
         final = self.output_dir / f"checkpoint-{event['step']}"
+        self.output_dir.mkdir(parents=True, exist_ok=True)  # workers on other machines made nothing here
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=self.output_dir.parent))
         for name, data in contents.items():
             target = partial / name
@@ -155,7 +221,6 @@ class _Pump(threading.Thread):
         if file_digests(partial) != event["files"]:
             shutil.rmtree(partial)
             raise RuntimeError(f"checkpoint {event['step']}: the shipped files do not match their sha256")
-        final.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         return {**event, "path": str(final)}
@@ -243,5 +308,9 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         job = dataclasses.replace(job, output_dir=tempfile.mkdtemp(prefix=f"llm_magics-{job.run_id}-"))
     device = ray.train.torch.get_device()
     device_map = {"": device} if device.type == "cuda" else None
-    # the callback emits on the main process (rank 0) only; every rank obeys a stop
-    train(job, _WorkerSink(channel, ship), _WorkerStop(channel), device_map=device_map)
+    try:
+        # the callback emits on the main process (rank 0) only; every rank obeys a stop
+        train(job, _WorkerSink(channel, ship), _WorkerStop(channel), device_map=device_map)
+    finally:
+        if ship:  # the kernel has the files: do not fill the cluster's disks
+            shutil.rmtree(job.output_dir, ignore_errors=True)
