@@ -211,7 +211,9 @@ def merged(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     under ``merged`` (its command, date and machine), the rest stays as the saved run measured it."""
     names = {entry["name"] for entry in new["benchmarks"]}
     kept = [entry for entry in saved["benchmarks"] if entry["name"] not in names]
-    runs = [*saved.get("merged", []), {key: new[key] for key in ("run_command", "date", "total_seconds", "machine")}]
+    # an earlier rerun whose every benchmark is measured again no longer stands behind any figure
+    runs = [run for run in saved.get("merged", []) if not set(run["benchmarks"]) <= names]
+    runs.append({key: new[key] for key in ("run_command", "date", "total_seconds", "machine")})
     runs[-1]["benchmarks"] = sorted(names)
     return {**saved, "benchmarks": [*kept, *new["benchmarks"]], "merged": runs}
 
