@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from workload import documents, emit, interleaved, median, quiet, ratio, tiny, workdir
+from workload import common_options, documents, emit, interleaved, median, quiet, ratio, tiny, use_threads, workdir
 
 GOAL = 1.05  # ratio of warm prediction times
 PROMPT = "### Human: what does the model learn from? ### Assistant:"
@@ -246,13 +246,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--switch-shapes", default=",".join(SHAPES), help=f"models for the checkpoint switch, of {', '.join(SHAPES)}"
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common_options(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
 
     root = workdir("predict")
     quiet()

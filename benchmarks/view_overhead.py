@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from workload import documents, emit, interleaved, median, quiet, tiny, workdir
+from workload import common_options, documents, emit, interleaved, median, quiet, tiny, use_threads, workdir
 
 GOAL = 1.03  # ratio of the training-loop times, view on / view off
 UPDATE_INTERVAL = 0.5  # LLMMagics.update_interval's default
@@ -135,13 +135,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common_options(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
 
     from llm_magics import connect
 

@@ -126,3 +126,17 @@ def emit(result: dict[str, Any], as_json: bool, show: Callable[[dict[str, Any]],
     else:
         show(result)
     return result
+
+
+def common_options(parser: Any, threads_help: str = "torch threads (default: torch's own choice)") -> None:
+    """``--threads`` and ``--json``, which every benchmark script takes."""
+    parser.add_argument("--threads", type=int, default=None, help=threads_help)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def use_threads(threads: int | None) -> None:
+    """Sets torch's CPU threads when asked (``--threads``)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -343,9 +343,12 @@ def _assemble(
     if fraction is None:
         eval_on = str(config.eval_strategy) != "no"
         fraction = 0.1 if eval_on and splits["valid"].docs == 0 else 0.0
-    if fraction and len(unassigned.buckets) > 1 and min(unassigned.buckets) >= fraction:
-        # a small set can miss the held-out share by chance: hold out at least one document
-        fraction = math.nextafter(min(unassigned.buckets), 1.0)
+    if fraction and unassigned.buckets:
+        # exactly the share asked (at least one document, and one left to train on), chosen by a
+        # hash of each document's id: the same documents for the same data and seed
+        count = len(unassigned.buckets)
+        held = min(count - 1, max(1, round(count * fraction)))
+        fraction = math.nextafter(sorted(unassigned.buckets)[held - 1], 1.0) if held else 0.0
     tables = {
         "train": _concat(splits["train"].table(), unassigned.table(lambda b: b >= fraction)),
         "valid": _concat(splits["valid"].table(), unassigned.table(lambda b: b < fraction)),

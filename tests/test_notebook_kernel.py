@@ -24,12 +24,17 @@ CELLS = [
 ]
 
 
-def test_a_notebook_runs_in_a_real_kernel(workdir):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in CELLS])
+def executed(cells: list[str], workdir) -> list[list]:
+    """Runs the cells as a notebook in a real kernel; returns each cell's saved outputs."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
     NotebookClient(
         notebook, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(workdir)}}
     ).execute()
-    outputs = [cell.outputs for cell in notebook.cells]
+    return [cell.outputs for cell in notebook.cells]
+
+
+def test_a_notebook_runs_in_a_real_kernel(workdir):
+    outputs = executed(CELLS, workdir)
     assert not any(o.output_type == "error" for cell in outputs[:6] for o in cell)
     (finetune,) = outputs[2]  # the live view, replaced by the static summary when the run ended
     assert finetune["output_type"] == "display_data" and "llm-summary" in finetune["data"]["text/html"]
@@ -51,11 +56,7 @@ WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def test_a_run_displayed_while_it_trains_ends_as_the_static_summary(workdir):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in ASYNC_CELLS])
-    NotebookClient(
-        notebook, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(workdir)}}
-    ).execute()
-    outputs = [cell.outputs for cell in notebook.cells]
+    outputs = executed(ASYNC_CELLS, workdir)
     assert not any(o.output_type == "error" for cell in outputs for o in cell), outputs
     status_when_shown, _, final = outputs[4][-1]["text"].split()
     assert status_when_shown in ("starting", "running") and final == "completed"
