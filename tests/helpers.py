@@ -14,6 +14,27 @@ def qa_docs(count: int = 40, valid_every: int = 10) -> list[dict]:
     ]
 
 
+def snippet_config(**changes):
+    """The configuration of issue #2's snippet, argument for argument (the seed's dropped names too)."""
+    from llm_magics import LLMTrainingConfiguration
+
+    return LLMTrainingConfiguration(
+        **{
+            "identifier": "cfg",
+            "output_dir": "output/llm-finetune",
+            "max_steps": 6,
+            "save_steps": 2,
+            "eval_steps": 2,
+            "evaluation_strategy": "steps",
+            "per_device_train_batch_size": 2,
+            "use_lora": True,
+            "lora_r": 4,
+            "max_length": 64,
+            **changes,
+        }
+    )
+
+
 def small_config(**changes):
     """A configuration that trains the tiny model in about a second."""
     from llm_magics import LLMTrainingConfiguration

@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from helpers import snippet_config
 from trl import SFTConfig
 
 from llm_magics import LLMTrainer, LLMTrainingConfiguration
@@ -15,19 +16,7 @@ from llm_magics.errors import ConfigError
 
 
 def test_seed_snippet_builds_and_maps_dropped_names():
-    config = LLMTrainingConfiguration(
-        identifier="cfg",
-        output_dir="output/llm-finetune",
-        overwrite_output_dir=True,
-        max_steps=6,
-        save_steps=2,
-        eval_steps=2,
-        evaluation_strategy="steps",
-        per_device_train_batch_size=2,
-        use_lora=True,
-        lora_r=4,
-        max_length=64,
-    )
+    config = snippet_config(overwrite_output_dir=True)
     assert config.eval_strategy == "steps"
     assert config.overwrite_output_dir is True
     assert (config.lora_r, config.max_length) == (4, 64)

@@ -8,10 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import qa_docs, small_config
+from helpers import qa_docs, small_config, snippet_config
 from safetensors.torch import load_file
 
-from llm_magics import LLM, LLMTrainer, LLMTrainingConfiguration, connect
+from llm_magics import LLM, LLMTrainer, connect
 from llm_magics.errors import ModelError
 
 pytestmark = pytest.mark.slow
@@ -23,19 +23,7 @@ def trained(db, tiny_path):
     """The issue's snippet: a QLoRA run of 6 steps with checkpoints every 2."""
     db["datas"].insert_many(qa_docs(40))
     llm = LLM(identifier="llm-finetune", model_name_or_path=tiny_path, bits=4)
-    config = LLMTrainingConfiguration(
-        identifier="cfg",
-        output_dir="output/llm-finetune",
-        max_steps=6,
-        save_steps=2,
-        eval_steps=2,
-        evaluation_strategy="steps",
-        per_device_train_batch_size=2,
-        use_lora=True,
-        lora_r=4,
-        max_length=64,
-    )
-    run = llm.fit(X="text", select="datas", configuration=config, db=db)
+    run = llm.fit(X="text", select="datas", configuration=snippet_config(), db=db)
     return db, llm, run
 
 
