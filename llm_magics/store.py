@@ -121,8 +121,7 @@ class Store:
     def reap(self) -> list[str]:
         """Writes what a run kept on disk while the database was away; then marks runs whose
         owning process is gone as interrupted. Returns the ids of those."""
-        active = list(self.runs.find({"status": {"$in": list(ACTIVE)}}))
-        for run in active:
+        for run in list(self.runs.find({"status": {"$in": list(ACTIVE)}})):  # replaying writes runs
             self._replay(run)
         dead = [
             run["_id"]
@@ -145,8 +144,8 @@ class Store:
     def _replay(self, run: dict[str, Any]) -> None:
         """A run that ended while the database was unreachable kept its last records in
         ``unsaved-records.jsonl``; they are written now, once (every one can be repeated safely)."""
-        kept = Path(run.get("output_dir") or "/nonexistent") / UNSAVED
-        if not kept.is_file():
+        kept = Path(run["output_dir"]) / UNSAVED if run.get("output_dir") else None
+        if kept is None or not kept.is_file():
             return
         from bson import json_util
 

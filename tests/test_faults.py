@@ -328,3 +328,14 @@ def test_running_out_of_gpu_memory_says_which_settings_to_lower(db, tiny_path, m
     assert "per_device_train_batch_size (now 2" in str(raised.value) and "bits: 4" in str(raised.value)
     record = db.show("run", "oom")[0]
     assert record["status"] == "failed" and record["error"] == str(raised.value)
+
+
+def test_an_error_that_keeps_its_own_text_is_shown_redacted_all_the_same():
+    from llm_magics.training.local import _redacted
+
+    class StubbornError(Exception):  # its message does not come from its arguments
+        def __str__(self) -> str:
+            return "cannot write to s3://AKIAEXAMPLE:hunter2@bucket/runs"
+
+    shown = _redacted(StubbornError())
+    assert "hunter2" not in str(shown) and "s3://AKIAEXAMPLE:***@bucket/runs" in str(shown)

@@ -68,7 +68,7 @@ def _redacted(error: BaseException) -> BaseException:
     if redact(str(error)) == str(error):
         error.__cause__, error.__suppress_context__ = None, True  # the chained errors may hold it too
         return error
-    return RunError(describe(error))
+    return RunError(redact(describe(error)))  # its own __str__ still shows the password
 
 
 @contextlib.contextmanager
