@@ -35,6 +35,8 @@ from typing import Any
 
 from workload import common_options, documents, emit, interleaved, median, quiet, ratio, tiny, use_threads, workdir
 
+from llm_magics.loader import load_cached
+
 GOAL = 1.05  # ratio of warm prediction times
 PROMPT = "### Human: what does the model learn from? ### Assistant:"
 NAME = "bench-predict"
@@ -70,7 +72,7 @@ def generate_arm(db: Any, tokens: int) -> Any:
     """A plain tokenize / generate / decode on the model llm_magics keeps loaded."""
     llm = db.load("model", NAME)
     llm.predict(PROMPT, max_new_tokens=tokens)  # loads the base and activates the latest adapter
-    loaded = db.models.get(llm.base())
+    loaded = load_cached(db.model_cache, llm.base())
     model, tokenizer = loaded.model, loaded.tokenizer
 
     def call() -> str:
@@ -117,14 +119,14 @@ def warm_predictions(db: Any, args: argparse.Namespace) -> dict[str, Any]:
             for name in ours
         },
         "same_answers": len(answers) == 1,
-        "base_loads": db.models.loads,
+        "base_loads": db.model_cache.loads,
     }
 
 
 def per_call_parts(db: Any, llm: Any, arms: dict[str, Any], calls: int = 50) -> dict[str, float]:
     """Milliseconds of the work llm_magics does on every warm call: all of it (``model.generate``
     replaced for the time by a stub that returns the prompt), and parts of it, each timed alone."""
-    loaded = db.models.get(llm.base())
+    loaded = load_cached(db.model_cache, llm.base())
     model, active = loaded.model, next(reversed(loaded.adapters))
 
     def each(call: Any) -> float:
@@ -152,7 +154,7 @@ def checkpoint_switch(db: Any, base: str, args: argparse.Namespace) -> dict[str,
     steps = sorted(c["step"] for c in db.show("checkpoint", NAME))
     tokens = {"max_new_tokens": args.switch_tokens, "min_new_tokens": args.switch_tokens}
     db.load("model", NAME).predict(PROMPT, **tokens)  # the base in memory, with the latest adapter
-    loads_before = db.models.loads
+    loads_before = db.model_cache.loads
 
     def switch(step: int) -> float:
         return timed(lambda: db.load("model", NAME, checkpoint=step).predict(PROMPT, **tokens))["s"]
@@ -168,8 +170,8 @@ def checkpoint_switch(db: Any, base: str, args: argparse.Namespace) -> dict[str,
         "first_use_median_s": median(first),
         "used_before_median_s": median(again),
         "full_reload_median_s": median(reloads),
-        "base_loads_during_switches": db.models.loads - loads_before,
-        "adapters_kept_loaded": len(db.models.get(db.load("model", NAME).base()).adapters),
+        "base_loads_during_switches": db.model_cache.loads - loads_before,
+        "adapters_kept_loaded": len(load_cached(db.model_cache, db.load("model", NAME).base()).adapters),
         "first_use_parts_median_s": {name: median(times) for name, times in parts.items()},
     }
     result["reload / first use"] = ratio(result["full_reload_median_s"], result["first_use_median_s"])
@@ -183,7 +185,7 @@ def clocked(times: dict[str, list[float]]) -> Iterator[None]:
     ``PeftModel.load_adapter`` and llm_magics' check of the checkpoint's files (sha256)."""
     import peft
 
-    from llm_magics import artifacts  # LLM imports local_copy when called: it finds the timed one
+    from llm_magics import model  # the module whose LLM calls local_copy: it finds the timed one
 
     def timing(owner: Any, attribute: str, label: str) -> Any:
         original = getattr(owner, attribute)
@@ -200,7 +202,7 @@ def clocked(times: dict[str, list[float]]) -> Iterator[None]:
 
     originals = [
         (peft.PeftModel, "load_adapter", timing(peft.PeftModel, "load_adapter", "peft load_adapter")),
-        (artifacts, "local_copy", timing(artifacts, "local_copy", "sha256 check of the checkpoint's files")),
+        (model, "local_copy", timing(model, "local_copy", "sha256 check of the checkpoint's files")),
     ]
     try:
         yield

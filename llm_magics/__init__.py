@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llm_magics.run import Run
 
 # bitsandbytes logs a warning at import on CPUs with AVX512-BF16 when an optional kernel cannot
 # be downloaded; it says nothing a notebook user can act on
@@ -34,14 +38,14 @@ __all__ = [
 _LAZY = {
     "LLM": "llm_magics.model",
     "Collection": "llm_magics.query",
-    "Database": "llm_magics.db",
+    "Database": "llm_magics.api",
     "Document": "llm_magics.query",
     "LLMTrainer": "llm_magics.config",
     "LLMTrainingConfiguration": "llm_magics.config",
     "Run": "llm_magics.run",
     "TextClassification": "llm_magics.classification",
-    "connect": "llm_magics.db",
-    "superduper": "llm_magics.db",
+    "connect": "llm_magics.api",
+    "superduper": "llm_magics.api",
     "tiny_model": "llm_magics.tiny",
 }
 
@@ -63,6 +67,33 @@ def load_ipython_extension(ipython: Any) -> None:
     from llm_magics.magics import LLMMagics
 
     ipython.register_magics(LLMMagics(shell=ipython))
+    _register_displays(ipython)
+
+
+def _show_run(run: Run) -> None:
+    from llm_magics.widgets.progress import show_run  # ipywidgets: only once a run is shown
+
+    show_run(run)
+
+
+def _register_displays(shell: Any) -> None:
+    """Tells IPython how a Run displays itself (its live view or summary), without importing it."""
+    formatter = shell.display_formatter.ipython_display_formatter
+    formatter.for_type_by_name("llm_magics.run", "Run", _show_run)
+
+
+def _register_with_the_running_shell() -> None:
+    """``from llm_magics import ...`` in a notebook without ``%load_ext``: runs display there too."""
+    if "IPython" not in sys.modules:
+        return  # no IPython, no shell to show anything in
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        _register_displays(shell)
+
+
+_register_with_the_running_shell()
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -1,16 +1,22 @@
 """Checkpoint files: their digests, checking them against a record, keeping them in the database
-(GridFS) for other machines, and fetching them back into a local, verified cache."""
+(GridFS) for other machines, and fetching them back into a local, verified cache. Directories are
+written whole or not at all (a temporary sibling, renamed when complete)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llm_magics.errors import ModelError
+
+if TYPE_CHECKING:
+    from llm_magics.store import Store
 
 BUCKET = "_llm_magics.artifacts"
 # what only resuming needs: uploaded to the database only when asked (upload_optimizer_state)
@@ -59,24 +65,57 @@ def _matches(path: Path, sha256: str) -> bool:
 
 
 def is_adapter(directory: str | Path) -> bool:
+    """Whether a directory holds a LoRA adapter (else, for a checkpoint, a whole model)."""
     return (Path(directory) / "adapter_config.json").is_file()
 
 
-def gridfs_bucket(database: Any) -> Any:
+def check_adapter(path: str | Path) -> Path:
+    """Checks that a directory holds a LoRA adapter in safetensors; returns it."""
+    directory = Path(path)
+    if not is_adapter(directory):
+        raise ModelError(f"adapter '{path}': no adapter_config.json there, so it is not a LoRA adapter")
+    if not (directory / "adapter_model.safetensors").is_file():
+        raise ModelError(
+            f"adapter '{path}' has no adapter_model.safetensors; pickle files (.bin) are not loaded "
+            "because they can run code"
+        )
+    return directory
+
+
+@contextlib.contextmanager
+def written_whole(target: Path, *, replace: bool = True) -> Iterator[Path]:
+    """Yields an empty temporary sibling of ``target`` to write into; when the block ends without
+    an error it becomes ``target`` (replacing what was there when ``replace``, else only an empty
+    directory), and otherwise it is removed. Readers never see a half-written directory."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".partial-{target.name}-", dir=target.parent))
+    try:
+        yield partial
+        if replace:
+            shutil.rmtree(target, ignore_errors=True)
+        elif target.exists():
+            target.rmdir()  # an empty directory: a non-empty one raises, and nothing is lost
+        partial.rename(target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def gridfs_bucket(mongo_db: Any) -> Any:
     """The GridFS bucket of checkpoint files in a pymongo-API database (mongomock too)."""
     import gridfs
     import mongomock
 
-    if isinstance(database, mongomock.Database):
+    if isinstance(mongo_db, mongomock.Database):
         from mongomock.gridfs import enable_gridfs_integration
 
         enable_gridfs_integration()  # lets gridfs accept mongomock's database (idempotent)
-    return gridfs.GridFS(database, collection=BUCKET)
+    return gridfs.GridFS(mongo_db, collection=BUCKET)
 
 
-def upload(database: Any, record: dict[str, Any], with_training_state: bool) -> dict[str, Any]:
+def upload(mongo_db: Any, record: dict[str, Any], with_training_state: bool) -> dict[str, Any]:
     """Stores a checkpoint's files in GridFS; returns {name: file id}. Re-uploading replaces."""
-    bucket = gridfs_bucket(database)
+    bucket = gridfs_bucket(mongo_db)
     directory = Path(record["path"])
     stored = {}
     for entry in record["files"]:
@@ -93,14 +132,14 @@ def upload(database: Any, record: dict[str, Any], with_training_state: bool) -> 
     return stored
 
 
-def remove_uploads(database: Any, record: dict[str, Any]) -> None:
+def remove_uploads(mongo_db: Any, record: dict[str, Any]) -> None:
     if record.get("gridfs"):
-        bucket = gridfs_bucket(database)
+        bucket = gridfs_bucket(mongo_db)
         for file_id in record["gridfs"].values():
             bucket.delete(file_id)
 
 
-def local_copy(database: Any, cache: Path, record: dict[str, Any], *, for_resume: bool = False) -> Path:
+def local_copy(mongo_db: Any, cache: Path, record: dict[str, Any], *, for_resume: bool = False) -> Path:
     """A local directory holding the checkpoint's files, checked against their sha256: the
     recorded one if it is here and intact, else a download from GridFS into ``cache``. Only the
     files predict reads are checked unless ``for_resume``."""
@@ -121,26 +160,19 @@ def local_copy(database: Any, cache: Path, record: dict[str, Any], *, for_resume
         return verify(record, target, names)
     except ModelError:
         pass
-    return _download(database, record, target, names)
+    return _download(mongo_db, record, target, names)
 
 
-def _download(database: Any, record: dict[str, Any], target: Path, names: set[str]) -> Path:
-    bucket = gridfs_bucket(database)
+def _download(mongo_db: Any, record: dict[str, Any], target: Path, names: set[str]) -> Path:
+    bucket = gridfs_bucket(mongo_db)
     for name in record["gridfs"]:
         _inside(target, name, record)  # every name checked before anything is written
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
-    for name, file_id in record["gridfs"].items():
-        destination = partial / name
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_bytes(bucket.get(file_id).read())
-    try:
+    with written_whole(target) as partial:
+        for name, file_id in record["gridfs"].items():
+            destination = partial / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(bucket.get(file_id).read())
         verify(record, partial, names)  # a corrupted download never becomes the cache
-    except ModelError:
-        shutil.rmtree(partial)
-        raise
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
     return target
 
 
@@ -156,9 +188,9 @@ def _inside(directory: Path, name: Any, record: dict[str, Any]) -> Path:
     return path
 
 
-def delete(store: Any, record: dict[str, Any]) -> None:
+def delete(store: Store, record: dict[str, Any]) -> None:
     """Deletes a checkpoint: its record first, then its files, so no record outlives its files."""
     store.delete_checkpoint(record["_id"])
-    remove_uploads(store.db, record)
+    remove_uploads(store.mongo_db, record)
     if re.fullmatch(r"checkpoint-\d+", Path(record["path"]).name):  # never a directory a record merely names
         shutil.rmtree(record["path"], ignore_errors=True)

@@ -26,11 +26,11 @@ class TextClassification(LLM):
         return super().predict(prompt, scores=scores, **kwargs)
 
     def _answer(
-        self, model: Any, tokenizer: Any, texts: list[str], template: dict | None, *, scores: bool = False, **_: Any
+        self, model: Any, tokenizer: Any, prompts: list[str], template: dict | None, *, scores: bool = False, **_: Any
     ) -> list:
         import torch
 
-        inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(model.device)
+        inputs = tokenizer(prompts, padding=True, truncation=True, return_tensors="pt").to(model.device)
         if model.training:
             model.eval()
         with torch.inference_mode():

@@ -5,39 +5,46 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from llm_magics.display import Comparison, DryRun, Table
 from llm_magics.errors import ConfigError, RunError
+from llm_magics.refs import CheckpointRef, parse_ref, parse_target
+from llm_magics.run import Run, active_run
+from llm_magics.training.launch import Placement, Plan, plan_run, start_run
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from llm_magics.db import Database
-    from llm_magics.display import Comparison, DryRun, Table
-    from llm_magics.run import Run
+    from llm_magics.db import DatabaseHandle
+    from llm_magics.widgets.checkpoints import CheckpointBrowser
 
 
 def finetune(
-    db: Database,
+    db: DatabaseHandle,
     name: str,
     mapping: dict[str, Any],
     *,
     backend: str | None = None,
+    ray_address: str | None = None,
+    settings: Placement | None = None,
     dry_run: bool = False,
-    resume: str | int | None = None,
+    resume: CheckpointRef | None = None,
     on_start: Callable[[Run], None] | None = None,
 ) -> Run | DryRun:
-    """Trains model ``name`` with the configuration ``mapping`` (a cell body), or only checks it."""
+    """Trains model ``name`` with the configuration ``mapping`` (a cell body), or only checks it.
+
+    ``backend`` / ``ray_address`` are what the flags ask; the configuration, then ``settings``,
+    decide what they leave open."""
     from llm_magics.config import LLMTrainingConfiguration
-    from llm_magics.training.launch import launch, plan
 
     config = LLMTrainingConfiguration.from_dict(mapping)
-    checked = plan(name, config, db, backend=backend, resume=resume)
+    settings = settings or Placement()
+    checked = plan_run(name, config, db, backend=backend, ray_address=ray_address, settings=settings, resume=resume)
     if dry_run:
         return dry_run_report(checked)
-    return launch(checked, on_start=on_start)
+    return start_run(checked, on_start=on_start)
 
 
-def dry_run_report(checked: Any) -> DryRun:
-    from llm_magics.display import DryRun
+def dry_run_report(checked: Plan) -> DryRun:
     from llm_magics.estimate import estimate
     from llm_magics.loader import load_tokenizer
 
@@ -47,28 +54,16 @@ def dry_run_report(checked: Any) -> DryRun:
     return DryRun(checked, estimate(checked.config, checked.base, longest), tokenizer)
 
 
-def export(db: Database, target: str, directory: str) -> Path:
+def export(db: DatabaseHandle, target: str, directory: str) -> Path:
     """``%llm_export NAME@STEP DIR``: the checkpoint merged into its base, saved in DIR."""
+    from llm_magics.api import load_llm
+
     name, ref = parse_target(target)
-    return db.load("model", name).export(directory, checkpoint=ref)
-
-
-def parse_target(target: str) -> tuple[str, str | int | None]:
-    """'NAME', 'NAME@STEP', 'NAME@best', 'NAME@latest' or 'NAME@RUN:STEP' -> (name, reference)."""
-    name, _, ref = target.partition("@")
-    if not name:
-        raise ConfigError(f"'{target}': name the model, e.g. my-model@best")
-    return name, reference(ref) if ref else None
-
-
-def reference(ref: str) -> str | int:
-    """'200' -> 200; '@best' -> 'best'; 'RUN:STEP' as it is."""
-    ref = ref.lstrip("@")
-    return int(ref) if ref.isdigit() else ref
+    return load_llm(db, name, ref).export(directory)
 
 
 def predict(
-    db: Database,
+    db: DatabaseHandle,
     target: str,
     prompts: list[str],
     *,
@@ -77,26 +72,31 @@ def predict(
     **generate_kwargs: Any,
 ) -> str | list[str] | Comparison:
     """Generates with a model's checkpoint; with ``compare``, with several, side by side."""
-    from llm_magics.display import Comparison
-    from llm_magics.model import load_model
+    from llm_magics.api import load_llm
 
     if not prompts:
         raise ConfigError('give a prompt: %llm_predict NAME "prompt" (or the cell body of %%llm_predict NAME)')
     name, ref = parse_target(target)
     if compare:
-        answers = {}
+        columns: dict[str, list[str]] = {}
         for each in compare:
-            answers[each.lstrip("@")] = load_model(db, name, reference(each)).predict(prompts, **generate_kwargs)
-        return Comparison(name, prompts, answers)
-    llm = load_model(db, name, None if base else ref)
+            ref = parse_ref(each)
+            columns[str(ref)] = list(load_llm(db, name, ref).predict(prompts, **generate_kwargs))
+        return Comparison(name, prompts, columns)
+    llm = load_llm(db, name, None if base else ref)
     answers = llm.predict(prompts, **({"adapter": None} if base else {}), **generate_kwargs)
     return answers[0] if len(prompts) == 1 else answers
 
 
-def runs_table(db: Database, model: str | None = None) -> Table:
-    """Every run (or a model's): name, id, status, backend, steps, last loss, started, duration."""
-    from llm_magics.display import Table
+def checkpoints(db: DatabaseHandle, name: str | None = None, refresh_interval: float = 1.0) -> CheckpointBrowser:
+    """The checkpoint browser of model ``name`` (default: the first one), bound to ``db``."""
+    from llm_magics.widgets.checkpoints import CheckpointBrowser
 
+    return CheckpointBrowser(db, name, refresh_interval)
+
+
+def runs_table(db: DatabaseHandle, model: str | None = None) -> Table:
+    """Every run (or a model's): name, id, status, backend, steps, last loss, started, duration."""
     if model is not None:
         db.store.model(model)  # an unknown name is an error with the close ones, not an empty table
     rows = []
@@ -120,10 +120,8 @@ def runs_table(db: Database, model: str | None = None) -> Table:
     return Table(columns, rows, title=f"runs in {db.uri}", css_class="llm-runs")
 
 
-def stop(db: Database, run_id: str) -> Run:
+def stop(db: DatabaseHandle, run_id: str) -> Run:
     """Asks a run training in this process to save a checkpoint and stop."""
-    from llm_magics.run import active_run
-
     run = active_run(run_id)
     if run is None:
         record = db.store.run(run_id)  # names close ids when it does not exist

@@ -69,6 +69,7 @@ class Format:
     @classmethod
     def of(cls, config: LLMTrainingConfiguration, tokenizer: Any) -> Format:
         if config.task == "text-classification":
+            assert config.y is not None  # the configuration checked it
             return cls("classification", (config.X, config.y))
         if config.messages:
             template = tokenizer.chat_template
@@ -79,6 +80,7 @@ class Format:
                 )
             return cls("messages", (config.messages,), chat_template=template)
         if config.prompt:
+            assert config.response is not None  # the configuration checked it
             return cls("prompt-response", (config.prompt, config.response), prompt_template=config.prompt_template)
         return cls("text", (config.X,))
 
@@ -107,7 +109,7 @@ class TrainingSet:
 class _Split:
     """Token arrays of one split, built batch by batch."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.ids: list[Any] = []
         self.labels: list[Any] = []
         self.buckets: list[float] = []
@@ -139,17 +141,18 @@ class _Split:
 
 
 def build(
-    db: Any, config: LLMTrainingConfiguration, tokenizer: Any, transform: Callable[[dict], Any] | None = None
+    mongo_db: Any, config: LLMTrainingConfiguration, tokenizer: Any, transform: Callable[[dict], Any] | None = None
 ) -> TrainingSet:
-    """Reads the selected documents and tokenizes them into train and valid datasets."""
+    """Reads the selected documents of ``mongo_db`` (a pymongo-API database) and tokenizes them
+    into train and valid datasets."""
     selection = Selection.of(config)
     fmt = Format.of(config, tokenizer)
-    _check_collection(db, selection)
+    _check_collection(mongo_db, selection)
     encode = _encoder(fmt, tokenizer, config.max_length)
     splits = {name: _Split() for name in (*_FOLDS, "unassigned")}
     missing: dict[str, int] = {}
     example: dict[str, list[int]] = {}
-    for docs in _batches(db, selection, fmt, transform):
+    for docs in _batches(mongo_db, selection, fmt, transform):
         grouped: dict[str, list[dict]] = {name: [] for name in splits}
         for doc in docs:
             fold = doc.get("_fold")
@@ -168,8 +171,8 @@ def build(
     return _assemble(splits, config, fmt, selection, example)
 
 
-def _check_collection(db: Any, selection: Selection) -> None:
-    names = db.list_collection_names()
+def _check_collection(mongo_db: Any, selection: Selection) -> None:
+    names = mongo_db.list_collection_names()
     if selection.collection not in names:
         user = [name for name in names if not name.startswith("_llm_magics.")]
         hint = did_you_mean(selection.collection, user) or (
@@ -179,12 +182,12 @@ def _check_collection(db: Any, selection: Selection) -> None:
 
 
 def _batches(
-    db: Any, selection: Selection, fmt: Format, transform: Callable[[dict], Any] | None
+    mongo_db: Any, selection: Selection, fmt: Format, transform: Callable[[dict], Any] | None
 ) -> Iterator[list[dict]]:
     projection = selection.projection
     if transform is None and projection is None:
         projection = dict.fromkeys((*fmt.fields, "_fold"), 1)
-    cursor = db[selection.collection].find(selection.filter, projection)
+    cursor = mongo_db[selection.collection].find(selection.filter, projection)
     if selection.limit:
         cursor = cursor.limit(selection.limit)
     batch = []
@@ -269,7 +272,8 @@ def _encoder(fmt: Format, tokenizer: Any, max_length: int | None) -> Callable[[l
     def messages(rows: list[tuple]) -> list[tuple]:
         out = []
         for (chat,) in rows:
-            ids, labels = [], []
+            ids: list[int] = []
+            labels: list[int] = []
             for piece, trained in chat_pieces(tokenizer, chat, fmt.chat_template):
                 piece_ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
                 ids += piece_ids

@@ -96,7 +96,7 @@ class DryRun:
         quantized = f"{plan.base.bits}-bit" if plan.base.bits else "full precision"
         return [
             ("model", f"{plan.name} ← {plan.base.path} ({quantized})"),
-            ("backend", plan.backend),
+            ("backend", plan.where.backend),
             ("data", f"collection '{plan.data.selection.collection}' as {plan.data.format.kind}"),
             ("documents", f"{counts['train_docs']} train · {counts['valid_docs']} valid"),
             ("tokens", f"{counts['train_tokens']} train, {counts['trained_tokens']} trained ({share:.0%})"),

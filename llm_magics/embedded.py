@@ -15,6 +15,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import bson
 import mongomock
@@ -100,29 +101,29 @@ class _Collection(CollectionStore):
         self._server, self._db = server, db
 
     # reads: refresh first, so a write by another process is seen
-    def __contains__(self, key):
+    def __contains__(self, key: Any) -> bool:
         self._server.refresh()
         return super().__contains__(key)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         self._server.refresh()
         return super().__getitem__(key)
 
-    def __len__(self):
+    def __len__(self) -> int:
         self._server.refresh()
         return super().__len__()
 
     @property
-    def documents(self):
+    def documents(self) -> Any:
         self._server.refresh()
         return super().documents
 
     @property
-    def is_created(self):
+    def is_created(self) -> bool:
         return bool(self._documents or self.indexes or self._is_force_created)
 
     # writes: SQLite first, memory after, so a failed write changes neither
-    def __setitem__(self, key, value):
+    def __setitem__(self, key: Any, value: dict[str, Any]) -> None:
         self._write(
             "INSERT INTO documents (db, name, key, doc) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (db, name, key) DO UPDATE SET doc = excluded.doc",
@@ -130,28 +131,28 @@ class _Collection(CollectionStore):
         )
         super().__setitem__(key, value)
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: Any) -> None:
         self._write("DELETE FROM documents WHERE db=? AND name=? AND key=?", (self._db, self.name, _key(key)))
         super().__delitem__(key)
 
-    def create(self):
+    def create(self) -> None:
         self._write("", ())
         super().create()
 
-    def create_index(self, index_name, index_dict):
+    def create_index(self, index_name: str, index_dict: dict[str, Any]) -> None:
         super().create_index(index_name, index_dict)
         self._save_indexes()
 
-    def drop_index(self, index_name):
+    def drop_index(self, index_name: str) -> None:
         super().drop_index(index_name)
         self._save_indexes()
 
-    def drop(self):
+    def drop(self) -> None:
         self._server.file.drop(self._db, self.name)
         self._server.forget(self._db, self.name)
         super().drop()
 
-    def _save_indexes(self):
+    def _save_indexes(self) -> None:
         self._write(
             "UPDATE collections SET indexes=? WHERE db=? AND name=?",
             (bson.encode({"indexes": self.indexes}), self._db, self.name),
@@ -161,7 +162,7 @@ class _Collection(CollectionStore):
         before, after = self._server.file.write(self._db, self.name, sql, params)
         self._server.wrote(self._db, self.name, before, after)
 
-    def persist(self, key) -> None:
+    def persist(self, key: Any) -> None:
         """Writes the in-memory document ``key`` (changed in place by an update) to the file."""
         doc = self._documents.get(key)
         if doc is not None:
@@ -190,18 +191,18 @@ class _Database(DatabaseStore):
         super().__init__()
         self._server, self._name = server, name
 
-    def __getitem__(self, col_name):
+    def __getitem__(self, col_name: str) -> _Collection:
         try:
             return self._collections[col_name]
         except KeyError:
             col = self._collections[col_name] = _Collection(self._server, self._name, col_name)
             return col
 
-    def list_created_collection_names(self):
+    def list_created_collection_names(self) -> list[str]:
         self._server.refresh()
         return super().list_created_collection_names()
 
-    def rename(self, name, new_name):
+    def rename(self, name: str, new_name: str) -> None:
         # mongomock renames in memory only; copy through the file so the new name persists
         old = self[name]
         target = self[new_name]
@@ -220,14 +221,14 @@ class EmbeddedServer(ServerStore):
         self._data_version: int | None = None
         self.refresh()
 
-    def __getitem__(self, db_name):
+    def __getitem__(self, db_name: str) -> _Database:
         try:
             return self._databases[db_name]
         except KeyError:
             db = self._databases[db_name] = _Database(self, db_name)
             return db
 
-    def list_created_database_names(self):
+    def list_created_database_names(self) -> list[str]:
         self.refresh()
         return super().list_created_database_names()
 
@@ -270,8 +271,9 @@ _touched = threading.local()
 class _UpdatingCollection(mongomock.Collection):
     """mongomock changes updated documents in place; this writes each changed one to the file."""
 
-    def _update(self, *args, **kwargs):
-        _touched.ids = ids = []
+    def _update(self, *args: Any, **kwargs: Any) -> Any:
+        ids: list[Any] = []
+        _touched.ids = ids
         try:
             return super()._update(*args, **kwargs)
         finally:
@@ -279,23 +281,23 @@ class _UpdatingCollection(mongomock.Collection):
             for key in dict.fromkeys(ids):
                 self._store.persist(key)
 
-    def _apply_update_document(self, existing_document, *args, **kwargs):
+    def _apply_update_document(self, existing_document: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         self._note(existing_document)
         return super()._apply_update_document(existing_document, *args, **kwargs)
 
-    def _apply_update_pipeline(self, existing_document, *args, **kwargs):
+    def _apply_update_pipeline(self, existing_document: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         self._note(existing_document)
         return super()._apply_update_pipeline(existing_document, *args, **kwargs)
 
     @staticmethod
-    def _note(document) -> None:
+    def _note(document: dict[str, Any]) -> None:
         ids = getattr(_touched, "ids", None)
         if ids is not None and "_id" in document:
             ids.append(document["_id"])
 
 
 class _UpdatingDatabase(mongomock.Database):
-    def get_collection(self, name, *args, **kwargs):
+    def get_collection(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if name not in self._collection_accesses:
             self._ensure_valid_collection_name(name)
             self._collection_accesses[name] = _UpdatingCollection(
@@ -315,7 +317,7 @@ class EmbeddedClient(mongomock.MongoClient):
         self.server = EmbeddedServer(path)
         super().__init__(_store=self.server)
 
-    def get_database(self, name=None, *args, **kwargs):
+    def get_database(self, name: str | None = None, *args: Any, **kwargs: Any) -> Any:
         if name is not None and name not in self._database_accesses:
             self._database_accesses[name] = _UpdatingDatabase(
                 self,
@@ -326,6 +328,6 @@ class EmbeddedClient(mongomock.MongoClient):
             )
         return super().get_database(name, *args, **kwargs)
 
-    def close(self):
+    def close(self) -> None:
         super().close()
         self.server.close()

@@ -8,7 +8,12 @@ activation term), meant to tell 3 GiB from 30 GiB, not 3.1 from 3.2.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+from llm_magics.loader import BaseModel, meta_model
+
+if TYPE_CHECKING:
+    from llm_magics.config import LLMTrainingConfiguration
 
 _GIB = 1024**3
 # bytes per base-model parameter when loaded: nf4 with double quantization keeps ~0.53 bytes
@@ -29,11 +34,9 @@ class Estimate:
         return self.weights_gib + self.training_state_gib + self.activations_gib
 
 
-def estimate(config: Any, base: Any, longest: int) -> Estimate:
+def estimate(config: LLMTrainingConfiguration, base: BaseModel, longest: int) -> Estimate:
     """Parameters and memory of training ``base`` with ``config`` on sequences up to ``longest``."""
     import torch
-
-    from llm_magics.loader import meta_model
 
     model = meta_model(base)
     model_config = model.config
@@ -43,9 +46,7 @@ def estimate(config: Any, base: Any, longest: int) -> Estimate:
     if config.use_lora:
         from peft import get_peft_model
 
-        from llm_magics.training.train import lora_config
-
-        trainable, _ = get_peft_model(model, lora_config(config)).get_nb_trainable_parameters()
+        trainable, _ = get_peft_model(model, config.lora_config()).get_nb_trainable_parameters()
     width = getattr(model_config, "hidden_size", 1024)
     layers = getattr(model_config, "num_hidden_layers", 1)
     tokens = config.per_device_train_batch_size * min(longest, config.max_length or longest)

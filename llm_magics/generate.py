@@ -12,7 +12,8 @@ DEFAULT_MAX_NEW_TOKENS = 64
 
 def format_prompt(prompt: str, template: dict[str, Any] | None, tokenizer: Any) -> str:
     """Writes ``prompt`` the way the model saw prompts in training."""
-    kind = (template or {}).get("kind")
+    template = template or {}
+    kind = template.get("kind")
     if kind == "prompt-response":
         return render_prompt(template.get("prompt_template"), prompt)
     if kind == "messages":

@@ -1,5 +1,5 @@
-"""Loading base models, tokenizers and adapters (safetensors only), and the cache that keeps a
-loaded base model so predictions and checkpoint switches do not reload its weights."""
+"""Loading base models, tokenizers and adapters (safetensors only) into a model cache, so that
+predictions and checkpoint switches do not reload a base model's weights."""
 
 from __future__ import annotations
 
@@ -13,10 +13,17 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llm_magics.db import unmasked
+from llm_magics.artifacts import check_adapter, local_copy
+from llm_magics.devices import cuda_bf16, default_device_map
 from llm_magics.errors import ConfigError, ModelError, did_you_mean, one_of
+from llm_magics.refs import is_checkpoint_uri, parse_checkpoint_uri
+from llm_magics.secrets import without_masked
+
+if TYPE_CHECKING:
+    from llm_magics.cache import ModelCache
+    from llm_magics.db import DatabaseHandle
 
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _TASKS = {"causal-lm": "AutoModelForCausalLM", "text-classification": "AutoModelForSequenceClassification"}
@@ -70,7 +77,7 @@ def load_tokenizer(path: str, tokenizer_kwargs: dict[str, Any] | None = None) ->
     from transformers import AutoTokenizer
 
     quiet_libraries()
-    kwargs = {"trust_remote_code": False, **unmasked(tokenizer_kwargs or {})}
+    kwargs = {"trust_remote_code": False, **without_masked(tokenizer_kwargs or {})}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     except OSError as error:
@@ -85,12 +92,13 @@ def load_tokenizer(path: str, tokenizer_kwargs: dict[str, Any] | None = None) ->
     return tokenizer
 
 
-def load_model(base: BaseModel, *, device_map: Any = None) -> Any:
-    """Loads the base model, quantized when ``base.bits`` is set, from safetensors only."""
+def load_base_model(base: BaseModel, *, device_map: Any = None) -> Any:
+    """Loads the base model (a transformers model), quantized when ``base.bits`` is set, from
+    safetensors only."""
     quiet_libraries()
-    kwargs = {"trust_remote_code": False, **unmasked(base.model_kwargs)}
+    kwargs = {"trust_remote_code": False, **without_masked(base.model_kwargs)}
     kwargs["dtype"] = _dtype(kwargs.pop("dtype", kwargs.pop("torch_dtype", None)))
-    kwargs.setdefault("device_map", device_map if device_map is not None else _default_device_map())
+    kwargs.setdefault("device_map", device_map if device_map is not None else default_device_map())
     if base.bits is not None:
         kwargs["quantization_config"] = quantization_config(base.bits)
     if base.labels:
@@ -170,7 +178,7 @@ def quantization_config(bits: int) -> Any:
 
     if bits == 8:
         return BitsAndBytesConfig(load_in_8bit=True)
-    compute = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    compute = torch.bfloat16 if cuda_bf16() else torch.float32
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -183,20 +191,13 @@ def _dtype(name: Any) -> Any:
     import torch
 
     if name is None:
-        cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else torch.float32
+        return torch.bfloat16 if cuda_bf16() else torch.float32
     if isinstance(name, torch.dtype) or name == "auto":
         return name
     name = str(name).removeprefix("torch.")
     if name not in _DTYPES:
         raise ConfigError(f"model_kwargs.dtype: must be {one_of(_DTYPES)}, got {name!r}")
     return getattr(torch, name)
-
-
-def _default_device_map() -> Any:
-    import torch
-
-    return {"": torch.cuda.current_device()} if torch.cuda.is_available() else None
 
 
 def _unreachable(path: str, error: Exception) -> str:
@@ -207,17 +208,17 @@ def _unreachable(path: str, error: Exception) -> str:
     )
 
 
-def check_adapter(path: str | Path) -> Path:
-    """Checks that an adapter directory holds safetensors weights."""
-    directory = Path(path)
-    if not (directory / "adapter_config.json").is_file():
-        raise ModelError(f"adapter '{path}': no adapter_config.json there, so it is not a LoRA adapter")
-    if not (directory / "adapter_model.safetensors").is_file():
-        raise ModelError(
-            f"adapter '{path}' has no adapter_model.safetensors; pickle files (.bin) are not loaded "
-            "because they can run code"
-        )
-    return directory
+def resolve_adapter(db: DatabaseHandle | None, adapter_id: str | None) -> str | None:
+    """An adapter directory from a path or ``checkpoint://NAME/STEP`` (a checkpoint in ``db``), checked."""
+    if adapter_id is None:
+        return None
+    if is_checkpoint_uri(adapter_id):
+        if db is None:
+            raise ModelError(f"adapter_id '{adapter_id}': a checkpoint needs the database that holds it")
+        model, ref = parse_checkpoint_uri(adapter_id)
+        record = db.store.checkpoint(model, ref)
+        return str(local_copy(db.store.mongo_db, db.downloads, record))
+    return str(check_adapter(Path(adapter_id).expanduser()).resolve())
 
 
 MAX_ADAPTERS = 8  # adapters kept loaded on one base; the least recently used goes first
@@ -267,30 +268,13 @@ class Loaded:
             del self.adapters[oldest]
 
 
-class ModelCache:
-    """Keeps recently used base models loaded (``max_models`` at most)."""
+def load_cached(cache: ModelCache, base: BaseModel) -> Loaded:
+    """The base model with its tokenizer, loaded once per cache (in evaluation mode)."""
 
-    def __init__(self, max_models: int = 1):
-        self.max_models = max_models
-        self._loaded: OrderedDict[str, Loaded] = OrderedDict()
-        self._lock = threading.Lock()
-        self.loads = 0  # base models loaded so far: a switch of checkpoint must not add one
-        self.verified: dict[str, Path] = {}  # checkpoint id -> its directory, files checked
+    def load() -> Loaded:
+        tokenizer = load_tokenizer(base.path, base.tokenizer_kwargs)
+        model = load_base_model(base)
+        model.eval()
+        return Loaded(model, tokenizer)
 
-    def get(self, base: BaseModel) -> Loaded:
-        with self._lock:
-            loaded = self._loaded.get(base.key)
-            if loaded is None:
-                tokenizer = load_tokenizer(base.path, base.tokenizer_kwargs)
-                model = load_model(base)
-                model.eval()
-                self.loads += 1
-                loaded = self._loaded[base.key] = Loaded(model, tokenizer)
-                while len(self._loaded) > self.max_models:
-                    self._loaded.popitem(last=False)
-            self._loaded.move_to_end(base.key)
-            return loaded
-
-    def clear(self) -> None:
-        with self._lock:
-            self._loaded.clear()
+    return cache.get(base.key, load)

@@ -11,7 +11,7 @@ import functools
 import keyword
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
@@ -20,12 +20,23 @@ from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Unicode, observe
 
 from llm_magics.errors import ConfigError, LLMMagicsError, did_you_mean
+from llm_magics.secrets import redact_text
+
+if TYPE_CHECKING:
+    from llm_magics.api import Database
+    from llm_magics.run import Run
 
 
 class _Once(argparse.Action):
     """An option that may be given once: a repeated flag is an error, not a silent override."""
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         seen = namespace.__dict__.setdefault("_given", set())
         if self.dest in seen:
             raise UsageError(f"{option_string} is given twice")
@@ -61,14 +72,15 @@ def _magic(method: Callable) -> Callable:
 
 
 def _parse(method: Callable, line: str) -> argparse.Namespace:
-    method.parser.allow_abbrev = False  # --dry is not --dry-run: a typo is an error, not a guess
+    parser: argparse.ArgumentParser = method.parser  # type: ignore[attr-defined] # magic_arguments sets it
+    parser.allow_abbrev = False  # --dry is not --dry-run: a typo is an error, not a guess
     try:
         # intermixed: options may come after the name and before or between the prompts
-        return method.parser.parse_intermixed_args(arg_split(line, posix=True, strict=True))
+        return parser.parse_intermixed_args(arg_split(line, posix=True, strict=True))
     except UsageError as error:
         message = str(error)
         if "unrecognized arguments" in message:
-            options = [option for action in method.parser._actions for option in action.option_strings]
+            options = [option for action in parser._actions for option in action.option_strings]
             unknown = message.split(":", 1)[1].split()
             hints = "".join(_closest_flag(flag, options) for flag in unknown if flag.startswith("-"))
             message = f"{message}{hints}; see --help"
@@ -98,28 +110,26 @@ class LLMMagics(Magics):
     short_errors = Bool(True, help="Show user errors as one line, without a traceback").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any):
-        self._db: Any = None
+        self._db: Database | None = None
         self._uri: str | None = None  # the URI with its password, kept out of the trait
         super().__init__(shell=shell, **kwargs)
         self._uri = self._uri or self.database
 
     @observe("database")
     def _database_changed(self, change: dict[str, Any]) -> None:
-        from llm_magics.db import redact
-
         self._db = None
         new = change["new"]
-        if new is not None and redact(new) != new:
+        if new is not None and redact_text(new) != new:
             self._uri = new
-            self.database = redact(new)  # what %config shows: the password stays in memory only
-        elif new is None or new != redact(self._uri or ""):
+            self.database = redact_text(new)  # what %config shows: the password stays in memory only
+        elif new is None or new != redact_text(self._uri or ""):
             self._uri = new
 
     @property
-    def db(self) -> Any:
+    def db(self) -> Database:
         """The current database, connected on first use."""
         if self._db is None:
-            from llm_magics.db import connect
+            from llm_magics.api import connect
 
             self._db = connect(self._uri)
         return self._db
@@ -130,11 +140,11 @@ class LLMMagics(Magics):
     @_magic
     @magic_arguments()
     @argument("uri", nargs="?", help="mongodb://..., mongomock://NAME or embedded://DIR; none: show the current one")
-    def llm_db(self, line: str) -> Any:
+    def llm_db(self, line: str) -> Database:
         """Shows or sets the database; returns its handle (``db = %llm_db``)."""
         args = _parse(self.llm_db, line)
         if args.uri:
-            from llm_magics.db import connect
+            from llm_magics.api import connect
 
             db = connect(args.uri)  # a failure leaves the current database in place
             self.database = args.uri
@@ -163,46 +173,30 @@ class LLMMagics(Magics):
         run's checkpoints are recorded in the database.
         """
         from llm_magics import commands
+        from llm_magics.refs import parse_ref
+        from llm_magics.training.launch import Placement
 
         args = _parse(self.llm_finetune, line)
         if args.output and not (args.output.isidentifier() and not keyword.iskeyword(args.output)):
             raise ConfigError(f"-o {args.output!r}: give a Python variable name, e.g. -o run")
         mapping = self._configuration(args.config, cell)
-        backend, address = self._where(args, mapping)
-        if address:
-            mapping["ray_address"] = address
         if self.artifacts != "local":
             mapping.setdefault("artifacts", self.artifacts)
         result = commands.finetune(
             self.db,
             args.name,
             mapping,
-            backend=backend,
+            **flagged_placement(args),
+            settings=Placement(self.backend, self.ray_address),
             dry_run=args.dry_run,
-            resume=commands.reference(args.resume) if args.resume else None,
-            on_start=functools.partial(self._show_view, backend=backend),
+            resume=parse_ref(args.resume) if args.resume else None,
+            on_start=self._show_view,
         )
         if args.output:
             self.shell.user_ns[args.output] = result
         if args.dry_run or cell is None:
             return result
         return None
-
-    def _where(self, args: argparse.Namespace, mapping: dict[str, Any]) -> tuple[str, str | None]:
-        """The backend and Ray address: flags first, then the cell body, then ``%config LLMMagics``."""
-        if args.ray or args.ray_address:
-            backend = "ray"
-        elif args.background:
-            backend = "thread"
-        elif mapping.get("backend"):
-            backend = mapping["backend"]
-        elif mapping.get("on_ray") or mapping.get("ray_address"):
-            backend = "ray"
-        else:
-            backend = self.backend
-        if backend != "ray":
-            return backend, None
-        return backend, args.ray_address or mapping.get("ray_address") or self.ray_address
 
     def _configuration(self, path: str | None, cell: str | None) -> dict[str, Any]:
         from llm_magics.cell import parse_cell
@@ -222,10 +216,10 @@ class LLMMagics(Magics):
             mapping["model"] = self.default_model
         return mapping
 
-    def _show_view(self, run: Any, backend: str) -> None:
+    def _show_view(self, run: Run) -> None:
         from llm_magics.widgets.progress import TrainingView
 
-        view = TrainingView(run, self.update_interval, stoppable=backend != "kernel")
+        view = TrainingView(run, self.update_interval, stoppable=run.state.backend != "kernel")
         run.shown_in = self.shell.execution_count
         view.show()
 
@@ -285,7 +279,9 @@ class LLMMagics(Magics):
     @argument("name", nargs="?", help="the model (default: the first one; the browser has a chooser)")
     def llm_checkpoints(self, line: str) -> Any:
         """The checkpoint browser: use, try, compare and delete a model's checkpoints."""
-        return self.db.checkpoints_widget(_parse(self.llm_checkpoints, line).name)
+        from llm_magics import commands
+
+        return commands.checkpoints(self.db, _parse(self.llm_checkpoints, line).name)
 
     # --- %llm_runs, %llm_stop ---
 
@@ -309,6 +305,12 @@ class LLMMagics(Magics):
 
         run = commands.stop(self.db, _parse(self.llm_stop, line).run_id)
         print(f"run {run.id}: stopping after the current step; a final checkpoint is being saved")
+
+
+def flagged_placement(args: argparse.Namespace) -> dict[str, str | None]:
+    """What the flags of ``%%llm_finetune`` ask about where it trains (None: they leave it open)."""
+    backend = "ray" if args.ray or args.ray_address else "thread" if args.background else None
+    return {"backend": backend, "ray_address": args.ray_address}
 
 
 def _line_prompts(line: str, tokens: list[str]) -> list[str]:

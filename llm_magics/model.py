@@ -7,15 +7,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llm_magics.artifacts import is_adapter, local_copy
+from llm_magics.cache import ModelCache
+from llm_magics.db import DatabaseHandle, open_database
 from llm_magics.errors import ConfigError, ModelError
+from llm_magics.export import export_model
+from llm_magics.generate import generate
+from llm_magics.loader import BaseModel, Loaded, check_model_path, load_cached, resolve_adapter
+from llm_magics.refs import CheckpointRef
+from llm_magics.training.launch import plan_run, start_run
 
 if TYPE_CHECKING:
     from llm_magics.config import LLMTrainingConfiguration
-    from llm_magics.db import Database
-    from llm_magics.loader import BaseModel, Loaded, ModelCache
     from llm_magics.run import Run
 
-_BASE = object()  # predict(adapter=None) means "no adapter"; the default means "the model's own"
+OWN_ADAPTER = object()  # predict's default: the model's own adapter; adapter=None means none at all
 
 
 class LLM:
@@ -47,8 +53,8 @@ class LLM:
         model_kwargs: dict[str, Any] | None = None,
         tokenizer_kwargs: dict[str, Any] | None = None,
         trainer: LLMTrainingConfiguration | None = None,
-        db: Database | None = None,
-        checkpoint: str | int | None = None,
+        db: DatabaseHandle | None = None,
+        checkpoint: CheckpointRef | str | int | None = None,
         labels: list[str] | None = None,
     ):
         if not model_name_or_path:
@@ -62,6 +68,24 @@ class LLM:
         self.trainer, self.db, self.checkpoint = trainer, db, checkpoint
         self.labels = list(labels or [])
         self._cache: ModelCache | None = None
+        self._loaded_record: dict[str, Any] | None = None  # the checkpoint a load resolved, used until fit
+
+    @classmethod
+    def of_checkpoint(cls, db: DatabaseHandle, model: dict[str, Any], record: dict[str, Any], ref: Any) -> LLM:
+        """The model of a stored ``model`` record, bound to its checkpoint ``record`` (resolved from ``ref``)."""
+        llm = cls(
+            model["_id"],
+            model["base_model"],
+            bits=model.get("bits"),
+            adapter_id=model.get("adapter_id"),
+            model_kwargs=model.get("model_kwargs"),
+            tokenizer_kwargs=model.get("tokenizer_kwargs"),
+            db=db,
+            checkpoint=ref,
+            labels=model.get("labels"),
+        )
+        llm._loaded_record = record
+        return llm
 
     def __repr__(self) -> str:
         quantized = f", bits={self.bits}" if self.bits else ""
@@ -96,7 +120,7 @@ class LLM:
         X: str | None = None,
         select: Any = None,
         configuration: LLMTrainingConfiguration | None = None,
-        db: Database | None = None,
+        db: DatabaseHandle | None = None,
         on_ray: bool = False,
         ray_address: str | None = None,
         ray_configs: dict[str, Any] | None = None,
@@ -109,24 +133,22 @@ class LLM:
     ) -> Run:
         """Fine-tunes on the selected documents; returns the run (finished unless it runs in the
         background: ``backend="thread"`` or Ray)."""
-        from llm_magics.db import connect
-        from llm_magics.training.launch import launch, plan
-
         config = self.configuration(
             configuration, X=X, select=select, y=y, on_ray=on_ray, ray_address=ray_address, ray_configs=ray_configs
         )
-        self.db = db or self.db or connect()
-        checked = plan(
+        self.db = db or self.db or open_database()
+        checked = plan_run(
             self.identifier, config, self.db, transform=transform, backend=backend, resume=resume_from_checkpoint
         )
         self.labels = checked.data.labels
-        return launch(checked, on_start=on_start)
+        self._loaded_record = None  # the new run's checkpoints answer from now on
+        return start_run(checked, on_start=on_start)
 
     def configuration(
         self, configuration: LLMTrainingConfiguration | None = None, **given: Any
     ) -> LLMTrainingConfiguration:
         """The training configuration with this model's fields and the given data fields in it."""
-        from llm_magics.config import LLMTrainingConfiguration
+        from llm_magics.config import LLMTrainingConfiguration  # imports trl: only when configuring
 
         config = configuration or self.trainer or LLMTrainingConfiguration()
         changes: dict[str, Any] = {
@@ -151,8 +173,8 @@ class LLM:
         self,
         prompt: str | list[str],
         *,
-        checkpoint: str | int | None = None,
-        adapter: Any = _BASE,
+        checkpoint: CheckpointRef | str | int | None = None,
+        adapter: Any = OWN_ADAPTER,
         prompt_template: str | None = None,
         **generate_kwargs: Any,
     ) -> str | list[str]:
@@ -171,38 +193,44 @@ class LLM:
         return answers[0] if isinstance(prompt, str) else answers
 
     def _answer(self, model: Any, tokenizer: Any, prompts: list[str], template: dict | None, **kwargs: Any) -> list:
-        from llm_magics.generate import generate
-
         return generate(model, tokenizer, prompts, template, **kwargs)
 
     def predict_one(self, prompt: str, **generate_kwargs: Any) -> str:
         """The seed's older name for ``predict`` of one prompt."""
-        return self.predict(prompt, **generate_kwargs)
+        return self.predict([prompt], **generate_kwargs)[0]
 
-    def export(self, directory: str | Path, checkpoint: str | int | None = None) -> Path:
+    def export(self, directory: str | Path, checkpoint: CheckpointRef | str | int | None = None) -> Path:
         """Saves the checkpoint (selected, else latest) merged into its base as a standalone model
         directory that ``AutoModelForCausalLM.from_pretrained`` loads; returns the directory."""
-        from llm_magics.export import export
-
-        return export(self, directory, checkpoint)
-
-    def _resolve(self, checkpoint: str | int | None, adapter: Any) -> tuple[Loaded, str | None, dict | None]:
-        """The loaded base, the adapter directory to activate and the prompt format."""
-        from llm_magics.artifacts import is_adapter
-
-        if adapter is not _BASE:
-            return self.cache.get(self.base()), adapter, None
         record = self.checkpoint_record(checkpoint)
         if record is None:
-            return self.cache.get(self.base()), self._own_adapter(), None
-        path = self._verified(record)
-        if is_adapter(path):
-            return self.cache.get(self.base()), str(path), record.get("template")
-        return self.cache.get(self.base(path=str(path))), None, record.get("template")
+            raise ConfigError(f"export: model '{self.identifier}' has no checkpoints in a database — fit it first")
+        info = {
+            "model": self.identifier,
+            "checkpoint": record["_id"],
+            "step": record["step"],
+            "base_model": self.model_name_or_path,
+            "template": record.get("template"),
+        }
+        return export_model(directory, self.checkpoint_files(record), self.base(), info)
 
-    def checkpoint_record(self, checkpoint: str | int | None = None) -> dict[str, Any] | None:
+    def _resolve(self, checkpoint: Any, adapter: Any) -> tuple[Loaded, str | None, dict | None]:
+        """The loaded base, the adapter directory to activate and the prompt format."""
+        if adapter is not OWN_ADAPTER:
+            return load_cached(self.cache, self.base()), adapter, None
+        record = self.checkpoint_record(checkpoint)
+        if record is None:
+            return load_cached(self.cache, self.base()), self._own_adapter(), None
+        path = self.checkpoint_files(record)
+        if is_adapter(path):
+            return load_cached(self.cache, self.base()), str(path), record.get("template")
+        return load_cached(self.cache, self.base(path=str(path))), None, record.get("template")
+
+    def checkpoint_record(self, checkpoint: CheckpointRef | str | int | None = None) -> dict[str, Any] | None:
         """The checkpoint that predicts, or None when this model has none in its database."""
-        if self.db is None or self.identifier not in self.db.store.model_names():
+        if checkpoint is None and self._loaded_record is not None:
+            return self._loaded_record
+        if self.db is None or not self.db.store.has_model(self.identifier):
             if checkpoint is not None:
                 raise ModelError(f"model '{self.identifier}' has no checkpoints in a database — fit it first")
             return None
@@ -211,24 +239,19 @@ class LLM:
     def _own_adapter(self) -> str | None:
         if self.adapter_id is None:
             return None
-        if self.adapter_id.startswith("checkpoint://"):
-            from llm_magics.training.launch import resolve_adapter
+        return resolve_adapter(self.db, self.adapter_id)
 
-            return resolve_adapter(self.db, self.adapter_id)
-        return self.adapter_id
-
-    def _verified(self, record: dict[str, Any]) -> Path:
-        """The checkpoint's directory, checked once per cache (downloaded from GridFS if needed)."""
+    def checkpoint_files(self, record: dict[str, Any]) -> Path:
+        """The checkpoint's local directory, its files checked once per cache (downloaded from GridFS if needed)."""
         cache = self.cache
         if record["_id"] not in cache.verified:
-            from llm_magics.artifacts import local_copy
-
-            cache.verified[record["_id"]] = local_copy(self.db.store.db, self.db.downloads, record)
+            if self.db is None:
+                raise ModelError(f"checkpoint {record['_id']}: the model has no database to read it from")
+            cache.verified[record["_id"]] = local_copy(self.db.store.mongo_db, self.db.downloads, record)
         return cache.verified[record["_id"]]
 
     def base(self, path: str | None = None) -> BaseModel:
-        from llm_magics.loader import BaseModel, check_model_path
-
+        """The base model and how it loads; ``path`` replaces its weights (a fully fine-tuned checkpoint)."""
         return BaseModel(
             path or check_model_path(self.model_name_or_path),
             self.bits,
@@ -242,10 +265,8 @@ class LLM:
     def cache(self) -> ModelCache:
         """Loaded models: the database's shared cache, else this model's own."""
         if self.db is not None:
-            return self.db.models
+            return self.db.model_cache
         if self._cache is None:
-            from llm_magics.loader import ModelCache
-
             self._cache = ModelCache()
         return self._cache
 
@@ -284,23 +305,3 @@ def _selection(select: Any) -> dict[str, Any]:
     if isinstance(select, pymongo.collection.Collection | mongomock.Collection):
         return {"data": select.name, "select": None}
     raise ConfigError(f"select: give a collection name or {{collection, filter, ...}}, not {type(select).__name__}")
-
-
-def load_model(db: Database, name: str, checkpoint: str | int | None = None) -> LLM:
-    """``db.load("model", name)``: the model with its selected (else latest) or given checkpoint."""
-    record = db.store.model(name)
-    db.store.checkpoint(name, checkpoint)  # fails now, with the valid choices, if it does not exist
-    from llm_magics.classification import TextClassification
-
-    cls = TextClassification if record.get("task") == TextClassification.task else LLM
-    return cls(
-        name,
-        record["base_model"],
-        bits=record.get("bits"),
-        adapter_id=record.get("adapter_id"),
-        model_kwargs=record.get("model_kwargs"),
-        tokenizer_kwargs=record.get("tokenizer_kwargs"),
-        db=db,
-        checkpoint=checkpoint,
-        labels=record.get("labels"),
-    )

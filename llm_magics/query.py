@@ -25,8 +25,10 @@ class Select(dict):
     def limit(self, n: int) -> Select:
         return Select({**self, "limit": n})
 
-    def run(self, db: Any) -> Any:
-        return db[self["collection"]].find(self.get("filter") or {}, self.get("projection"), limit=self.get("limit", 0))
+    def run(self, mongo_db: Any) -> Any:
+        return mongo_db[self["collection"]].find(
+            self.get("filter") or {}, self.get("projection"), limit=self.get("limit", 0)
+        )
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,8 @@ class Operation:
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
 
-    def run(self, db: Any) -> Any:
-        target = db[self.collection]
+    def run(self, mongo_db: Any) -> Any:
+        target = mongo_db[self.collection]
         if not callable(getattr(type(target), self.method, None)):  # pymongo makes sub-collections of other names
             raise ConfigError(f"execute: a collection has no method '{self.method}'")
         return getattr(target, self.method)(*self.args, **self.kwargs)
@@ -68,8 +70,8 @@ class Collection:
         return f"Collection({self.name!r})"
 
 
-def execute(db: Any, query: Select | Operation) -> Any:
-    """Runs a query on the pymongo database ``db``."""
+def execute(mongo_db: Any, query: Select | Operation) -> Any:
+    """Runs a query on ``mongo_db`` (a pymongo-API database)."""
     if not isinstance(query, Select | Operation):
         raise ConfigError(f"execute: give Collection(NAME).find(...) or another Collection call, not {query!r}")
-    return query.run(db)
+    return query.run(mongo_db)

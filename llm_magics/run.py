@@ -1,4 +1,8 @@
-"""The Run handle: what a started training run looks like to the user, live or from the store."""
+"""The Run handle: what a started training run looks like to the user, live or from the store.
+
+Its rich display (the live view, the static summary) belongs to the views, which register it
+with IPython; here it is data and control only.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,8 @@ from typing import TYPE_CHECKING, Any
 from llm_magics.errors import RunError
 
 if TYPE_CHECKING:
-    from llm_magics.db import Database
+    from llm_magics.db import DatabaseHandle
 
-FINAL = ("completed", "failed", "stopped", "interrupted")
 # runs still training in this process, by id (for %llm_stop and the views)
 _active: dict[str, Run] = {}
 
@@ -66,7 +69,7 @@ class Control:
 class Run:
     """A training run: ``.id``, ``.status``, ``.wait()``, ``.stop()``, ``.metrics``, ``.checkpoints``."""
 
-    def __init__(self, db: Database, run_id: str, state: RunState | None = None, control: Control | None = None):
+    def __init__(self, db: DatabaseHandle, run_id: str, state: RunState | None = None, control: Control | None = None):
         self.db, self.id, self.state, self.control = db, run_id, state, control
         self.shown_in: int | None = None  # the cell whose output already holds this run's view
         if control is not None and not control.done.is_set():
@@ -76,30 +79,11 @@ class Run:
         steps = f"{self.step}/{self.total_steps}" if self.total_steps else str(self.step)
         return f"Run(id='{self.id}', model='{self.model}', status='{self.status}', step={steps})"
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """A finished run's static summary; a live run's one line (``display(run)`` shows its live view)."""
-        from llm_magics.widgets.progress import summary_bundle
-
-        state = self.state or self.stored_state()
-        return summary_bundle(state) if state.status in FINAL else {"text/plain": repr(self)}
-
-    def _ipython_display_(self) -> None:
-        """``run`` or ``display(run)``: a live run's view, which becomes the static summary when the
-        run ends (the output is replaced through its display id); a finished run's summary."""
-        from IPython import get_ipython
-        from IPython.display import display
-
-        shell = get_ipython()
-        if shell is not None and self.shown_in == shell.execution_count:
-            display({"text/plain": repr(self)}, raw=True)  # the magic already shows the view in this cell
-        elif self.state is None or self.state.status in FINAL:
-            display(self._repr_mimebundle_(), raw=True)
-        else:
-            from llm_magics.widgets.progress import TrainingView
-
-            magics = shell.magics_manager.registry.get("LLMMagics") if shell is not None else None
-            interval = {"update_interval": magics.update_interval} if magics is not None else {}
-            TrainingView(self, stoppable=self.state.backend != "kernel", **interval).show()
+    def live(self) -> tuple[RunState, Control]:
+        """The state and the controls of a run training in this process."""
+        if self.state is None or self.control is None:
+            raise RunError(f"run {self.id} is not training in this kernel (status: {self.status})")
+        return self.state, self.control
 
     def stored_state(self) -> RunState:
         """The run's state rebuilt from its records (for a run that is not live here)."""
@@ -191,7 +175,3 @@ class Run:
 def active_run(run_id: str) -> Run | None:
     """The run with this id if it is training in this process."""
     return _active.get(run_id)
-
-
-def active_runs() -> list[Run]:
-    return list(_active.values())

@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from llm_magics.errors import ModelError, RunError, did_you_mean
+from llm_magics.refs import CheckpointRef, parse_ref
 
 PREFIX = "_llm_magics."
 UNSAVED = "unsaved-records.jsonl"  # in a run's output directory: what the database did not take
 _REPLAYABLE = ("update_run", "add_metrics", "add_checkpoint")
 ACTIVE = ("running", "starting", "stopping")
+FINAL = ("completed", "failed", "stopped", "interrupted")
+BEST_METRIC = "eval_loss"  # the best checkpoint is the one with the lowest
 # A run on another host whose owner has not written for this long is taken for dead.
 _SILENT_LIMIT = dt.timedelta(minutes=10)
 
@@ -48,22 +51,24 @@ def _owner_alive(owner: dict[str, Any], heartbeat: dt.datetime | None) -> bool:
     if owner.get("host") != socket.gethostname():
         return heartbeat is not None and now() - heartbeat < _SILENT_LIMIT
     pid = owner.get("pid")
+    if not isinstance(pid, int):
+        return False
     try:
         os.kill(pid, 0)
-    except (OSError, TypeError):
+    except OSError:
         return False
     return owner.get("start") is None or _process_start(pid) == owner.get("start")
 
 
 class Store:
-    """The package's records in one database (``db`` has the pymongo API)."""
+    """The package's records in one database (``mongo_db`` has the pymongo API)."""
 
-    def __init__(self, db: Any):
-        self.db = db
-        self.models = db[PREFIX + "models"]
-        self.runs = db[PREFIX + "runs"]
-        self.metrics = db[PREFIX + "metrics"]
-        self.checkpoints = db[PREFIX + "checkpoints"]
+    def __init__(self, mongo_db: Any):
+        self.mongo_db = mongo_db
+        self.models = mongo_db[PREFIX + "models"]
+        self.runs = mongo_db[PREFIX + "runs"]
+        self.metrics = mongo_db[PREFIX + "metrics"]
+        self.checkpoints = mongo_db[PREFIX + "checkpoints"]
 
     def ensure_indexes(self) -> None:
         self.runs.create_index([("model", 1), ("started", 1)])
@@ -89,6 +94,9 @@ class Store:
             )
             raise ModelError(f"no model named '{name}'{hint}")
         return found
+
+    def has_model(self, name: str) -> bool:
+        return self.models.find_one({"_id": name}, {"_id": 1}) is not None
 
     def model_names(self) -> list[str]:
         return sorted(doc["_id"] for doc in self.models.find({}, {"_id": 1}))
@@ -183,7 +191,7 @@ class Store:
         if upload is not None:
             from llm_magics.artifacts import upload as upload_files
 
-            record = {**record, "gridfs": upload_files(self.db, record, with_training_state=upload == "all")}
+            record = {**record, "gridfs": upload_files(self.mongo_db, record, with_training_state=upload == "all")}
         self.checkpoints.replace_one({"_id": record["_id"]}, record, upsert=True)
 
     def delete_checkpoint(self, checkpoint_id: str) -> None:
@@ -191,41 +199,56 @@ class Store:
 
     def list_checkpoints(self, model: str) -> list[dict[str, Any]]:
         """The model's checkpoints by creation, each with latest / best / selected flags."""
-        records = sorted(self.checkpoints.find({"model": model}), key=lambda c: (c["created"], c["step"]))
+        records = sorted(self.checkpoints.find({"model": model}), key=_created)
         found = self.models.find_one({"_id": model}) or {}
-        scored = [c for c in records if c.get("metrics", {}).get("eval_loss") is not None]
-        best = min(scored, key=lambda c: c["metrics"]["eval_loss"])["_id"] if scored else None
+        best = best_of(records)
         for record in records:
             record["latest"] = record is records[-1]
-            record["best"] = record["_id"] == best
+            record["best"] = record is best
             record["selected"] = record["_id"] == found.get("selected")
         return records
 
-    def checkpoint(self, model: str, ref: str | int | None = None) -> dict[str, Any]:
-        """Resolves a checkpoint reference: None (selected, else latest), 'latest', 'best',
-        a step (the most recent run's checkpoint at that step) or 'RUN:STEP'."""
-        records = self.list_checkpoints(model)
-        if not records:
+    def checkpoint(self, model: str, ref: CheckpointRef | str | int | None = None) -> dict[str, Any]:
+        """Resolves a checkpoint reference (see ``refs``): the default (selected, else latest),
+        'latest', 'best', a step (the most recent run's checkpoint at that step) or 'RUN:STEP'."""
+        ref = parse_ref(ref)
+        if ref.kind == "default":
+            selected = (self.models.find_one({"_id": model}, {"selected": 1}) or {}).get("selected")
+            found = self.checkpoints.find_one({"_id": selected, "model": model}) if selected else None
+            return found or self.checkpoint(model, "latest")
+        if ref.kind == "best":
+            scored = self.checkpoints.find({"model": model, f"metrics.{BEST_METRIC}": {"$ne": None}})
+            found = best_of(list(scored))
+            if found is None:
+                self._exists(model)
+                raise ModelError(f"model '{model}' has no best checkpoint: no evaluation ran (set eval_strategy)")
+            return found
+        query: dict[str, Any] = {"model": model}
+        if ref.kind == "step":
+            query["step"] = ref.step
+            if ref.run is not None:
+                query["run"] = ref.run
+        newest = max(self.checkpoints.find(query), key=_created, default=None) if ref.kind != "unknown" else None
+        if newest is None:
+            self._exists(model)
+            steps = ", ".join(str(step) for step in sorted(self.checkpoints.distinct("step", {"model": model})))
+            raise ModelError(
+                f"model '{model}' has no checkpoint '{ref}'; it has steps {steps} (or RUN:STEP, latest, best)"
+            )
+        return newest
+
+    def _exists(self, model: str) -> None:
+        """Raises the clearest error for a model without the checkpoint asked for."""
+        if self.checkpoints.find_one({"model": model}, {"_id": 1}) is None:
             self.model(model)
             raise ModelError(f"model '{model}' has no checkpoints yet — train it first")
-        if ref is None:
-            chosen = [c for c in records if c["selected"]] or [records[-1]]
-        elif ref in ("latest", "best"):
-            chosen = [c for c in records if c[ref]]
-            if not chosen:
-                raise ModelError(f"model '{model}' has no best checkpoint: no evaluation ran (set eval_strategy)")
-        else:
-            chosen = _by_step(records, str(ref))
-            if not chosen:
-                steps = ", ".join(str(step) for step in sorted({c["step"] for c in records}))
-                raise ModelError(
-                    f"model '{model}' has no checkpoint '{ref}'; it has steps {steps} (or RUN:STEP, latest, best)"
-                )
-        return chosen[-1]
 
 
-def _by_step(records: list[dict[str, Any]], ref: str) -> list[dict[str, Any]]:
-    run, _, step = ref.rpartition(":")
-    if not step.isdigit():
-        return []
-    return [c for c in records if c["step"] == int(step) and run in ("", c["run"])]
+def _created(record: dict[str, Any]) -> tuple[Any, int]:
+    return record["created"], record["step"]
+
+
+def best_of(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The checkpoint with the lowest evaluation loss (the earliest of equals), or None."""
+    scored = [c for c in records if c.get("metrics", {}).get(BEST_METRIC) is not None]
+    return min(sorted(scored, key=_created), key=lambda c: c["metrics"][BEST_METRIC], default=None)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the linter and the whole test suite (Ray, a real kernel and a real browser included).
+# Runs the linter, the type checker and the whole test suite (Ray, a real kernel and a real browser included).
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not browser" -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +12,5 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 
 .venv/bin/ruff check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

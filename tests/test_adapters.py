@@ -47,7 +47,7 @@ def test_training_continues_from_an_adapter_of_another_model(two_models):
 
 def test_adapters_of_one_base_switch_without_reloading_it(two_models, tiny_path):
     db = two_models
-    models = db.models
+    models = db.model_cache
     before = models.loads
     answers = {}
     for _ in range(2):
@@ -97,7 +97,7 @@ def test_browsing_many_checkpoints_keeps_only_the_recent_adapters_loaded(db, tin
     first = db.load("model", "many", checkpoint=1).predict(PROMPT, max_new_tokens=8)
     for step in range(2, MAX_ADAPTERS + 3):
         db.load("model", "many", checkpoint=step).predict(PROMPT, max_new_tokens=2)
-    (loaded,) = db.models._loaded.values()
+    (loaded,) = db.model_cache._loaded.values()
     assert len(loaded.adapters) == MAX_ADAPTERS
     assert db.load("model", "many", checkpoint=1).predict(PROMPT, max_new_tokens=8) == first  # loaded again
-    assert db.models.loads == 1
+    assert db.model_cache.loads == 1

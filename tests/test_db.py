@@ -7,8 +7,8 @@ import time
 import pytest
 
 from llm_magics import connect
-from llm_magics.db import redact
 from llm_magics.errors import DatabaseError
+from llm_magics.secrets import redact_text
 
 
 def test_mongomock_databases_are_shared_by_name_within_the_process():
@@ -64,8 +64,8 @@ def test_an_unreachable_server_fails_fast_naming_the_host_not_the_password():
     ],
 )
 def test_redact_hides_passwords(uri, shown):
-    assert redact(uri) == shown
-    assert redact(f"cannot talk to {uri} (refused)") == f"cannot talk to {shown} (refused)"
+    assert redact_text(uri) == shown
+    assert redact_text(f"cannot talk to {uri} (refused)") == f"cannot talk to {shown} (refused)"
 
 
 @pytest.mark.parametrize(

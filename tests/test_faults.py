@@ -16,10 +16,9 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 from pymongo.errors import AutoReconnect
 
-from llm_magics import LLM, LLMTrainingConfiguration
+from llm_magics import LLM, Database, LLMTrainingConfiguration
 from llm_magics.cell import parse_cell
 from llm_magics.config import ALIASES
-from llm_magics.db import Database
 from llm_magics.errors import ConfigError, ModelError, RunError
 from llm_magics.store import now
 
@@ -56,7 +55,7 @@ class _Collection:
 
 @pytest.fixture
 def flaky(db):
-    outage = Outage(db.database)
+    outage = Outage(db.mongo_db)
     handle = Database(outage, db.uri, db.artifacts)
     handle.retry_seconds = 0.5
     return handle, outage
@@ -118,7 +117,7 @@ def test_a_pickle_only_model_is_refused(workdir, tiny_path):
 
 
 def test_a_pickle_only_adapter_is_refused(db, tiny_path, workdir):
-    from llm_magics.loader import check_adapter
+    from llm_magics.artifacts import check_adapter
 
     adapter = workdir / "adapter"
     adapter.mkdir()
@@ -192,7 +191,7 @@ def test_passwords_never_show_in_displays_settings_or_errors(shell):
     uri = f"mongodb://alice:{SECRET}@127.0.0.1:9/db"
     client = pymongo.MongoClient(uri, connect=False, serverSelectionTimeoutMS=200)
     handle = Database(client.get_database("db"), uri, Path("artifacts"), client)
-    shown = [repr(handle), str(handle.uri), repr(handle.database), repr(handle.client)]
+    shown = [repr(handle), str(handle.uri), repr(handle.mongo_db), repr(handle.client)]
     with pytest.raises(DatabaseError) as raised:
         connect(uri, timeout_ms=300)
     shown.append(str(raised.value))
@@ -247,7 +246,7 @@ def test_debug_logging_never_records_a_password(db, tiny_path, caplog, monkeypat
     uri = f"mongodb://alice:{SECRET}@127.0.0.1:9/db"
     with pytest.raises(DatabaseError):
         connect(uri, timeout_ms=300)  # pymongo logs its topology, server selection and connections
-    handle = Database(db.database, uri, db.artifacts)  # a run whose handle was opened with the password
+    handle = Database(db.mongo_db, uri, db.artifacts)  # a run whose handle was opened with the password
     handle["d"].insert_many(qa_docs(10))
     token = {"token": f"hf_{SECRET}"}
     config = small_config(
@@ -258,7 +257,7 @@ def test_debug_logging_never_records_a_password(db, tiny_path, caplog, monkeypat
     )
     assert run.status == "completed" and set(tokens) == {f"hf_{SECRET}"}
     # a model loaded from its record has the token masked: it is left out, not sent as '***'
-    handle.models.clear()
+    handle.model_cache.clear()
     assert isinstance(handle.load("model", "logged").predict("hi", max_new_tokens=2), str)
     assert tokens[-1] is None and "***" not in tokens
     assert any(r.name.startswith("pymongo") for r in caplog.records)  # the logging was on
@@ -331,11 +330,11 @@ def test_running_out_of_gpu_memory_says_which_settings_to_lower(db, tiny_path, m
 
 
 def test_an_error_that_keeps_its_own_text_is_shown_redacted_all_the_same():
-    from llm_magics.training.local import _redacted
+    from llm_magics.training.local import _without_secrets
 
     class StubbornError(Exception):  # its message does not come from its arguments
         def __str__(self) -> str:
             return "cannot write to s3://AKIAEXAMPLE:hunter2@bucket/runs"
 
-    shown = _redacted(StubbornError())
+    shown = _without_secrets(StubbornError())
     assert "hunter2" not in str(shown) and "s3://AKIAEXAMPLE:***@bucket/runs" in str(shown)

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import qa_docs, small_config
 
-from llm_magics import LLM
+from llm_magics import LLM, Database
 from llm_magics.artifacts import BUCKET, gridfs_bucket
-from llm_magics.db import Database
 from llm_magics.errors import ModelError
 
 pytestmark = pytest.mark.slow
@@ -19,7 +18,7 @@ PROMPT = "### Human: what is 7? ### Assistant: "
 
 def elsewhere(db: Database, directory: Path) -> Database:
     """The same database seen from another machine: its own disk, none of our checkpoint files."""
-    return Database(db.database, db.uri, directory / "artifacts")
+    return Database(db.mongo_db, db.uri, directory / "artifacts")
 
 
 @pytest.fixture
@@ -49,7 +48,7 @@ def test_a_corrupted_download_is_refused_and_not_cached(stored, tmp_path):
     db, _ = stored
     record = db.show("checkpoint", "shared")[-1]
     shutil.rmtree(tmp_path / "machine-a")
-    chunks = db.database[f"{BUCKET}.chunks"]
+    chunks = db.mongo_db[f"{BUCKET}.chunks"]
     weights = record["gridfs"]["adapter_model.safetensors"]
     chunk = chunks.find_one({"files_id": weights, "n": 0})
     data = bytearray(chunk["data"])
@@ -80,11 +79,11 @@ def test_deleting_a_checkpoint_removes_its_files_from_the_database(stored):
     from llm_magics.artifacts import delete
 
     db, _ = stored
-    before = db.database[f"{BUCKET}.files"].count_documents({})
+    before = db.mongo_db[f"{BUCKET}.files"].count_documents({})
     record = db.show("checkpoint", "shared")[0]
     delete(db.store, record)
-    assert db.database[f"{BUCKET}.files"].count_documents({}) == before - len(record["gridfs"])
-    assert not list(gridfs_bucket(db.database).find({"metadata.checkpoint": record["_id"]}))
+    assert db.mongo_db[f"{BUCKET}.files"].count_documents({}) == before - len(record["gridfs"])
+    assert not list(gridfs_bucket(db.mongo_db).find({"metadata.checkpoint": record["_id"]}))
 
 
 @pytest.mark.parametrize(
@@ -106,7 +105,7 @@ def test_a_hostile_record_cannot_write_outside_the_download_directory(db, tiny_p
     victim.mkdir()
     (victim / "keep.txt").write_text("mine")
     payload = b"evil"
-    file_id = gridfs_bucket(db.database).put(payload, filename="x")
+    file_id = gridfs_bucket(db.mongo_db).put(payload, filename="x")
     db.store.save_model("m", base_model=tiny_path, task="causal-lm")
     db.store.add_checkpoint(
         {

@@ -49,6 +49,21 @@ def test_load_ext_imports_nothing_heavy():
     assert float(elapsed) < 0.3
 
 
+def test_listing_runs_imports_no_deep_learning_library(tmp_path):
+    """``%llm_runs`` reads the store only: a table of runs costs no torch, transformers or Ray import."""
+    code = textwrap.dedent("""
+        import sys
+        from IPython.core.interactiveshell import InteractiveShell
+        ip = InteractiveShell.instance()
+        ip.run_line_magic("load_ext", "llm_magics")
+        print(ip.run_line_magic("llm_runs", ""))
+        print([m for m in ("torch", "transformers", "peft", "trl", "ray", "datasets") if m in sys.modules])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "runs in embedded://" in out.stdout and out.stdout.strip().endswith("[]"), out.stdout
+
+
 def test_unload_removes_the_magics():
     testing = Shell()
     testing.run("%unload_ext llm_magics")
@@ -222,8 +237,15 @@ def test_a_background_backend_set_in_the_config_is_used(db, tiny_path):
     ],
 )
 def test_flags_then_the_body_then_the_settings_decide_where_it_trains(flags, body, settings, expected):
-    from llm_magics.magics import LLMMagics, _parse
+    from llm_magics import LLMTrainingConfiguration
+    from llm_magics.magics import LLMMagics, _parse, flagged_placement
+    from llm_magics.training.launch import Placement, placement
 
     magics = LLMMagics(shell=None, **settings)
     args = _parse(magics.llm_finetune, f"m {flags}")
-    assert magics._where(args, body) == expected
+    where = placement(
+        LLMTrainingConfiguration(**body),
+        **flagged_placement(args),
+        settings=Placement(magics.backend, magics.ray_address),
+    )
+    assert (where.backend, where.ray_address) == expected

@@ -110,12 +110,12 @@ def _forced_shipping_run(db, tiny_path, kernel_dir, name, config):
     """A run whose workers send their checkpoint files to the kernel, as workers on another node do."""
     from llm_magics.run import Control, Run, RunState
     from llm_magics.store import now
-    from llm_magics.training.launch import plan
+    from llm_magics.training.launch import plan_run
     from llm_magics.training.ray import run_on_ray
     from llm_magics.training.recorder import Recorder
     from llm_magics.training.train import TrainJob
 
-    checked = plan(name, config, db, backend="ray")
+    checked = plan_run(name, config, db, backend="ray")
     run_id = uuid.uuid4().hex[:8]
     db.store.add_run({"_id": run_id, "model": name, "status": "starting", "started": now()})
     db.store.save_model(name, base_model=checked.base.path, bits=None, task="causal-lm")
@@ -123,14 +123,14 @@ def _forced_shipping_run(db, tiny_path, kernel_dir, name, config):
     job = TrainJob(
         run_id,
         checked.base,
-        config.to_dict(),
+        checked.config,
         checked.data.train,
         None,
         str(kernel_dir / run_id),
         template=checked.template,
         ship_checkpoints=True,
     )
-    run_on_ray(job, Recorder(db.store, run.state), run, config)
+    run_on_ray(job, Recorder(db.store, run.state), run, None, config.ray_configs)
     return run
 
 
@@ -203,10 +203,16 @@ def _private_mount(hidden: Path) -> list[str]:
     return prefix
 
 
+def _client_server_logs(temp: Path) -> str:
+    """The Ray Client servers' error logs of a cluster: why a client could not connect."""
+    logs = sorted(temp.glob("session_*/logs/ray_client_server*"))
+    return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for log in logs)
+
+
 @contextlib.contextmanager
-def _cluster_behind_ray_client(hidden: Path) -> Iterator[str]:
+def _cluster_behind_ray_client(hidden: Path) -> Iterator[tuple[str, Path]]:
     """A one-node Ray cluster in its own processes, which see ``hidden`` empty (as another machine
-    would); yields its Ray Client address."""
+    would); yields its Ray Client address and its temporary directory (with its logs)."""
     pytest.importorskip("grpc", reason="Ray Client needs ray[client]")
     prefix = _private_mount(hidden)
     temp = Path(tempfile.mkdtemp(prefix="llm-rc-", dir="/tmp"))  # Ray's socket paths must stay short
@@ -223,7 +229,7 @@ def _cluster_behind_ray_client(hidden: Path) -> Iterator[str]:
                 break
             assert head.poll() is None and time.monotonic() < deadline, "the Ray Client server did not start"
             time.sleep(0.5)
-        yield f"ray://127.0.0.1:{port}"
+        yield f"ray://127.0.0.1:{port}", temp
     finally:
         os.killpg(head.pid, signal.SIGKILL)  # a throwaway cluster: no graceful shutdown to wait for
         head.wait()
@@ -238,13 +244,14 @@ def test_a_ray_client_cluster_sends_its_checkpoints_to_the_kernel(db, tiny_path,
     db.artifacts.mkdir(parents=True, exist_ok=True)
     shared = workdir / "shared"  # storage the cluster writes, as the README asks for
     ray_configs = {**ONE_WORKER, "run_config": {"storage_path": str(shared)}}
-    with _cluster_behind_ray_client(db.artifacts) as address:
+    with _cluster_behind_ray_client(db.artifacts) as (address, temp):
         llm = LLM("ray-client", tiny_path)
         config = small_config(max_steps=4, eval_strategy="no")
         run = llm.fit(select="docs", db=db, configuration=config, ray_address=address, ray_configs=ray_configs)
         run.wait(300)
         ray.shutdown()
-    assert run.status == "completed", run.error
+        logs = _client_server_logs(temp) if run.status != "completed" else ""
+    assert run.status == "completed", f"{run.error}\n{logs}"
     assert [c["step"] for c in run.checkpoints] == [2, 4]
     assert all(Path(c["path"]).is_relative_to(db.artifacts / "ray-client") for c in run.checkpoints)
     assert (shared / f"llm_magics-{run.id}").is_dir()

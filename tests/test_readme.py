@@ -6,13 +6,13 @@ import inspect
 import re
 from pathlib import Path
 
-from llm_magics.reference import reference, section
+from llm_magics.config_reference import reference, section
 
 ROOT = Path(__file__).parent.parent
 
 
 def test_the_configuration_reference_is_current():
-    assert section(ROOT / "README.md") == reference(), "run: python -m llm_magics.reference README.md"
+    assert section(ROOT / "README.md") == reference(), "run: python -m llm_magics.config_reference README.md"
 
 
 def test_every_configuration_key_is_in_the_reference():

@@ -28,7 +28,7 @@ def checkpoint(run: str, step: int, eval_loss: float | None = None, minute: int 
 
 @pytest.fixture
 def store(db):
-    store = Store(db.database)
+    store = Store(db.mongo_db)
     store.save_model("m", base_model="base")
     for record in (checkpoint("r1", 2, 1.5, 1), checkpoint("r1", 4, 1.2, 2), checkpoint("r2", 2, 1.4, 3)):
         store.add_checkpoint(record)
@@ -72,7 +72,7 @@ def test_unknown_references_list_what_exists(store):
 
 
 def test_our_collections_are_prefixed(store):
-    assert all(name.startswith(PREFIX) for name in store.db.list_collection_names())
+    assert all(name.startswith(PREFIX) for name in store.mongo_db.list_collection_names())
 
 
 def test_a_run_whose_process_is_gone_reads_as_interrupted(store):

@@ -65,7 +65,7 @@ def test_predict_reuses_the_loaded_base_model(trained):
     llm.predict([PROMPT, "### Human: hi ### Assistant: "], max_new_tokens=4)
     for step in (2, 4, "best"):
         db.load("model", "llm-finetune", checkpoint=step).predict(PROMPT, max_new_tokens=4)
-    assert db.models.loads == 1
+    assert db.model_cache.loads == 1
 
 
 def test_batched_predict_returns_one_answer_per_prompt(trained):

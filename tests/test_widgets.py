@@ -264,9 +264,15 @@ def test_runs_are_compared_by_curves_and_configuration(trained, tiny_path):
 
 
 def test_a_run_loaded_from_the_store_displays_its_summary(trained):
+    from IPython.display import display
+
     db, run = trained
     stored = Run(db, run.id)
-    bundle = stored._repr_mimebundle_()
+    Shell()  # a notebook's shell with the extension loaded: it tells IPython how a Run displays
+    with capture_output() as captured:
+        display(stored)
+    (output,) = captured.outputs
+    bundle = output.data
     assert "llm-summary" in bundle["text/html"] and "completed" in bundle["text/plain"]
     assert "<polyline" in bundle["text/html"]
 

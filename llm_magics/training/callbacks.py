@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from llm_magics.artifacts import file_digests
 
@@ -55,7 +55,9 @@ class ProgressCallback(TrainerCallback):
         self._tokens: tuple[float, float] | None = None  # (time, tokens seen) at the last log
         self.stopped = False
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if state.is_world_process_zero:
             self.sink(
                 {
@@ -67,10 +69,19 @@ class ProgressCallback(TrainerCallback):
                 }
             )
 
-    def on_step_begin(self, args, state, control, **kwargs):
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self._flush_row()
 
-    def on_step_end(self, args, state, control, model=None, **kwargs):
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs: Any,
+    ) -> None:
         stopping = self.stop is not None and self.stop.is_set()
         if stopping:
             self.stopped = control.should_training_stop = True
@@ -82,7 +93,14 @@ class ProgressCallback(TrainerCallback):
         if due and self.probe is not None and model is not None and state.is_world_process_zero:
             self.sink({"kind": "probe", "step": state.global_step, "probes": self.probe(model)})
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not state.is_world_process_zero or not logs:
             return
         numbers = {k: v for k, v in logs.items() if isinstance(v, int | float) and k not in _NOT_METRICS}
@@ -96,19 +114,26 @@ class ProgressCallback(TrainerCallback):
             self._row = {"step": state.global_step, "time": time.time()}
         self._row.update(numbers)
         self._row["epoch"] = state.epoch
-        self._tokens_per_second(numbers)
+        self._tokens_per_second(self._row, numbers)
         self._last.update(numbers)
 
-    def _tokens_per_second(self, numbers: dict[str, Any]) -> None:
+    def _tokens_per_second(self, row: dict[str, Any], numbers: dict[str, Any]) -> None:
         seen = numbers.get("num_tokens")
         if seen is None:
             return
         moment = time.perf_counter()
         if self._tokens is not None and moment > self._tokens[0] and seen > self._tokens[1]:
-            self._row["tokens_per_s"] = (seen - self._tokens[1]) / (moment - self._tokens[0])
+            row["tokens_per_s"] = (seen - self._tokens[1]) / (moment - self._tokens[0])
         self._tokens = (moment, seen)
 
-    def on_save(self, args, state, control, model=None, **kwargs):
+    def on_save(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if not state.is_world_process_zero:
             return
         self._flush_row()
@@ -129,7 +154,9 @@ class ProgressCallback(TrainerCallback):
             event["probes"] = self.probe(model)
         self.sink(event)
 
-    def on_train_end(self, args, state, control, **kwargs):
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if state.is_world_process_zero:
             self._flush_row()
             self.sink({"kind": "end", "step": state.global_step, "stopped": self.stopped})

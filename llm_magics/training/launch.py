@@ -1,12 +1,13 @@
 """From a validated configuration to a started run: check everything, then write, then train.
 
-``plan`` does every check that can fail (model path, data, arguments, resume point) without
-writing anything, so a rejected run leaves no record and no directory. ``launch`` writes the
-records and hands the job to a runner.
+``plan_run`` does every check that can fail (name, where it trains, model path, data, arguments,
+resume point) without writing anything, so a rejected run leaves no record and no directory.
+``start_run`` writes the records and hands the job to a runner.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Callable
@@ -15,15 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.artifacts import local_copy
-from llm_magics.errors import ConfigError, RunError
-from llm_magics.loader import BaseModel, check_adapter, check_model_path, check_target_modules, load_tokenizer
+from llm_magics.errors import ConfigError, did_you_mean, one_of
+from llm_magics.loader import BaseModel, check_model_path, check_target_modules, load_tokenizer, resolve_adapter
+from llm_magics.refs import LATEST, CheckpointRef, parse_ref
+from llm_magics.run import Control, Run, RunState
+from llm_magics.secrets import masked
 from llm_magics.store import now
+from llm_magics.training.recorder import Recorder
+from llm_magics.training.train import TrainJob, trainer_arguments
 
 if TYPE_CHECKING:
     from llm_magics.config import LLMTrainingConfiguration
     from llm_magics.data import TrainingSet
-    from llm_magics.db import Database
-    from llm_magics.run import Run
+    from llm_magics.db import DatabaseHandle
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 BACKENDS = ("kernel", "thread", "ray")
@@ -36,16 +41,47 @@ def check_name(name: str, what: str = "model name") -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a run trains: a backend, and the Ray cluster's address for the 'ray' backend."""
+
+    backend: str = "kernel"
+    ray_address: str | None = None
+
+
+def placement(
+    config: LLMTrainingConfiguration,
+    *,
+    backend: str | None = None,
+    ray_address: str | None = None,
+    settings: Placement = Placement(),
+) -> Placement:
+    """Decides where a run trains: what the caller asks (the magic's flags, ``fit``'s arguments)
+    first, then the configuration (``backend``, ``on_ray``, ``ray_address``), then the settings
+    (``%config LLMMagics``)."""
+    if ray_address is not None and backend is None:
+        backend = "ray"
+    backend = backend or config.backend or ("ray" if config.on_ray or config.ray_address else settings.backend)
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r}: must be {one_of(BACKENDS)}{did_you_mean(str(backend), BACKENDS)}")
+    if backend != "ray":
+        return Placement(backend)
+    return Placement(backend, ray_address or config.ray_address or settings.ray_address)
+
+
 @dataclass
 class Plan:
     """A run that passed every check and has not written anything yet."""
 
     name: str
+    run_id: str
     config: LLMTrainingConfiguration
     base: BaseModel
     data: TrainingSet
-    backend: str
-    db: Database
+    where: Placement
+    db: DatabaseHandle
+    output_dir: Path
+    args: Any | None  # the trainer's SFTConfig, built and checked here; None when a Ray worker builds it
     resume_from: dict[str, Any] | None = None
     adapter: str | None = None
 
@@ -54,18 +90,22 @@ class Plan:
         return self.data.format.to_dict()
 
 
-def plan(
+def plan_run(
     name: str,
     config: LLMTrainingConfiguration,
-    db: Database,
+    db: DatabaseHandle,
     *,
     transform: Callable[[dict], Any] | None = None,
     backend: str | None = None,
-    resume: str | int | bool | None = None,
+    ray_address: str | None = None,
+    settings: Placement = Placement(),
+    resume: CheckpointRef | str | int | bool | None = None,
 ) -> Plan:
     """Checks a run; raises a user error, having written nothing, if it cannot start."""
     check_name(name)
-    backend = backend or config.backend or ("ray" if config.runs_on_ray else "kernel")
+    where = placement(config, backend=backend, ray_address=ray_address, settings=settings)
+    if where.ray_address != config.ray_address and where.backend == "ray":
+        config = dataclasses.replace(config, ray_address=where.ray_address)  # recorded with the run
     path = check_model_path(config.model)
     resume_from = _resume_point(db, name, resume)
     adapter = resolve_adapter(db, config.adapter_id)
@@ -73,13 +113,15 @@ def plan(
     tokenizer = load_tokenizer(path, tokenizer_kwargs)
     from llm_magics.data import build
 
-    data = build(db, config, tokenizer, transform)
-    if backend != "ray":
-        config.training_arguments(output_dir=str(db.artifacts))  # the trainer's own checks
+    data = build(db.mongo_db, config, tokenizer, transform)
+    run_id = uuid.uuid4().hex[:8]
+    output_dir = Path(config.output_dir or db.artifacts / name).expanduser().resolve() / run_id
+    # the trainer's own checks run here; a Ray worker builds its arguments where it trains
+    args = None if where.backend == "ray" else trainer_arguments(config, str(output_dir))
     base = BaseModel(path, config.bits, config.task, model_kwargs, tokenizer_kwargs, data.labels)
     if config.use_lora and config.lora_target_modules and adapter is None and resume_from is None:
         check_target_modules(base, config.lora_target_modules)
-    return Plan(name, config, base, data, backend, db, resume_from, adapter)
+    return Plan(name, run_id, config, base, data, where, db, output_dir, args, resume_from, adapter)
 
 
 def _remote_code(config: LLMTrainingConfiguration) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -91,22 +133,13 @@ def _remote_code(config: LLMTrainingConfiguration) -> tuple[dict[str, Any], dict
     return model_kwargs, tokenizer_kwargs
 
 
-def _resume_point(db: Database, name: str, resume: str | int | bool | None) -> dict[str, Any] | None:
+def _resume_point(
+    db: DatabaseHandle, name: str, resume: CheckpointRef | str | int | bool | None
+) -> dict[str, Any] | None:
     if resume is None or resume is False:
         return None
-    record = db.store.checkpoint(name, "latest" if resume is True else resume)
-    return {**record, "path": str(local_copy(db.store.db, db.downloads, record, for_resume=True))}
-
-
-def resolve_adapter(db: Database, adapter_id: str | None) -> str | None:
-    """An adapter directory from a path or ``checkpoint://NAME/STEP``, checked."""
-    if adapter_id is None:
-        return None
-    if adapter_id.startswith("checkpoint://"):
-        model, _, ref = adapter_id.removeprefix("checkpoint://").partition("/")
-        record = db.store.checkpoint(model, ref or None)
-        return str(local_copy(db.store.db, db.downloads, record))
-    return str(check_adapter(Path(adapter_id).expanduser()).resolve())
+    record = db.store.checkpoint(name, LATEST if resume is True else parse_ref(resume))
+    return {**record, "path": str(local_copy(db.store.mongo_db, db.downloads, record, for_resume=True))}
 
 
 def _upload(config: LLMTrainingConfiguration) -> str | None:
@@ -116,88 +149,78 @@ def _upload(config: LLMTrainingConfiguration) -> str | None:
     return "all" if config.upload_optimizer_state else "weights"
 
 
-def launch(plan: Plan, *, on_start: Callable[[Run], None] | None = None, quiet: bool | None = None) -> Run:
-    """Writes the model and run records and starts training on the plan's backend.
+def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> Run:
+    """Writes the model and run records and starts training where the plan says.
 
     ``on_start`` gets the run before training begins (to show a view or listen to its state).
     """
-    from llm_magics.run import Control, Run, RunState
-    from llm_magics.training.recorder import Recorder
-    from llm_magics.training.train import TrainJob
-
     config, db = plan.config, plan.db
-    run_id = uuid.uuid4().hex[:8]
-    output_dir = Path(config.output_dir or db.artifacts / plan.name).expanduser().resolve() / run_id
-    _write_records(plan, run_id, output_dir)
-    state = RunState(run_id, plan.name, plan.backend)
-    run = Run(db, run_id, state, Control())
+    _write_records(plan)
+    state = RunState(plan.run_id, plan.name, plan.where.backend)
+    run = Run(db, plan.run_id, state, Control())
     recorder = Recorder(
         db.store,
         state,
         keep=config.save_total_limit,
         template=plan.template,
         log_metrics=config.log_to_db,
-        output_dir=str(output_dir),
+        output_dir=str(plan.output_dir),
         grace=db.retry_seconds,
         upload=_upload(config),
     )
     job = TrainJob(
-        run_id,
+        plan.run_id,
         plan.base,
-        config.to_dict(masked=False),  # the trainer needs the real hub_token
+        config,
         plan.data.train,
         plan.data.valid,
-        str(output_dir),
+        str(plan.output_dir),
+        args=plan.args,
         resume_from=plan.resume_from["path"] if plan.resume_from else None,
         adapter=plan.adapter,
         template=plan.template,
-        quiet=config.disable_tqdm is not False if quiet is None else quiet,
     )
     if on_start is not None:
         on_start(run)
-    if plan.backend == "kernel":
+    if plan.where.backend == "kernel":
         from llm_magics.training.local import run_blocking
 
         run_blocking(job, recorder, run)
-    elif plan.backend == "thread":
+    elif plan.where.backend == "thread":
         from llm_magics.training.local import run_in_thread
 
         run_in_thread(job, recorder, run)
     else:
         from llm_magics.training.ray import run_on_ray
 
-        run_on_ray(job, recorder, run, config)
+        run_on_ray(job, recorder, run, plan.where.ray_address, config.ray_configs)
     return run
 
 
-def _write_records(plan: Plan, run_id: str, output_dir: Path) -> None:
-    from llm_magics.db import redacted
-
+def _write_records(plan: Plan) -> None:
     config, store = plan.config, plan.db.store
-    if plan.backend not in BACKENDS:
-        raise RunError(f"backend {plan.backend!r}: must be one of {', '.join(BACKENDS)}")
     store.save_model(
         plan.name,
         base_model=plan.base.path,
         bits=plan.base.bits,
         task=plan.base.task,
-        model_kwargs=redacted(plan.base.model_kwargs),  # a masked token is not passed when loading
-        tokenizer_kwargs=redacted(plan.base.tokenizer_kwargs),
+        model_kwargs=masked(plan.base.model_kwargs),  # a masked token is not passed when loading
+        tokenizer_kwargs=masked(plan.base.tokenizer_kwargs),
         labels=plan.data.labels,
         adapter_id=config.adapter_id,
     )
     store.add_run(
         {
-            "_id": run_id,
+            "_id": plan.run_id,
             "model": plan.name,
             "status": "starting",
-            "backend": plan.backend,
+            "backend": plan.where.backend,
             "config": config.to_dict(),
             "data": plan.data.selection.to_dict(),
             "format": plan.data.format.kind,
             "counts": plan.data.counts,
             "started": now(),
-            "output_dir": str(output_dir),
+            "output_dir": str(plan.output_dir),
             "step": 0,
             "total_steps": None,
             "resumed_from": plan.resume_from["_id"] if plan.resume_from else None,

@@ -11,6 +11,7 @@ from typing import Any
 
 from llm_magics.errors import LLMMagicsError, RunError
 from llm_magics.run import Run
+from llm_magics.secrets import redact_text
 from llm_magics.training.recorder import Recorder
 from llm_magics.training.train import TrainJob, train
 
@@ -18,10 +19,10 @@ from llm_magics.training.train import TrainJob, train
 def run_blocking(job: TrainJob, recorder: Recorder, run: Run) -> None:
     """Trains in the calling thread; an interrupt (Ctrl-C, the kernel's stop button) saves a
     checkpoint and stops the run. A failure is recorded, then raised."""
-    with _interrupt_stops(run.control.stop):
+    with _interrupt_stops(run.live()[1].stop):
         error = _execute(job, recorder, run)
     if error is not None:
-        raise _redacted(error)
+        raise _without_secrets(error)
 
 
 def run_in_thread(job: TrainJob, recorder: Recorder, run: Run) -> threading.Thread:
@@ -35,7 +36,7 @@ def run_in_thread(job: TrainJob, recorder: Recorder, run: Run) -> threading.Thre
 
 def _execute(job: TrainJob, recorder: Recorder, run: Run) -> BaseException | None:
     try:
-        summary = train(job, recorder, run.control.stop)
+        summary = train(job, recorder, run.live()[1].stop)
         recorder.finish("stopped" if summary["stopped"] else "completed")
         return None
     except KeyboardInterrupt as error:
@@ -50,25 +51,21 @@ def _execute(job: TrainJob, recorder: Recorder, run: Run) -> BaseException | Non
 
 def describe(error: BaseException) -> str:
     """One line for the run record and the view: the error's type (unless ours) and message."""
-    from llm_magics.db import redact
-
-    message = redact(str(error).strip() or type(error).__name__)
+    message = redact_text(str(error).strip() or type(error).__name__)
     return message if isinstance(error, LLMMagicsError) else f"{type(error).__name__}: {message}"
 
 
-def _redacted(error: BaseException) -> BaseException:
+def _without_secrets(error: BaseException) -> BaseException:
     """The error as the cell shows it: a password in its message (a bucket's URI) hidden. Its
     type and traceback stay when its arguments can be rewritten, else it becomes a RunError."""
-    from llm_magics.db import redact
-
     message = str(error)
-    if redact(message) == message:
+    if redact_text(message) == message:
         return error
-    error.args = (redact(message),)
-    if redact(str(error)) == str(error):
+    error.args = (redact_text(message),)
+    if redact_text(str(error)) == str(error):
         error.__cause__, error.__suppress_context__ = None, True  # the chained errors may hold it too
         return error
-    return RunError(redact(describe(error)))  # its own __str__ still shows the password
+    return RunError(redact_text(describe(error)))  # its own __str__ still shows the password
 
 
 @contextlib.contextmanager

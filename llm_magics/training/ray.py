@@ -20,14 +20,15 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from llm_magics.artifacts import file_digests, written_whole
 from llm_magics.errors import ConfigError
-
-if TYPE_CHECKING:
-    from llm_magics.run import Run
-    from llm_magics.training.recorder import Recorder
-    from llm_magics.training.train import TrainJob
+from llm_magics.run import Run
+from llm_magics.secrets import redact_text
+from llm_magics.training.local import describe
+from llm_magics.training.recorder import Recorder
+from llm_magics.training.train import TrainJob, train
 
 _BUILT_HERE = ("train_loop_per_worker", "train_loop_config", "datasets")
 _POLL = 0.25  # seconds between drains of the worker events
@@ -106,38 +107,45 @@ def start_ray(address: str | None) -> None:
     started.result()
 
 
-def run_on_ray(job: TrainJob, recorder: Recorder, run: Run, config: Any) -> threading.Thread:
-    """Starts the run on Ray in the background; returns the driving thread."""
+def run_on_ray(
+    job: TrainJob, recorder: Recorder, run: Run, address: str | None, ray_configs: dict[str, Any] | None
+) -> threading.Thread:
+    """Starts the run on Ray (a cluster at ``address``, else a local one) in the background;
+    returns the driving thread. ``ray_configs`` go to Ray Train's ``TorchTrainer``."""
     thread = threading.Thread(
-        target=_drive, args=(job, recorder, run, config), daemon=True, name=f"llm_magics-ray-{job.run_id}"
+        target=_drive,
+        args=(job, recorder, run, address, ray_configs),
+        daemon=True,
+        name=f"llm_magics-ray-{job.run_id}",
     )
     thread.start()
     return thread
 
 
-def _drive(job: TrainJob, recorder: Recorder, run: Run, config: Any) -> None:
-    from llm_magics.training.local import describe
-
+def _drive(
+    job: TrainJob, recorder: Recorder, run: Run, address: str | None, ray_configs: dict[str, Any] | None
+) -> None:
     pump: _Pump | None = None
+    _, control = run.live()
     try:
-        start_ray(config.ray_address)
+        start_ray(address)
         import ray
         from ray.train.torch import TorchTrainer
 
-        client = through_client(config.ray_address)
+        client = through_client(address)
         job = dataclasses.replace(
             job,
             kernel_node=ray.get_runtime_context().get_node_id(),
             ship_checkpoints=True if client else job.ship_checkpoints,
         )
         channel = _channel_class().remote()
-        run.control.on_stop = lambda: channel.request_stop.remote()
-        if run.control.stop.is_set():
+        control.on_stop = lambda: channel.request_stop.remote()
+        if control.stop.is_set():
             channel.request_stop.remote()
         pump = _Pump(channel, recorder, Path(job.output_dir))
         pump.start()
-        storage = default_storage(config.ray_address, client, Path(job.output_dir))
-        kwargs = ray_trainer_kwargs(config.ray_configs, job.run_id, storage)
+        storage = default_storage(address, client, Path(job.output_dir))
+        kwargs = ray_trainer_kwargs(ray_configs, job.run_id, storage)
         trainer = TorchTrainer(_worker_loop, train_loop_config={"job": job, "channel": channel}, **kwargs)
         trainer.fit()
         pump.close()
@@ -156,14 +164,12 @@ def _drive(job: TrainJob, recorder: Recorder, run: Run, config: Any) -> None:
 def worker_error(error: BaseException) -> str | None:
     """The worker's own exception line ('ValueError: ...') out of Ray's wrapped failure, with
     passwords hidden (a bucket's URI in an error message)."""
-    from llm_magics.db import redact
-
     text = str(error)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in reversed(lines):
         head = line.split(":", 1)[0]
         if head.endswith(("Error", "Exception")) and " " not in head and not head.startswith("ray."):
-            return redact(line)
+            return redact_text(line)
     return None
 
 
@@ -208,21 +214,15 @@ class _Pump(threading.Thread):
 
     def _materialize(self, event: dict[str, Any]) -> dict[str, Any]:
         """Writes a shipped checkpoint into the kernel's directory, complete before it is named."""
-        from llm_magics.artifacts import file_digests
-
         contents = event.pop("contents")
-        final = self.output_dir / f"checkpoint-{event['step']}"
-        self.output_dir.mkdir(parents=True, exist_ok=True)  # workers on other machines made nothing here
-        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=self.output_dir.parent))
-        for name, data in contents.items():
-            target = partial / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        if file_digests(partial) != event["files"]:
-            shutil.rmtree(partial)
-            raise RuntimeError(f"checkpoint {event['step']}: the shipped files do not match their sha256")
-        shutil.rmtree(final, ignore_errors=True)
-        partial.rename(final)
+        final = self.output_dir / f"checkpoint-{event['step']}"  # workers elsewhere made nothing here
+        with written_whole(final) as partial:
+            for name, data in contents.items():
+                target = partial / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            if file_digests(partial) != event["files"]:
+                raise RuntimeError(f"checkpoint {event['step']}: the shipped files do not match their sha256")
         return {**event, "path": str(final)}
 
 
@@ -234,7 +234,7 @@ def _channel_class() -> Any:
     class Channel:
         """Events from rank 0 to the kernel, and the kernel's stop request to every worker."""
 
-        def __init__(self):
+        def __init__(self) -> None:
             self.events: list[dict[str, Any]] = []
             self.stop = False
 
@@ -297,8 +297,6 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     """Runs in each Ray Train worker."""
     import ray
     import ray.train.torch
-
-    from llm_magics.training.train import train
 
     job, channel = loop_config["job"], loop_config["channel"]
     ship = job.ship_checkpoints

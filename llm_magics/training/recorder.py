@@ -19,7 +19,7 @@ from typing import Any
 
 from llm_magics.artifacts import delete
 from llm_magics.run import RunState
-from llm_magics.store import UNSAVED, Store, now
+from llm_magics.store import UNSAVED, Store, best_of, now
 
 _STATE_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per_s")
 
@@ -204,10 +204,10 @@ class Recorder:
         except _unreachable():
             return  # the next checkpoint prunes
         records = [c for c in listed if c["run"] == self.state.run_id]
-        scored = [c for c in records if c["metrics"].get("eval_loss") is not None]
         protected = {c["_id"] for c in records if c["selected"]}
-        if scored:
-            protected.add(min(scored, key=lambda c: c["metrics"]["eval_loss"])["_id"])
+        best = best_of(records)
+        if best is not None:
+            protected.add(best["_id"])
         candidates = sorted(records, key=lambda c: c["step"])[: max(0, len(records) - self.keep)]
         for record in candidates:
             if record["_id"] not in protected:

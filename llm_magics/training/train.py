@@ -3,58 +3,68 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llm_magics.errors import RunError
-from llm_magics.loader import BaseModel
+from llm_magics.generate import generate
+from llm_magics.loader import BaseModel, load_base_model, load_tokenizer
+
+if TYPE_CHECKING:
+    from llm_magics.config import LLMTrainingConfiguration
+    from llm_magics.training.callbacks import ProgressCallback, Sink, StopSignal
 
 
 @dataclass
 class TrainJob:
-    """Everything a training process needs; plain data, so it can travel to a Ray worker."""
+    """Everything a training process needs; it pickles, so it can travel to a Ray worker."""
 
     run_id: str
     base: BaseModel
-    config: dict[str, Any]
+    config: LLMTrainingConfiguration  # validated once, in the kernel
     train: Any  # datasets.Dataset of input_ids / labels
     valid: Any | None
     output_dir: str
+    args: Any | None = None  # the trainer's SFTConfig, built in the kernel; None: built where it trains
     resume_from: str | None = None
     adapter: str | None = None
     template: dict[str, Any] | None = None
-    quiet: bool = True
     kernel_node: str | None = None  # the Ray node of the kernel
     ship_checkpoints: bool | None = None  # send checkpoint files to the kernel; None: when on another node
 
 
-def train(job: TrainJob, sink: Any, stop: Any = None, *, device_map: Any = None) -> dict[str, Any]:
+def trainer_arguments(config: LLMTrainingConfiguration, output_dir: str) -> Any:
+    """The ``SFTConfig`` of a run: the configuration's, writing into ``output_dir``. Pruning is the
+    recorder's (it keeps the best and the selected checkpoint); the live view replaces the
+    progress bar unless ``disable_tqdm: false``."""
+    return config.training_arguments(
+        output_dir=output_dir,
+        save_total_limit=None,
+        disable_tqdm=config.disable_tqdm is not False,
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+    )
+
+
+def train(job: TrainJob, sink: Sink, stop: StopSignal | None = None, *, device_map: Any = None) -> dict[str, Any]:
     """Trains ``job`` and reports through ``sink``; returns the trainer's summary metrics.
 
     Args:
         job: the model, configuration and tokenized data.
         sink: receives the callback's events (see ``training.callbacks``).
-        stop: an object with ``is_set()``; when set, a checkpoint is saved and training ends.
+        stop: when set, a checkpoint is saved and training ends.
         device_map: where the model goes (a Ray worker passes its own GPU).
     """
-    from llm_magics.config import LLMTrainingConfiguration
-    from llm_magics.loader import load_model, load_tokenizer
     from llm_magics.training.callbacks import ProgressCallback
 
-    config = LLMTrainingConfiguration.from_dict(job.config)
-    args = config.training_arguments(
-        output_dir=job.output_dir,
-        save_total_limit=None,
-        disable_tqdm=job.quiet,
-        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
-    )
+    config = job.config
+    args = job.args if job.args is not None else trainer_arguments(config, job.output_dir)
     tokenizer = load_tokenizer(job.base.path, job.base.tokenizer_kwargs)
-    model = _trainable(load_model(job.base, device_map=device_map), config, job)
+    model = _trainable(load_base_model(job.base, device_map=device_map), config, job)
     callback = ProgressCallback(sink, stop, _prober(config, tokenizer, job.template), config.probe_steps)
     with _quiet_datasets():
         trainer = _trainer(config, args, model, tokenizer, job, callback)
-    if job.quiet:
+    if args.disable_tqdm:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # the view and the store show the logs
@@ -64,7 +74,7 @@ def train(job: TrainJob, sink: Any, stop: Any = None, *, device_map: Any = None)
 
 
 @contextlib.contextmanager
-def _out_of_memory_explained(config: Any) -> Iterator[None]:
+def _out_of_memory_explained(config: LLMTrainingConfiguration) -> Iterator[None]:
     """An accelerator out of memory becomes a run error that says which settings to lower."""
     import torch
 
@@ -84,7 +94,7 @@ def _out_of_memory_explained(config: Any) -> Iterator[None]:
         raise RunError("out of GPU memory while training — lower " + ", ".join(hints)) from None
 
 
-def _trainable(model: Any, config: Any, job: TrainJob) -> Any:
+def _trainable(model: Any, config: LLMTrainingConfiguration, job: TrainJob) -> Any:
     """Prepares a quantized model for training and attaches a starting adapter, if any."""
     if config.bits is not None:
         from peft import prepare_model_for_kbit_training
@@ -117,23 +127,10 @@ def _keep_4bit_weights_trainable(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def lora_config(config: Any) -> Any:
-    """The LoRA configuration; ``lora_target_modules: null`` means every linear layer but the head."""
-    from peft import LoraConfig
-
-    task_type = "SEQ_CLS" if config.task == "text-classification" else "CAUSAL_LM"
-    return LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.lora_target_modules or "all-linear",
-        bias=config.lora_bias,
-        task_type=task_type,
-    )
-
-
-def _trainer(config: Any, args: Any, model: Any, tokenizer: Any, job: TrainJob, callback: Any) -> Any:
-    peft_config = lora_config(config) if config.use_lora and job.adapter is None else None
+def _trainer(
+    config: LLMTrainingConfiguration, args: Any, model: Any, tokenizer: Any, job: TrainJob, callback: ProgressCallback
+) -> Any:
+    peft_config = config.lora_config() if config.use_lora and job.adapter is None else None
     common = {
         "args": args,
         "train_dataset": job.train,
@@ -163,11 +160,13 @@ def _accuracy(prediction: Any) -> dict[str, float]:
     return {"accuracy": float((np.argmax(logits, axis=-1) == prediction.label_ids).mean())}
 
 
-def _prober(config: Any, tokenizer: Any, template: dict[str, Any] | None) -> Any:
+def _prober(
+    config: LLMTrainingConfiguration, tokenizer: Any, template: dict[str, Any] | None
+) -> Callable[[Any], list[dict[str, str]]] | None:
     """Answers the probe prompts with the model being trained, at each save."""
-    if not config.probe_prompts or config.task != "causal-lm":
+    prompts = config.probe_prompts
+    if not prompts or config.task != "causal-lm":
         return None
-    from llm_magics.generate import generate
 
     def probe(model: Any) -> list[dict[str, str]]:
         was_training = model.training
@@ -175,14 +174,14 @@ def _prober(config: Any, tokenizer: Any, template: dict[str, Any] | None) -> Any
             answers = generate(
                 model,
                 tokenizer,
-                config.probe_prompts,
+                prompts,
                 template,
                 max_new_tokens=config.probe_max_new_tokens,
                 do_sample=False,
             )
         finally:
             model.train(was_training)
-        return [{"prompt": p, "answer": a} for p, a in zip(config.probe_prompts, answers, strict=True)]
+        return [{"prompt": p, "answer": a} for p, a in zip(prompts, answers, strict=True)]
 
     return probe
 

@@ -12,12 +12,14 @@ import html
 import threading
 from typing import TYPE_CHECKING, Any
 
+from llm_magics.api import load_llm
+from llm_magics.artifacts import delete
 from llm_magics.display import Comparison, text_table
 from llm_magics.widgets.compare import runs_comparison_html
 from llm_magics.widgets.progress import probes_html
 
 if TYPE_CHECKING:
-    from llm_magics.db import Database
+    from llm_magics.db import DatabaseHandle
 
 COLUMNS = ["run", "step", "epoch", "train loss", "eval loss", "created (UTC)", "size", "flags"]
 _STYLE = "<style>.llm-checkpoints select, .llm-runs-select select {font-family: monospace; font-size: 12px}</style>"
@@ -54,7 +56,7 @@ def _aligned(rows: list[list[str]]) -> list[str]:
 class CheckpointBrowser:
     """The checkpoints of one model (choose it in the dropdown), refreshed every ``refresh_interval`` s."""
 
-    def __init__(self, db: Database, model: str | None = None, refresh_interval: float = 1.0):
+    def __init__(self, db: DatabaseHandle, model: str | None = None, refresh_interval: float = 1.0):
         import ipywidgets as w
 
         self.db, self.refresh_interval = db, refresh_interval
@@ -178,7 +180,7 @@ class CheckpointBrowser:
             ]
             self._signature = self._current_signature()
 
-    def _current_signature(self) -> Any:
+    def _current_signature(self) -> tuple:
         name = self.model.value
         if not name:
             return (tuple(self.db.store.model_names()),)
@@ -224,8 +226,6 @@ class CheckpointBrowser:
 
     def delete(self, confirmed: bool = False) -> None:
         """Deletes the selected checkpoints; asks first when one of them is the one in use."""
-        from llm_magics.artifacts import delete
-
         chosen = [self.records[i] for i in self.table.value if i in self.records]
         if not chosen:
             self._say("select the checkpoints to delete first")
@@ -274,12 +274,10 @@ class CheckpointBrowser:
 
     def _answer(self, ref: str | None, prompt: str) -> str:
         """The checkpoint's answer: generated text, or a classifier's label."""
-        from llm_magics.model import load_model
-
-        model = load_model(self.db, self.model.value, ref)
+        model = load_llm(self.db, self.model.value, ref)
         if model.task == "text-classification":
-            return model.predict(prompt)
-        return model.predict(prompt, max_new_tokens=self.max_new_tokens.value)
+            return model.predict([prompt])[0]
+        return model.predict([prompt], max_new_tokens=self.max_new_tokens.value)[0]
 
     def compare_runs(self) -> None:
         """Overlays the loss curves of the selected runs and shows where their settings differ."""

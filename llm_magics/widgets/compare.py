@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llm_magics.display import html_table
 from llm_magics.widgets.curve import curves_svg
+
+if TYPE_CHECKING:
+    from llm_magics.store import Store
 
 _MISSING = object()
 
@@ -23,7 +26,7 @@ def config_diff(runs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
     return rows
 
 
-def runs_comparison_html(store: Any, run_ids: list[str]) -> str:
+def runs_comparison_html(store: Store, run_ids: list[str]) -> str:
     """Overlaid train-loss curves of the runs and the table of their differing settings."""
     runs = [store.run(run_id) for run_id in run_ids]
     series = {

@@ -3,7 +3,8 @@
 It reads the run's live state only. Updates are throttled to ``update_interval`` and sent in one
 batch (``hold_sync``), however fast the steps come; only widget traits are set, so a training
 thread may trigger them. When the run ends, the output becomes a static HTML summary that a
-saved notebook shows without a kernel.
+saved notebook shows without a kernel. ``show_run`` is how a ``Run`` displays itself (the package
+registers it with IPython).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.run import FINAL, RunState
+from llm_magics.run import Run, RunState
+from llm_magics.store import FINAL
 from llm_magics.widgets.curve import loss_svg
 
 if TYPE_CHECKING:
-    from llm_magics.run import Run
+    from IPython.core.interactiveshell import InteractiveShell
 
 _STATUS_COLORS = {"completed": "#2e7d32", "failed": "#c62828", "stopped": "#ef6c00", "interrupted": "#ef6c00"}
 
@@ -109,7 +111,7 @@ class TrainingView:
     def __init__(self, run: Run, update_interval: float = 0.5, stoppable: bool = True):
         import ipywidgets as w
 
-        self.run, self.state, self.update_interval = run, run.state, update_interval
+        self.run, self.state, self.update_interval = run, run.live()[0], update_interval
         self.renders = 0  # renders so far; each sends at most one message per widget
         self._last = 0.0
         self._timer: threading.Timer | None = None
@@ -217,6 +219,29 @@ def body_html(state: RunState) -> str:
 
 def summary_bundle(state: RunState) -> dict[str, str]:
     return {"text/html": summary_html(state), "text/plain": text_summary(state)}
+
+
+def run_bundle(run: Run) -> dict[str, str]:
+    """A finished run's static summary; a live run's one line."""
+    state = run.state or run.stored_state()
+    return summary_bundle(state) if state.status in FINAL else {"text/plain": repr(run)}
+
+
+def show_run(run: Run, shell: InteractiveShell | None = None) -> None:
+    """``run`` or ``display(run)``: a live run's view, which becomes the static summary when the
+    run ends (the output is replaced through its display id); a finished run's summary."""
+    from IPython import get_ipython
+    from IPython.display import display
+
+    shell = shell or get_ipython()
+    if shell is not None and run.shown_in == shell.execution_count:
+        display({"text/plain": repr(run)}, raw=True)  # the magic already shows the view in this cell
+    elif run.state is None or run.state.status in FINAL:
+        display(run_bundle(run), raw=True)
+    else:
+        magics = shell.magics_manager.registry.get("LLMMagics") if shell is not None else None
+        interval = {"update_interval": magics.update_interval} if magics is not None else {}
+        TrainingView(run, stoppable=run.state.backend != "kernel", **interval).show()
 
 
 class _Summary:

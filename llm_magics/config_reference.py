@@ -1,7 +1,7 @@
 """The README's configuration reference, generated from ``LLMTrainingConfiguration`` itself.
 
-python -m llm_magics.reference            # prints the reference
-python -m llm_magics.reference README.md  # rewrites the README's reference section in place
+python -m llm_magics.config_reference            # prints the reference
+python -m llm_magics.config_reference README.md  # rewrites the README's reference section in place
 """
 
 from __future__ import annotations
@@ -60,14 +60,15 @@ def reference() -> str:
 def _table(fields: list[dataclasses.Field], whole: bool) -> list[str]:
     """One row per field: its type as the error messages describe it, its default, its help
     (``whole``, else the first sentence of the longer inherited texts)."""
-    from llm_magics.config import LLMTrainingConfiguration, _describe, _type_hints
+    from llm_magics.config import LLMTrainingConfiguration
+    from llm_magics.validation import describe, type_hints
 
-    hints = _type_hints(LLMTrainingConfiguration)
+    hints = type_hints(LLMTrainingConfiguration)
     rows = ["| key | type | default | what |", "|---|---|---|---|"]
     for f in fields:
         what = " ".join(f.metadata.get("help", "").split())
         what = what if whole else _first_sentence(what)
-        rows.append(f"| `{f.name}` | {_cell(_describe(hints[f.name]))} | {_cell(_default(f))} | {_cell(what)} |")
+        rows.append(f"| `{f.name}` | {_cell(describe(hints[f.name]))} | {_cell(_default(f))} | {_cell(what)} |")
     return rows
 
 
