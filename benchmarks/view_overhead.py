@@ -53,7 +53,7 @@ def fit(base: str, db: Any, root: Path, steps: int, view: bool) -> dict[str, Any
     from transformers import set_seed
 
     from llm_magics import LLM, LLMTrainingConfiguration
-    from llm_magics.run import FINAL
+    from llm_magics.store import FINAL
     from llm_magics.widgets.progress import TrainingView
 
     views: list[TrainingView] = []

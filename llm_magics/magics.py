@@ -219,7 +219,8 @@ class LLMMagics(Magics):
     def _show_view(self, run: Run) -> None:
         from llm_magics.widgets.progress import TrainingView
 
-        view = TrainingView(run, self.update_interval, stoppable=run.state.backend != "kernel")
+        state, _ = run.live()
+        view = TrainingView(run, self.update_interval, stoppable=state.backend != "kernel")
         run.shown_in = self.shell.execution_count
         view.show()
 

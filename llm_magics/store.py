@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_magics.errors import ModelError, RunError, did_you_mean
-from llm_magics.refs import CheckpointRef, parse_ref
+from llm_magics.refs import LATEST, CheckpointRef, parse_ref
 
 PREFIX = "_llm_magics."
 UNSAVED = "unsaved-records.jsonl"  # in a run's output directory: what the database did not take
@@ -215,7 +215,9 @@ class Store:
         if ref.kind == "default":
             selected = (self.models.find_one({"_id": model}, {"selected": 1}) or {}).get("selected")
             found = self.checkpoints.find_one({"_id": selected, "model": model}) if selected else None
-            return found or self.checkpoint(model, "latest")
+            if found is not None:
+                return found
+            ref = LATEST
         if ref.kind == "best":
             scored = self.checkpoints.find({"model": model, f"metrics.{BEST_METRIC}": {"$ne": None}})
             found = best_of(list(scored))

@@ -23,6 +23,19 @@ def test_the_handle_is_the_pymongo_api(db):
     assert db.get_collection("docs").count_documents({"text": "a"}) == 1
 
 
+def test_a_collection_named_like_a_handle_attribute_is_reached_by_its_name(db):
+    """``db.store`` is the package's records; ``db["store"]`` is always the user's collection."""
+    for name in ("store", "load", "apply", "show", "model_cache", "uri"):
+        db[name].insert_one({"name": name})
+    assert sorted(doc["name"] for name in ("store", "load", "apply") for doc in db[name].find()) == [
+        "apply",
+        "load",
+        "store",
+    ]
+    assert db["model_cache"].count_documents({}) == 1 and db["uri"].find_one()["name"] == "uri"
+    assert db.store.model_names() == [] and callable(db.load) and db.uri.startswith("mongomock://")
+
+
 def test_a_bad_scheme_lists_the_valid_ones():
     with pytest.raises(DatabaseError, match=r"the scheme must be .*'mongodb://'.* did you mean 'mongodb'"):
         connect("mongdb://localhost")

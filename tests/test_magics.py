@@ -111,6 +111,20 @@ def test_predict_returns_text_and_a_list_for_several_prompts(trained):
     assert isinstance(several, list) and len(several) == 2
 
 
+@pytest.mark.parametrize("target", ["my-model", "my-model@2", "my-model@latest"])
+def test_predict_resolves_its_checkpoint_once_without_listing_every_one(trained, db, monkeypatch, target):
+    from llm_magics.store import Store
+
+    calls = {"checkpoint": 0, "list_checkpoints": 0}
+    for name in calls:
+        original = getattr(Store, name)
+        monkeypatch.setattr(
+            Store, name, lambda *a, _o=original, _n=name, **k: calls.__setitem__(_n, calls[_n] + 1) or _o(*a, **k)
+        )
+    trained.run(f'%llm_predict {target} "hi" --max-new-tokens 2')
+    assert calls == {"checkpoint": 1, "list_checkpoints": 0}
+
+
 def test_unquoted_words_are_one_prompt(trained):
     answer, _ = trained.run("%llm_predict my-model hello there --max-new-tokens 3")
     assert isinstance(answer, str)

@@ -23,7 +23,8 @@ from helpers import qa_docs, small_config
 
 from llm_magics import LLM
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+# one Ray per machine at a time: every test that starts one runs in the same pytest worker
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.xdist_group("ray")]
 ray = pytest.importorskip("ray")
 ONE_WORKER = {"scaling_config": {"num_workers": 1}}
 TWO_WORKERS = {"scaling_config": {"num_workers": 2}}
@@ -220,7 +221,15 @@ def _cluster_behind_ray_client(hidden: Path) -> Iterator[tuple[str, Path]]:
     ray_cli = Path(sys.executable).parent / "ray"
     command = [str(ray_cli), "start", "--head", "--block", f"--port={_free_port()}", f"--ray-client-server-port={port}"]
     command += ["--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # no token for a throwaway cluster
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",  # no token for a throwaway cluster
+        # The Ray Client proxy forks a server per client while gRPC's threads run; gRPC >= 1.81
+        # restarts its poller in the forked child, Popen closes the poller's fd before exec, and
+        # the child aborts (EBADF in epoll_wait, grpc/grpc#43055): "Starting Ray client server
+        # failed", about one connection in three on a loaded machine. No fork handlers, no restart.
+        "GRPC_ENABLE_FORK_SUPPORT": "false",
+    }
     head = subprocess.Popen([*prefix, *command], env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

@@ -12,7 +12,7 @@ from helpers import qa_docs, small_config, snippet_config
 from safetensors.torch import load_file
 
 from llm_magics import LLM, LLMTrainer, connect
-from llm_magics.errors import ModelError
+from llm_magics.errors import ConfigError, ModelError
 
 pytestmark = pytest.mark.slow
 PROMPT = "### Human: Who are you? ### Assistant: "
@@ -150,6 +150,41 @@ def test_a_rejected_run_writes_nothing(db, tiny_path, workdir):
         LLM("x", "./nope").fit(select="d", db=db, configuration=small_config())
     assert db.show("model") == [] and db.show("run") == []
     assert not (workdir / ".llm_magics").exists()
+
+
+def test_an_unknown_backend_is_refused_before_anything_is_written(db, tiny_path, workdir):
+    db["d"].insert_many(qa_docs(10))
+    with pytest.raises(ConfigError, match=r"backend 'threads': must be 'kernel', 'thread' or 'ray' — did you mean"):
+        LLM("x", tiny_path).fit(select="d", db=db, configuration=small_config(), backend="threads")
+    assert db.show("model") == [] and db.show("run") == []
+    assert not (workdir / ".llm_magics").exists()
+
+
+@pytest.mark.parametrize("backend", ["kernel", "thread"])
+def test_a_run_validates_its_configuration_and_builds_its_trainer_arguments_once(db, tiny_path, monkeypatch, backend):
+    """No round trip through plain data on the way to the trainer: one validation of the
+    configuration, one ``SFTConfig`` (which sets up the accelerator), for the checks and the run."""
+    from trl import SFTConfig
+
+    from llm_magics import LLMTrainingConfiguration
+
+    counts = {"validated": 0, "built": 0}
+
+    def counted(cls, name, key):
+        original = getattr(cls, name)
+
+        def wrapper(self, *args, **kwargs):
+            counts[key] += 1
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    db["d"].insert_many(qa_docs(10))
+    config = small_config(max_steps=2, eval_strategy="no")
+    counted(LLMTrainingConfiguration, "__post_init__", "validated")
+    counted(SFTConfig, "__post_init__", "built")
+    run = LLM("once", tiny_path).fit(select="d", db=db, configuration=config, backend=backend).wait(120)
+    assert run.status == "completed" and counts == {"validated": 1, "built": 1}
 
 
 def test_the_default_store_keeps_runs_for_a_new_process(tiny_path, workdir):
