@@ -13,4 +13,6 @@ fi
 
 .venv/bin/ruff check .
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# Two workers: most tests wait on processes (kernels, Ray, a browser) as much as they compute.
+# Tests that start Ray share one worker (xdist_group "ray"): one Ray on the machine at a time.
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadgroup "$@"

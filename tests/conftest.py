@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
+
+# The suite runs in parallel workers (scripts/test.sh) on small machines. PyTorch's default of one
+# OpenMP thread per core in every process (workers, kernels, trainers they start) makes threads
+# spin against each other: a notebook test went from 25 s to 220 s. The tiny models train as fast
+# on one thread. Set before torch is imported here or in any process a test starts.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 from helpers import Shell
