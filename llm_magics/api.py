@@ -26,25 +26,41 @@ superduper = connect
 """The seed's name for ``connect``: ``db = superduper("mongomock://test_llm")``."""
 
 
-def load_llm(db: DatabaseHandle, name: str, checkpoint: CheckpointRef | str | int | None = None) -> LLM:
-    """Model ``name`` bound to its selected (else latest) or given checkpoint, resolved once here:
-    an ``LLM``, or a ``TextClassification`` for a classifier."""
-    model = db.store.model(name)
+def load_llm(
+    db: DatabaseHandle,
+    name: str,
+    checkpoint: CheckpointRef | str | int | None = None,
+    *,
+    trust_remote_code: bool = False,
+) -> LLM:
+    """Model ``name`` bound to its selected (else latest) or given checkpoint, resolved once here,
+    on the base that checkpoint trained on: an ``LLM``, or a ``TextClassification`` for a
+    classifier. ``trust_remote_code`` allows a model whose record asks for its own code."""
+    db.store.model(name)  # an unknown name fails with the close ones
     record = db.store.checkpoint(name, checkpoint)  # fails now, with the valid choices, if it does not exist
-    cls = TextClassification if model.get("task") == TextClassification.task else LLM
-    return cls.of_checkpoint(db, model, record, checkpoint)
+    task = db.store.run_base(record["run"]).get("task")
+    cls = TextClassification if task == TextClassification.task else LLM
+    return cls.of_checkpoint(db, name, record, checkpoint, trust_remote_code=trust_remote_code)
 
 
 class Database(DatabaseHandle):
     """A database handle (the pymongo API on the data, ``show``, ``execute``) with the seed's
     ``load`` and ``apply``."""
 
-    def load(self, kind: str, name: str, checkpoint: CheckpointRef | str | int | None = None) -> LLM:
+    def load(
+        self,
+        kind: str,
+        name: str,
+        checkpoint: CheckpointRef | str | int | None = None,
+        *,
+        trust_remote_code: bool = False,
+    ) -> LLM:
         """Loads a model: the selected checkpoint, else the latest; or ``checkpoint`` =
-        a step, 'RUN:STEP', 'latest' or 'best'."""
+        a step, 'RUN:STEP', 'latest' or 'best'. ``trust_remote_code=True`` allows a model that
+        runs its own code (one trained with ``trust_remote_code``)."""
         if kind != "model":
             raise DatabaseError(f"load: only 'model' can be loaded, not {kind!r}")
-        return load_llm(self, name, checkpoint)
+        return load_llm(self, name, checkpoint, trust_remote_code=trust_remote_code)
 
     def apply(self, model: LLM) -> LLM:
         """The seed's form: trains ``model`` with its ``trainer`` configuration, then returns it."""

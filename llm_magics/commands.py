@@ -54,12 +54,12 @@ def dry_run_report(checked: Plan) -> DryRun:
     return DryRun(checked, estimate(checked.config, checked.base, longest), tokenizer)
 
 
-def export(db: DatabaseHandle, target: str, directory: str) -> Path:
+def export(db: DatabaseHandle, target: str, directory: str, *, trust_remote_code: bool = False) -> Path:
     """``%llm_export NAME@STEP DIR``: the checkpoint merged into its base, saved in DIR."""
     from llm_magics.api import load_llm
 
     name, ref = parse_target(target)
-    return load_llm(db, name, ref).export(directory)
+    return load_llm(db, name, ref, trust_remote_code=trust_remote_code).export(directory)
 
 
 def predict(
@@ -69,9 +69,11 @@ def predict(
     *,
     compare: list[str] | None = None,
     base: bool = False,
+    trust_remote_code: bool = False,
     **generate_kwargs: Any,
 ) -> str | list[str] | Comparison:
-    """Generates with a model's checkpoint; with ``compare``, with several, side by side."""
+    """Generates with a model's checkpoint; with ``compare``, with several, side by side.
+    ``trust_remote_code`` allows a model whose record asks to run its own code."""
     from llm_magics.api import load_llm
 
     if not prompts:
@@ -81,18 +83,21 @@ def predict(
         columns: dict[str, list[str]] = {}
         for each in compare:
             ref = parse_ref(each)
-            columns[str(ref)] = list(load_llm(db, name, ref).predict(prompts, **generate_kwargs))
+            llm = load_llm(db, name, ref, trust_remote_code=trust_remote_code)
+            columns[str(ref)] = list(llm.predict(prompts, **generate_kwargs))
         return Comparison(name, prompts, columns)
-    llm = load_llm(db, name, None if base else ref)
+    llm = load_llm(db, name, None if base else ref, trust_remote_code=trust_remote_code)
     answers = llm.predict(prompts, **({"adapter": None} if base else {}), **generate_kwargs)
     return answers[0] if len(prompts) == 1 else answers
 
 
-def checkpoints(db: DatabaseHandle, name: str | None = None, refresh_interval: float = 1.0) -> CheckpointBrowser:
+def checkpoints(
+    db: DatabaseHandle, name: str | None = None, refresh_interval: float = 1.0, *, trust_remote_code: bool = False
+) -> CheckpointBrowser:
     """The checkpoint browser of model ``name`` (default: the first one), bound to ``db``."""
     from llm_magics.widgets.checkpoints import CheckpointBrowser
 
-    return CheckpointBrowser(db, name, refresh_interval)
+    return CheckpointBrowser(db, name, refresh_interval, trust_remote_code=trust_remote_code)
 
 
 def runs_table(db: DatabaseHandle, model: str | None = None) -> Table:

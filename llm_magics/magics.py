@@ -108,6 +108,9 @@ class LLMMagics(Magics):
     ).tag(config=True)
     update_interval = Float(0.5, help="Seconds between live view updates").tag(config=True)
     short_errors = Bool(True, help="Show user errors as one line, without a traceback").tag(config=True)
+    trust_remote_code = Bool(
+        False, help="Load models whose records ask to run their own code (trained with trust_remote_code)"
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any):
         self._db: Database | None = None
@@ -236,6 +239,7 @@ class LLMMagics(Magics):
     @_option("--top-p", type=float, metavar="P")
     @_flag("--do-sample", help="sample instead of greedy decoding")
     @_flag("--base", help="the base model alone, without any adapter")
+    @_flag("--trust-remote-code", help="allow a model that runs its own code (one trained with trust_remote_code)")
     @_option("--compare", nargs="+", metavar="@REF", help="answer with several checkpoints side by side")
     def llm_predict(self, line: str, cell: str | None = None) -> Any:
         """Generates with a model's selected (else latest) or given checkpoint; returns the text."""
@@ -254,7 +258,10 @@ class LLMMagics(Magics):
         }
         if args.do_sample:
             options["do_sample"] = True
-        return commands.predict(self.db, args.target, prompts, compare=args.compare, base=args.base, **options)
+        trust = args.trust_remote_code or self.trust_remote_code
+        return commands.predict(
+            self.db, args.target, prompts, compare=args.compare, base=args.base, trust_remote_code=trust, **options
+        )
 
     # --- %llm_export ---
 
@@ -268,7 +275,7 @@ class LLMMagics(Magics):
         from llm_magics import commands
 
         args = _parse(self.llm_export, line)
-        directory = commands.export(self.db, args.target, args.directory)
+        directory = commands.export(self.db, args.target, args.directory, trust_remote_code=self.trust_remote_code)
         print(f"saved {args.target} as a standalone model in {directory}")
         return directory
 
@@ -282,7 +289,8 @@ class LLMMagics(Magics):
         """The checkpoint browser: use, try, compare and delete a model's checkpoints."""
         from llm_magics import commands
 
-        return commands.checkpoints(self.db, _parse(self.llm_checkpoints, line).name)
+        name = _parse(self.llm_checkpoints, line).name
+        return commands.checkpoints(self.db, name, trust_remote_code=self.trust_remote_code)
 
     # --- %llm_runs, %llm_stop ---
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -69,28 +70,31 @@ class LLM:
         self.labels = list(labels or [])
         self._cache: ModelCache | None = None
         self._loaded_record: dict[str, Any] | None = None  # the checkpoint a load resolved, used until fit
+        # whether checkpoints whose records ask for the model's own code may load: the user's own say
+        self.trust_remote_code = bool(self.model_kwargs.get("trust_remote_code"))
 
     @classmethod
-    def of_checkpoint(cls, db: DatabaseHandle, model: dict[str, Any], record: dict[str, Any], ref: Any) -> LLM:
-        """The model of a stored ``model`` record, bound to its checkpoint ``record`` (resolved from ``ref``)."""
+    def of_checkpoint(
+        cls, db: DatabaseHandle, name: str, record: dict[str, Any], ref: Any, *, trust_remote_code: bool = False
+    ) -> LLM:
+        """Model ``name`` bound to its checkpoint ``record`` (resolved from ``ref``), on the base that
+        the checkpoint's run trained on. ``trust_remote_code``: the loading user allows the model's
+        own code to run, when its record asks for it."""
+        base = trained_base(db, name, record, trust_remote_code=trust_remote_code)
         llm = cls(
-            model["_id"],
-            model["base_model"],
-            bits=model.get("bits"),
-            adapter_id=model.get("adapter_id"),
-            model_kwargs=model.get("model_kwargs"),
-            tokenizer_kwargs=model.get("tokenizer_kwargs"),
+            name,
+            base.path,
+            bits=base.bits,
+            adapter_id=db.store.run_base(record["run"]).get("adapter_id"),
+            model_kwargs=base.model_kwargs,
+            tokenizer_kwargs=base.tokenizer_kwargs,
             db=db,
             checkpoint=ref,
-            labels=model.get("labels"),
+            labels=base.labels,
         )
+        llm.trust_remote_code = trust_remote_code
         llm._loaded_record = record
         return llm
-
-    def __repr__(self) -> str:
-        quantized = f", bits={self.bits}" if self.bits else ""
-        base = f"model_name_or_path='{self.model_name_or_path}'{quantized}"
-        return f"{type(self).__name__}(identifier='{self.identifier}', {base})"
 
     @classmethod
     def from_pretrained(
@@ -141,6 +145,7 @@ class LLM:
             self.identifier, config, self.db, transform=transform, backend=backend, resume=resume_from_checkpoint
         )
         self.labels = checked.data.labels
+        self.trust_remote_code = self.trust_remote_code or checked.config.trust_remote_code
         self._loaded_record = None  # the new run's checkpoints answer from now on
         return start_run(checked, on_start=on_start)
 
@@ -205,14 +210,15 @@ class LLM:
         record = self.checkpoint_record(checkpoint)
         if record is None:
             raise ConfigError(f"export: model '{self.identifier}' has no checkpoints in a database — fit it first")
+        base = self._trained_base(record)
         info = {
             "model": self.identifier,
             "checkpoint": record["_id"],
             "step": record["step"],
-            "base_model": self.model_name_or_path,
+            "base_model": base.path,
             "template": record.get("template"),
         }
-        return export_model(directory, self.checkpoint_files(record), self.base(), info)
+        return export_model(directory, self.checkpoint_files(record), base, info)
 
     def _resolve(self, checkpoint: Any, adapter: Any) -> tuple[Loaded, str | None, dict | None]:
         """The loaded base, the adapter directory to activate and the prompt format."""
@@ -221,10 +227,16 @@ class LLM:
         record = self.checkpoint_record(checkpoint)
         if record is None:
             return load_cached(self.cache, self.base()), self._own_adapter(), None
-        path = self.checkpoint_files(record)
+        base, path = self._trained_base(record), self.checkpoint_files(record)
         if is_adapter(path):
-            return load_cached(self.cache, self.base()), str(path), record.get("template")
-        return load_cached(self.cache, self.base(path=str(path))), None, record.get("template")
+            return load_cached(self.cache, base), str(path), record.get("template")
+        return load_cached(self.cache, dataclasses.replace(base, path=str(path))), None, record.get("template")
+
+    def _trained_base(self, record: dict[str, Any]) -> BaseModel:
+        """The base a checkpoint's run trained on (each run keeps its own)."""
+        if self.db is None:
+            raise ModelError(f"checkpoint {record['_id']}: the model has no database to read it from")
+        return trained_base(self.db, self.identifier, record, trust_remote_code=self.trust_remote_code)
 
     def checkpoint_record(self, checkpoint: CheckpointRef | str | int | None = None) -> dict[str, Any] | None:
         """The checkpoint that predicts, or None when this model has none in its database."""
@@ -250,10 +262,10 @@ class LLM:
             cache.verified[record["_id"]] = local_copy(self.db.store.mongo_db, self.db.downloads, record)
         return cache.verified[record["_id"]]
 
-    def base(self, path: str | None = None) -> BaseModel:
-        """The base model and how it loads; ``path`` replaces its weights (a fully fine-tuned checkpoint)."""
+    def base(self) -> BaseModel:
+        """The base model this object names, and how it loads."""
         return BaseModel(
-            path or check_model_path(self.model_name_or_path),
+            check_model_path(self.model_name_or_path),
             self.bits,
             self.task,
             self.model_kwargs,
@@ -269,6 +281,36 @@ class LLM:
         if self._cache is None:
             self._cache = ModelCache()
         return self._cache
+
+
+def trained_base(db: DatabaseHandle, name: str, record: dict[str, Any], *, trust_remote_code: bool) -> BaseModel:
+    """The base that checkpoint ``record`` of model ``name`` trained on, from its run's record.
+
+    A record that asks for the model's own code (``trust_remote_code``) loads only when the loading
+    user allows it: whoever can write the database must not choose what code runs here.
+    """
+    recorded = db.store.run_base(record["run"])
+    model_kwargs, tokenizer_kwargs = (
+        dict(recorded.get("model_kwargs") or {}),
+        dict(recorded.get("tokenizer_kwargs") or {}),
+    )
+    asks = any(kwargs.pop("trust_remote_code", False) for kwargs in (model_kwargs, tokenizer_kwargs))
+    if asks and not trust_remote_code:
+        raise ModelError(
+            f"model '{name}' (run {record['run']}) was trained with trust_remote_code: its model runs its own "
+            "Python code; load it only if you trust that code: db.load(..., trust_remote_code=True), "
+            "%llm_predict --trust-remote-code or %config LLMMagics.trust_remote_code = True"
+        )
+    if asks:
+        model_kwargs["trust_remote_code"] = tokenizer_kwargs["trust_remote_code"] = True
+    return BaseModel(
+        check_model_path(recorded["model"]),
+        recorded.get("bits"),
+        recorded.get("task") or "causal-lm",
+        model_kwargs,
+        tokenizer_kwargs,
+        list(recorded.get("labels") or []),
+    )
 
 
 def _prompts(prompt: Any) -> list[str]:

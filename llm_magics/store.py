@@ -18,6 +18,16 @@ from llm_magics.errors import ModelError, RunError, did_you_mean
 from llm_magics.refs import LATEST, CheckpointRef, parse_ref
 
 PREFIX = "_llm_magics."
+# what a model record held before each run kept its own base (read from stores of older versions)
+_LEGACY_BASE = {
+    "model": "base_model",
+    "bits": "bits",
+    "task": "task",
+    "model_kwargs": "model_kwargs",
+    "tokenizer_kwargs": "tokenizer_kwargs",
+    "labels": "labels",
+    "adapter_id": "adapter_id",
+}
 UNSAVED = "unsaved-records.jsonl"  # in a run's output directory: what the database did not take
 _REPLAYABLE = ("update_run", "add_metrics", "add_checkpoint")
 ACTIVE = ("running", "starting", "stopping")
@@ -84,6 +94,31 @@ class Store:
             {"$set": {**fields, "updated": stamp}, "$setOnInsert": {"created": stamp}},
             upsert=True,
         )
+
+    def save_defaults(self, name: str, base: dict[str, Any]) -> None:
+        """Records ``base`` as the model's defaults for its next run. The model record holds the
+        name, the selected checkpoint and these defaults; each run keeps the base it trained on."""
+        self.adopt_bases(name)  # before the old fields go: runs recorded without a base keep theirs
+        self.save_model(name, defaults=base)
+        self.models.update_one({"_id": name}, {"$unset": dict.fromkeys(_LEGACY_BASE.values(), "")})
+
+    def adopt_bases(self, name: str) -> None:
+        """Runs recorded before each run kept its base take their model record's base, once."""
+        legacy = legacy_base(self.models.find_one({"_id": name}) or {})
+        if legacy is not None:
+            self.runs.update_many({"model": name, "base": {"$exists": False}}, {"$set": {"base": legacy}})
+
+    def run_base(self, run_id: str) -> dict[str, Any]:
+        """The base a run trained on: model, bits, kwargs, labels, task, starting adapter, prompt format."""
+        found = self.runs.find_one({"_id": run_id}, {"base": 1, "model": 1})
+        if found is None:
+            raise RunError(f"no run with id '{run_id}'")
+        if found.get("base") is None:
+            self.adopt_bases(found["model"])
+            found = self.runs.find_one({"_id": run_id}, {"base": 1, "model": 1}) or {}
+        if found.get("base") is None:
+            raise ModelError(f"run {run_id} of model '{found.get('model')}' has no recorded base model")
+        return found["base"]
 
     def model(self, name: str) -> dict[str, Any]:
         found = self.models.find_one({"_id": name})
@@ -244,6 +279,13 @@ class Store:
         if self.checkpoints.find_one({"model": model}, {"_id": 1}) is None:
             self.model(model)
             raise ModelError(f"model '{model}' has no checkpoints yet — train it first")
+
+
+def legacy_base(model: dict[str, Any]) -> dict[str, Any] | None:
+    """The base that a model record of an older version held at its top level, or None."""
+    if "base_model" not in model:
+        return None
+    return {field: model.get(old) for field, old in _LEGACY_BASE.items()}
 
 
 def _created(record: dict[str, Any]) -> tuple[Any, int]:

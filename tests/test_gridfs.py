@@ -107,6 +107,7 @@ def test_a_hostile_record_cannot_write_outside_the_download_directory(db, tiny_p
     payload = b"evil"
     file_id = gridfs_bucket(db.mongo_db).put(payload, filename="x")
     db.store.save_model("m", base_model=tiny_path, task="causal-lm")
+    db.store.add_run({"_id": "r", "model": "m", "status": "completed", "started": now()})
     db.store.add_checkpoint(
         {
             "_id": checkpoint_id,

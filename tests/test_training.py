@@ -8,7 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import qa_docs, small_config, snippet_config
+from helpers import Shell, qa_docs, small_config, snippet_config
+from IPython.core.error import UsageError
 from safetensors.torch import load_file
 
 from llm_magics import LLM, LLMTrainer, connect
@@ -248,4 +249,15 @@ def test_trust_remote_code_runs_the_models_own_code_only_when_set(db, tiny_path,
     llm = LLM(identifier="custom", model_name_or_path=str(custom))
     run = llm.fit(select="docs", configuration=config, db=db)
     assert run.status == "completed" and marker.exists()
-    assert isinstance(db.load("model", "custom").predict(PROMPT, max_new_tokens=3), str)
+    assert isinstance(llm.predict(PROMPT, max_new_tokens=3), str)  # the user who trained it allowed it
+    marker.unlink()
+    with pytest.raises(ModelError, match=r"model 'custom' \(run \w+\) was trained with trust_remote_code"):
+        db.load("model", "custom")  # another user of the database: the record alone does not allow it
+    assert not marker.exists()
+    assert isinstance(db.load("model", "custom", trust_remote_code=True).predict(PROMPT, max_new_tokens=3), str)
+    shell = Shell({"database": db.uri})
+    with pytest.raises(UsageError, match=r"%llm_predict --trust-remote-code or %config LLMMagics.trust_remote_code"):
+        shell.run('%llm_predict custom "hi" --max-new-tokens 2')
+    assert isinstance(shell.run('%llm_predict custom "hi" --max-new-tokens 2 --trust-remote-code')[0], str)
+    shell.run("%config LLMMagics.trust_remote_code = True")
+    assert isinstance(shell.run('%llm_predict custom "hi" --max-new-tokens 2')[0], str)

@@ -108,6 +108,8 @@ def plan_run(
         config = dataclasses.replace(config, ray_address=where.ray_address)  # recorded with the run
     path = check_model_path(config.model)
     resume_from = _resume_point(db, name, resume)
+    if resume_from is not None:
+        _check_same_base(db, resume_from, path)
     adapter = resolve_adapter(db, config.adapter_id)
     model_kwargs, tokenizer_kwargs = _remote_code(config)
     tokenizer = load_tokenizer(path, tokenizer_kwargs)
@@ -140,6 +142,16 @@ def _resume_point(
         return None
     record = db.store.checkpoint(name, LATEST if resume is True else parse_ref(resume))
     return {**record, "path": str(local_copy(db.store.mongo_db, db.downloads, record, for_resume=True))}
+
+
+def _check_same_base(db: DatabaseHandle, checkpoint: dict[str, Any], path: str) -> None:
+    """A run resumes on the base its checkpoint trained on."""
+    trained = db.store.run_base(checkpoint["run"])["model"]
+    if trained != path:
+        raise ConfigError(
+            f"resume: checkpoint {checkpoint['run']}:{checkpoint['step']} trained on '{trained}', not on "
+            f"'{path}' — set model: {trained} to continue it"
+        )
 
 
 def _upload(config: LLMTrainingConfiguration) -> str | None:
@@ -199,22 +211,15 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
 
 def _write_records(plan: Plan) -> None:
     config, store = plan.config, plan.db.store
-    store.save_model(
-        plan.name,
-        base_model=plan.base.path,
-        bits=plan.base.bits,
-        task=plan.base.task,
-        model_kwargs=masked(plan.base.model_kwargs),  # a masked token is not passed when loading
-        tokenizer_kwargs=masked(plan.base.tokenizer_kwargs),
-        labels=plan.data.labels,
-        adapter_id=config.adapter_id,
-    )
+    base = recorded_base(plan)
+    store.save_defaults(plan.name, base)
     store.add_run(
         {
             "_id": plan.run_id,
             "model": plan.name,
             "status": "starting",
             "backend": plan.where.backend,
+            "base": base,
             "config": config.to_dict(),
             "data": plan.data.selection.to_dict(),
             "format": plan.data.format.kind,
@@ -226,3 +231,17 @@ def _write_records(plan: Plan) -> None:
             "resumed_from": plan.resume_from["_id"] if plan.resume_from else None,
         }
     )
+
+
+def recorded_base(plan: Plan) -> dict[str, Any]:
+    """What a run trains on, as its record keeps it: each of its checkpoints loads on this base."""
+    return {
+        "model": plan.base.path,
+        "bits": plan.base.bits,
+        "task": plan.base.task,
+        "model_kwargs": masked(plan.base.model_kwargs),  # a masked token is not passed when loading
+        "tokenizer_kwargs": masked(plan.base.tokenizer_kwargs),
+        "labels": plan.data.labels,
+        "adapter_id": plan.config.adapter_id,
+        "template": plan.template,
+    }

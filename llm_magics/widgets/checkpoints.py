@@ -56,10 +56,17 @@ def _aligned(rows: list[list[str]]) -> list[str]:
 class CheckpointBrowser:
     """The checkpoints of one model (choose it in the dropdown), refreshed every ``refresh_interval`` s."""
 
-    def __init__(self, db: DatabaseHandle, model: str | None = None, refresh_interval: float = 1.0):
+    def __init__(
+        self,
+        db: DatabaseHandle,
+        model: str | None = None,
+        refresh_interval: float = 1.0,
+        *,
+        trust_remote_code: bool = False,
+    ):
         import ipywidgets as w
 
-        self.db, self.refresh_interval = db, refresh_interval
+        self.db, self.refresh_interval, self.trust_remote_code = db, refresh_interval, trust_remote_code
         self.records: dict[str, dict[str, Any]] = {}
         self._signature: Any = None
         self._stopped = threading.Event()
@@ -274,7 +281,7 @@ class CheckpointBrowser:
 
     def _answer(self, ref: str | None, prompt: str) -> str:
         """The checkpoint's answer: generated text, or a classifier's label."""
-        model = load_llm(self.db, self.model.value, ref)
+        model = load_llm(self.db, self.model.value, ref, trust_remote_code=self.trust_remote_code)
         if model.task == "text-classification":
             return model.predict([prompt])[0]
         return model.predict([prompt], max_new_tokens=self.max_new_tokens.value)[0]
