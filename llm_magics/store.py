@@ -8,14 +8,17 @@ selected) are computed when read, so they cannot go stale.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
+import sqlite3
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from llm_magics import unsaved
 from llm_magics.errors import ModelError, RunError, did_you_mean
+from llm_magics.processes import owner_alive, process_owner
 from llm_magics.refs import LATEST, CheckpointRef, parse_ref
+from llm_magics.secrets import redact_text
 
 PREFIX = "_llm_magics."
 # what a model record held before each run kept its own base (read from stores of older versions)
@@ -28,7 +31,6 @@ _LEGACY_BASE = {
     "labels": "labels",
     "adapter_id": "adapter_id",
 }
-UNSAVED = "unsaved-records.jsonl"  # in a run's output directory: what the database did not take
 _REPLAYABLE = ("update_run", "add_metrics", "add_checkpoint")
 ACTIVE = ("running", "starting", "stopping")
 FINAL = ("completed", "failed", "stopped", "interrupted")
@@ -41,33 +43,6 @@ def now() -> dt.datetime:
     """Current UTC time at millisecond precision (what BSON keeps), without tzinfo."""
     stamp = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
-
-
-def process_owner() -> dict[str, Any]:
-    """Identifies this process well enough to tell later whether it is still alive."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
-
-
-def _process_start(pid: int) -> str | None:
-    # the start time tells a live process from a later one that reuses its pid
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[19]
-    except OSError:
-        return None
-
-
-def _owner_alive(owner: dict[str, Any], heartbeat: dt.datetime | None) -> bool:
-    if owner.get("host") != socket.gethostname():
-        return heartbeat is not None and now() - heartbeat < _SILENT_LIMIT
-    pid = owner.get("pid")
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return owner.get("start") is None or _process_start(pid) == owner.get("start")
 
 
 class Store:
@@ -166,37 +141,69 @@ class Store:
         owning process is gone as interrupted. Returns the ids of those."""
         for run in list(self.runs.find({"status": {"$in": list(ACTIVE)}})):  # replaying writes runs
             self._replay(run)
+        stamp = now()
         dead = [
-            run["_id"]
+            run
             for run in self.runs.find({"status": {"$in": list(ACTIVE)}})
-            if not _owner_alive(run.get("owner", {}), run.get("heartbeat"))
+            if not owner_alive(run.get("owner", {}), run.get("heartbeat"), stamp, _SILENT_LIMIT)
         ]
-        for run_id in dead:
+        for run in dead:
+            ended = max(run.get("heartbeat") or run["started"], run["started"])  # its last sign of life
             self.runs.update_one(
-                {"_id": run_id, "status": {"$in": list(ACTIVE)}},
+                {"_id": run["_id"], "status": {"$in": list(ACTIVE)}},
                 {
                     "$set": {
                         "status": "interrupted",
-                        "ended": now(),
+                        "ended": ended,
+                        "duration": round((ended - run["started"]).total_seconds(), 3),
                         "error": "the process that ran it ended without finishing it",
                     }
                 },
             )
-        return dead
+        return [run["_id"] for run in dead]
 
     def _replay(self, run: dict[str, Any]) -> None:
         """A run that ended while the database was unreachable kept its last records in
-        ``unsaved-records.jsonl``; they are written now, once (every one can be repeated safely)."""
-        kept = Path(run["output_dir"]) / UNSAVED if run.get("output_dir") else None
+        ``unsaved-records.jsonl``; they are written now, once (every one can be repeated safely).
+        A damaged file, or a write that cannot be repeated (its files are gone), is set aside and
+        named in a warning: it never keeps anyone from opening the store."""
+        kept = Path(run["output_dir"]) / unsaved.UNSAVED if run.get("output_dir") else None
         if kept is None or not kept.is_file():
             return
-        from bson import json_util
+        from pymongo.errors import ConnectionFailure
 
-        for line in kept.read_text().splitlines():
-            write = json_util.loads(line)
-            if write["method"] in _REPLAYABLE:
+        writes, damage = unsaved.read(kept)
+        problems = [damage] if damage else []
+        for write in writes:
+            if write["method"] not in _REPLAYABLE:
+                continue
+            try:
                 getattr(self, write["method"])(*write["args"], **write["kwargs"])
-        kept.rename(kept.with_name(f"{UNSAVED}.written"))
+            except (ConnectionFailure, sqlite3.OperationalError):
+                raise  # the database is away again: the file stays for the next look
+            except Exception as error:
+                problems.append(f"{write['method']} failed ({redact_text(error)})")
+        if not problems:
+            kept.rename(kept.with_name(f"{unsaved.UNSAVED}.written"))
+            return
+        aside = unsaved.set_aside(kept, "damaged")
+        warnings.warn(
+            f"run {run['_id']}: records it kept while the database was away could not all be written "
+            f"({'; '.join(problems)}); what could be was written, the file is now {aside}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        # the file is written when a run ends: if its end was in what could not be read, say so
+        self.runs.update_one(
+            {"_id": run["_id"], "status": {"$in": list(ACTIVE)}},
+            {
+                "$set": {
+                    "status": "failed",
+                    "ended": run.get("heartbeat") or run["started"],
+                    "error": f"it ended while the database was away, and its last records are damaged ({aside})",
+                }
+            },
+        )
 
     # --- metrics ---
 

@@ -111,3 +111,42 @@ def custom_code_model(tiny_path, directory, marker):
         + "class CustomForCausalLM(LlamaForCausalLM):\n    config_class = CustomConfig\n"
     )
     return directory
+
+
+class Outage:
+    """A database that can stop answering (a MongoDB server that goes away), or refuse some writes
+    for good (a quota), around a real one.
+
+    ``down``: every call raises ``AutoReconnect``. ``refuse(collection, method, args)``: when it
+    returns True, that call raises ``OperationFailure``, as a server over its quota does.
+    """
+
+    def __init__(self, database, refuse=None):
+        self.database, self.down, self.refuse = database, False, refuse
+
+    def __getitem__(self, name):
+        return _Collection(self, self.database[name], name)
+
+    def __getattr__(self, name):
+        return getattr(self.database, name)
+
+
+class _Collection:
+    def __init__(self, outage, collection, name):
+        self.outage, self.collection, self.collection_name = outage, collection, name
+
+    def __getattr__(self, name):
+        from pymongo.errors import AutoReconnect, OperationFailure
+
+        attribute = getattr(self.collection, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            if self.outage.down:
+                raise AutoReconnect("connection refused")
+            if self.outage.refuse is not None and self.outage.refuse(self.collection_name, name, args):
+                raise OperationFailure("you are over your space quota, using 513 MB of 512 MB", code=8000)
+            return attribute(*args, **kwargs)
+
+        return call

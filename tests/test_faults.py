@@ -10,47 +10,16 @@ import traceback
 from pathlib import Path
 
 import pytest
-from helpers import custom_code_model, qa_docs, small_config
+from helpers import Outage, custom_code_model, qa_docs, small_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
-from pymongo.errors import AutoReconnect
 
 from llm_magics import LLM, Database, LLMTrainingConfiguration
 from llm_magics.cell import parse_cell
 from llm_magics.config import ALIASES
 from llm_magics.errors import ConfigError, ModelError, RunError
 from llm_magics.store import now
-
-
-class Outage:
-    """A database that can stop answering (a MongoDB server that goes away), around a real one."""
-
-    def __init__(self, database):
-        self.database, self.down = database, False
-
-    def __getitem__(self, name):
-        return _Collection(self, self.database[name])
-
-    def __getattr__(self, name):
-        return getattr(self.database, name)
-
-
-class _Collection:
-    def __init__(self, outage, collection):
-        self.outage, self.collection = outage, collection
-
-    def __getattr__(self, name):
-        attribute = getattr(self.collection, name)
-        if not callable(attribute):
-            return attribute
-
-        def call(*args, **kwargs):
-            if self.outage.down:
-                raise AutoReconnect("connection refused")
-            return attribute(*args, **kwargs)
-
-        return call
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from llm_magics.errors import ModelError, RunError
-from llm_magics.store import PREFIX, Store, now, process_owner
+from llm_magics.processes import process_owner
+from llm_magics.store import PREFIX, Store, now
 
 
 def checkpoint(run: str, step: int, eval_loss: float | None = None, minute: int = 0) -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_magics.artifacts import file_digests, written_whole
-from llm_magics.errors import ConfigError
+from llm_magics.errors import ConfigError, RunError
 from llm_magics.run import Run
 from llm_magics.secrets import redact_text
 from llm_magics.training.local import describe
@@ -150,7 +150,7 @@ def _drive(
         trainer.fit()
         pump.close()
         if pump.error is not None:
-            recorder.finish("failed", f"recording the run failed, so it was stopped: {describe(pump.error)}")
+            recorder.finish("failed", describe(pump.error))
         else:
             recorder.finish("stopped" if pump.stopped else "completed")
     except BaseException as error:
@@ -209,7 +209,9 @@ class _Pump(threading.Thread):
                     self.stopped = event["stopped"]
                 self.recorder(event)
         except Exception as error:
-            self.error = error
+            # the recorder words its own failures; anything else is said to have stopped the run
+            stopped = f"recording the run failed, so it was stopped: {describe(error)}"
+            self.error = error if isinstance(error, RunError) else RunError(stopped)
             self.channel.request_stop.remote()
 
     def _materialize(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -7,37 +7,53 @@ files, so a crash in between leaves unlisted files, never a record without them.
 
 When the database cannot be reached, training goes on: writes wait in order in an outbox and
 go out when it answers again. If it still does not answer when the run ends, the waiting
-records are saved to a file beside the checkpoints and the run's view says so.
+records are saved to a file beside the checkpoints and the run's view says so. A write the
+database refuses (a quota, a document it will not take) stops the run, which ends ``failed`` with
+the reason: no run claims to train while nothing records it.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from llm_magics import unsaved
 from llm_magics.artifacts import delete
+from llm_magics.errors import RunError
 from llm_magics.run import RunState
-from llm_magics.store import UNSAVED, Store, best_of, now
+from llm_magics.secrets import redact_text
+from llm_magics.store import Store, best_of, now
+
+_log = logging.getLogger(__name__)
 
 _STATE_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per_s")
+_WRITES = {
+    "update_run": "the run's record",
+    "add_metrics": "the metrics",
+    "add_checkpoint": "a checkpoint's record",
+}
 
 
 def _unreachable() -> tuple[type[BaseException], ...]:
+    """Errors that say the database is away for now (a retry may succeed), not that it refuses."""
     from pymongo.errors import ConnectionFailure
 
-    return (ConnectionFailure, sqlite3.OperationalError, OSError)
+    return (ConnectionFailure, sqlite3.OperationalError, ConnectionError, TimeoutError)
 
 
 class Outbox:
     """Store writes in order; the first that fails for want of the database, and all after it,
-    wait for the next try."""
+    wait for the next try. A write the database refuses is dropped and its reason kept in
+    ``refused``: trying it again would not help."""
 
     def __init__(self, store: Store):
         self.store = store
         self.pending: list[tuple[str, tuple, dict]] = []
         self.error: BaseException | None = None
+        self.refused: list[str] = []
 
     def write(self, method: str, *args: Any, **kwargs: Any) -> bool:
         self.pending.append((method, args, kwargs))
@@ -52,6 +68,8 @@ class Outbox:
             except _unreachable() as error:
                 self.error = error
                 return False
+            except Exception as error:
+                self.refused.append(f"{_WRITES.get(method, method)} was refused: {redact_text(error).strip()}")
             self.pending.pop(0)
         self.error = None
         return True
@@ -66,13 +84,8 @@ class Outbox:
         return True
 
     def save(self, path: Path) -> None:
-        """Writes the waiting operations as JSON lines (BSON types in extended JSON)."""
-        from bson import json_util
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as out:
-            for method, args, kwargs in self.pending:
-                out.write(json_util.dumps({"method": method, "args": args, "kwargs": kwargs}) + "\n")
+        """Keeps the waiting writes in ``path``, to be written when the database is next opened."""
+        unsaved.keep(path, self.pending)
 
 
 class Recorder:
@@ -101,6 +114,8 @@ class Recorder:
 
     def __call__(self, event: dict[str, Any]) -> None:
         getattr(self, "_on_" + event["kind"])(event)
+        if self.outbox.refused:
+            raise RunError(f"recording the run failed, so it was stopped: {self.outbox.refused[0]}")
         self.state.changed()
 
     def _on_begin(self, event: dict[str, Any]) -> None:
@@ -172,28 +187,42 @@ class Recorder:
         self._flushed = time.monotonic()
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """Marks the run ended; called once by the runner, whatever happened."""
+        """Marks the run ended; called once by the runner, whatever happened. It never raises:
+        what cannot be written now is kept on disk and written when the database is next opened."""
         state = self.state
+        refused = len(self.outbox.refused)
         state.status, state.error, state.ended = status, error, time.time()
         self.flush()
-        self.outbox.write(
-            "update_run",
-            state.run_id,
-            status=status,
-            error=error,
-            ended=now(),
-            duration=round(state.elapsed, 3),
-            summary=self._summary,
-        )
-        if not self.outbox.drain(self.grace):
-            kept = Path(self.output_dir or ".") / UNSAVED
+        final = {"status": status, "error": error, "ended": now(), "duration": round(state.elapsed, 3)}
+        self.outbox.write("update_run", state.run_id, **final, summary=self._summary)
+        end_refused = len(self.outbox.refused) > refused
+        drained = self.outbox.drain(self.grace)
+        if end_refused:  # kept for a later try: a run whose end is not recorded would claim to train
+            self.outbox.pending.append(("update_run", (state.run_id,), final))
+        lost = self._keep_unsaved() if not drained or self.outbox.pending else None
+        notes = [text for text in (error, *self.outbox.refused[refused:], lost) if text]
+        state.error = "; ".join(dict.fromkeys(notes)) or None
+        try:
+            state.changed()
+        except Exception:  # a broken view must not leave the runner without an end
+            _log.exception("a view of run %s failed", state.run_id)
+
+    def _keep_unsaved(self) -> str:
+        """Saves what the database did not take beside the checkpoints; says where (or why not)."""
+        kept = Path(self.output_dir or ".") / unsaved.UNSAVED
+        reason = redact_text(self.outbox.error) if self.outbox.error else "it refused them"
+        count = len(self.outbox.pending)
+        try:
             self.outbox.save(kept)
-            lost = (
-                f"the database did not answer ({self.outbox.error}); {len(self.outbox.pending)} record(s) "
-                f"were not written and are kept in {kept}; they are written when the database is next opened"
+        except OSError as failure:
+            return (
+                f"the database did not take {count} record(s) ({reason}) and they could not be kept in "
+                f"{kept} either ({redact_text(failure)})"
             )
-            state.error = f"{error}; {lost}" if error else lost
-        state.changed()
+        return (
+            f"the database did not answer ({reason}); {count} record(s) were not written and are kept in "
+            f"{kept}; they are written when the database is next opened"
+        )
 
     def _prune(self) -> None:
         """Keeps this run's newest ``keep`` checkpoints, its best one and the model's selected one."""

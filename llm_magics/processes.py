@@ -1,0 +1,46 @@
+"""Which process owns a run, and whether it is still there.
+
+A process is gone only when the system says so: no process has its pid, or the one that has it
+started at another time (the pid was reused). A process the system will not signal
+(``PermissionError``: another user's, on a shared host) is alive. On another host, only the run's
+heartbeat can tell.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from typing import Any
+
+
+def process_owner() -> dict[str, Any]:
+    """Identifies this process well enough to tell later whether it is still alive."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid())}
+
+
+def process_start(pid: int) -> str | None:
+    """When the process started (clock ticks since boot), or None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+
+def owner_alive(owner: dict[str, Any], heartbeat: dt.datetime | None, now: dt.datetime, silence: dt.timedelta) -> bool:
+    """Whether the process in ``owner`` may still be running its run. On another host: whether it
+    wrote a heartbeat within ``silence`` of ``now``."""
+    if owner.get("host") != socket.gethostname():
+        return heartbeat is not None and now - heartbeat < silence
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, and belongs to someone else
+    started = owner.get("start")
+    return started is None or process_start(pid) in (started, None)
