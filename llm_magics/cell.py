@@ -19,6 +19,9 @@ _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
 _NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 _TOKEN = "__llm_magics_var_{}__"
 _TOKEN_PATTERN = re.compile(r"__llm_magics_var_(\d+)__")
+# How big a configuration may grow through YAML aliases (*name repeats what &name marks): a few
+# hundred bytes of nested aliases expand a thousandfold a level. Text counts a unit per 64 characters.
+MAX_SIZE = 100_000
 
 
 class _Loader(yaml.SafeLoader):
@@ -47,9 +50,12 @@ _Loader.add_implicit_resolver(
 
 
 def load_yaml(text: str) -> Any:
-    """Parses YAML safely; a syntax error or an object-building tag becomes a ConfigError."""
+    """Parses YAML safely; a syntax error, an object-building tag, or aliases that refer to
+    themselves or expand past ``MAX_SIZE`` become a ConfigError."""
     try:
-        return yaml.load(text, Loader=_Loader)
+        loaded = yaml.load(text, Loader=_Loader)
+        _expanded_size(loaded, {}, set())  # aliases share what they repeat: expanding is the risk
+        return loaded
     except RecursionError:
         raise ConfigError("the YAML is nested too deeply (hundreds of [ or { inside each other)") from None
     except yaml.constructor.ConstructorError as error:
@@ -66,6 +72,31 @@ def load_yaml(text: str) -> Any:
         context = getattr(error, "context_mark", None)
         started = f" ({error.context} on line {context.line + 1})" if context and error.context else ""
         raise ConfigError(f"YAML syntax error at {where}{problem}{started}") from None
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], open_: set[int]) -> int:
+    """How big ``node`` is once every alias is written out; each shared part is counted once."""
+    if isinstance(node, str):
+        return 1 + len(node) // 64
+    if not isinstance(node, dict | list):
+        return 1
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise ConfigError("the YAML refers to itself: an alias (*name) inside what its anchor (&name) marks")
+    open_.add(key)
+    total = 1
+    for child in (*node.keys(), *node.values()) if isinstance(node, dict) else node:
+        total += _expanded_size(child, sizes, open_)
+        if total > MAX_SIZE:
+            raise ConfigError(
+                f"the YAML expands to more than {MAX_SIZE:,} values through its aliases (*name); "
+                "write the values out instead of nesting aliases"
+            )
+    open_.discard(key)
+    sizes[key] = total
+    return total
 
 
 def parse_cell(text: str, namespace: Mapping[str, Any] | None = None) -> dict[str, Any]:
