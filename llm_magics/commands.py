@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.display import Comparison, DryRun, Table
+from llm_magics.display import Comparison, DryRun, Table, shown, shown_time
 from llm_magics.errors import ConfigError, RunError
 from llm_magics.refs import CheckpointRef, parse_ref, parse_target
 from llm_magics.run import Run, active_run
@@ -106,19 +106,18 @@ def runs_table(db: DatabaseHandle, model: str | None = None) -> Table:
         db.store.model(model)  # an unknown name is an error with the close ones, not an empty table
     rows = []
     for run in db.store.list_runs(model):
-        steps = f"{run.get('step', 0)}/{run['total_steps']}" if run.get("total_steps") else str(run.get("step", 0))
-        loss = run.get("last_loss")
-        duration = run.get("duration")
+        steps = shown(run.get("step", 0)) + (f"/{shown(run['total_steps'])}" if run.get("total_steps") else "")
+        loss, duration = run.get("last_loss"), run.get("duration")
         rows.append(
             [
-                run["model"],
+                run.get("model"),
                 run["_id"],
-                run["status"],
+                run.get("status"),
                 run.get("backend"),
                 steps,
-                "" if loss is None else f"{loss:.4g}",
-                run["started"].strftime("%Y-%m-%d %H:%M:%S"),
-                "" if duration is None else f"{duration:.1f} s",
+                "" if loss is None else shown(loss, ".4g"),
+                shown_time(run.get("started")),
+                "" if duration is None else f"{shown(duration, '.1f')} s",
             ]
         )
     columns = ["name", "run", "status", "backend", "steps", "last loss", "started (UTC)", "duration"]

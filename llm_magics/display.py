@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 if TYPE_CHECKING:
     from llm_magics.estimate import Estimate
     from llm_magics.training.launch import Plan
 
 _TABLE_STYLE = "border-collapse:collapse;font-size:12px"
+NOTHING = "—"
 _CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top"
 
 
@@ -26,6 +27,26 @@ def _size(gib: float) -> str:
 
 def _cell(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def shown(value: Any, spec: str = "") -> str:
+    """A value from a record as text: a number formatted with ``spec``, nothing as a dash, anything
+    else as its text. Records come from a database others may write to: callers that build HTML
+    escape what this returns."""
+    if value is None:
+        return NOTHING
+    return format(value, spec) if spec and is_number(value) else str(value)
+
+
+def shown_time(value: Any) -> str:
+    """A record's timestamp (UTC) to the second, or its text if it is not one."""
+    import datetime as dt
+
+    return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, dt.datetime) else shown(value)
 
 
 def html_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str = "") -> str:

@@ -100,8 +100,11 @@ class Run:
             eval_loss=record.get("last_eval_loss"),
             error=record.get("error"),
         )
-        state.started = record["started"].replace(tzinfo=dt.UTC).timestamp()
-        state.ended = state.started + record["duration"] if record.get("duration") is not None else None
+        started, duration = record.get("started"), record.get("duration")
+        if isinstance(started, dt.datetime):
+            state.started = started.replace(tzinfo=dt.UTC).timestamp()
+        if isinstance(duration, int | float) and not isinstance(duration, bool):
+            state.ended = state.started + duration
         metrics = self.db.store.run_metrics(self.id)
         state.history = [
             {k: row[k] for k in ("step", "loss", "eval_loss") if k in row}

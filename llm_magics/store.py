@@ -134,7 +134,7 @@ class Store:
     def list_runs(self, model: str | None = None) -> list[dict[str, Any]]:
         self.reap()
         query = {} if model is None else {"model": model}
-        return sorted(self.runs.find(query), key=lambda run: run["started"])
+        return sorted(self.runs.find(query), key=lambda run: _moment(run.get("started")))
 
     def reap(self) -> list[str]:
         """Writes what a run kept on disk while the database was away; then marks runs whose
@@ -221,7 +221,7 @@ class Store:
                 raise
 
     def run_metrics(self, run_id: str) -> list[dict[str, Any]]:
-        return sorted(self.metrics.find({"run": run_id}, {"_id": 0}), key=lambda row: row["step"])
+        return sorted(self.metrics.find({"run": run_id}, {"_id": 0}), key=lambda row: _number(row.get("step")))
 
     # --- checkpoints ---
 
@@ -295,11 +295,21 @@ def legacy_base(model: dict[str, Any]) -> dict[str, Any] | None:
     return {field: model.get(old) for field, old in _LEGACY_BASE.items()}
 
 
-def _created(record: dict[str, Any]) -> tuple[Any, int]:
-    return record["created"], record["step"]
+def _created(record: dict[str, Any]) -> tuple[dt.datetime, float]:
+    return _moment(record.get("created")), _number(record.get("step"))
+
+
+# Records come from a database others may write to: orderings take what is not a date or a number
+# for the earliest, rather than failing on it.
+def _moment(value: Any) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.min
+
+
+def _number(value: Any) -> float:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else float("-inf")
 
 
 def best_of(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The checkpoint with the lowest evaluation loss (the earliest of equals), or None."""
-    scored = [c for c in records if c.get("metrics", {}).get(BEST_METRIC) is not None]
+    scored = [c for c in records if _number((c.get("metrics") or {}).get(BEST_METRIC)) > float("-inf")]
     return min(sorted(scored, key=_created), key=lambda c: c["metrics"][BEST_METRIC], default=None)

@@ -289,3 +289,59 @@ def test_probe_steps_answer_between_saves_in_the_live_state(db, tiny_path):
     )
     LLM("probed", tiny_path).fit(select="docs", db=db, configuration=config, on_start=watch)
     assert {(2,), (4,), (6,)} <= set(seen)
+
+
+def test_every_view_escapes_a_hostile_record_and_still_shows(db, shell):
+    """Records come from a database others may write to: a value where a number belongs is shown as
+    text, escaped, in the summary saved with the notebook, the live view, the runs table and the
+    browser; nothing fails on it."""
+    from llm_magics.store import now
+    from llm_magics.widgets.progress import run_bundle
+
+    evil = dict.fromkeys(("step", "total_steps", "epoch", "last_loss", "last_eval_loss", "duration"), HOSTILE)
+    owner = {"host": "elsewhere", "pid": 1}
+    common = {"model": "m", "started": now(), "heartbeat": now(), "owner": owner, "backend": HOSTILE}
+    db.store.save_model("m")
+    db.store.runs.insert_one(
+        {"_id": "r1", "status": "failed", "error": HOSTILE, "config": {"lr": HOSTILE}, **common, **evil}
+    )
+    db.store.runs.insert_one({"_id": "r2", "status": HOSTILE, "step": 3, "config": {"lr": 1}, **common})
+    db.store.metrics.insert_many(
+        [{"run": "r1", "step": HOSTILE, "loss": HOSTILE}, {"run": "r1", "step": 1, "loss": 0.5, "eval_loss": HOSTILE}]
+    )
+    db.store.checkpoints.insert_one(
+        {
+            "_id": "c1",
+            "model": "m",
+            "run": "r1",
+            "step": HOSTILE,
+            "epoch": HOSTILE,
+            "size": HOSTILE,
+            "created": HOSTILE,
+            "metrics": {"loss": HOSTILE, "eval_loss": HOSTILE},
+            "probes": [{"prompt": HOSTILE, "answer": HOSTILE}],
+            "path": "/nowhere",
+            "files": [],
+        }
+    )
+    pages = [run_bundle(Run(db, "r1"))["text/html"]]
+    live = Run(db, "r1", Run(db, "r1").stored_state(), Control())
+    pages.append(TrainingView(live).body.value)
+    table, _ = shell.run("%llm_runs")
+    pages.append(table._repr_html_())
+    browser = CheckpointBrowser(db, "m")
+    try:
+        pages.append(browser.header.value)
+        browser.table.value = ("c1",)  # shows its probe answers
+        pages.append(browser.output.value)
+        browser.use()
+        pages.append(browser.message.value)
+        browser.runs.value = ("r1", "r2")
+        browser.compare_runs()
+        pages.append(browser.runs_output.value)
+        browser.delete(confirmed=True)
+        pages.append(browser.message.value)
+    finally:
+        browser.close()
+    assert all(HOSTILE not in page for page in pages)
+    assert all(html.escape(HOSTILE) in page for page in pages[:3])  # shown, as text

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from llm_magics.api import load_llm
 from llm_magics.artifacts import delete
-from llm_magics.display import Comparison, text_table
+from llm_magics.display import Comparison, is_number, shown, shown_time, text_table
 from llm_magics.widgets.compare import runs_comparison_html
 from llm_magics.widgets.progress import probes_html
 
@@ -26,23 +26,26 @@ _STYLE = "<style>.llm-checkpoints select, .llm-runs-select select {font-family: 
 
 
 def _number(value: Any) -> str:
-    return "" if value is None else f"{value:.4g}"
+    return "" if value is None else shown(value, ".4g")
 
 
-def _size(size: int) -> str:
+def _size(size: Any) -> str:
+    if not is_number(size):
+        return shown(size)
     return f"{size / 1024**2:.1f} MiB" if size >= 1024**2 else f"{size / 1024:.0f} KiB"
 
 
 def checkpoint_row(record: dict[str, Any]) -> list[str]:
-    metrics = record.get("metrics", {})
+    """A checkpoint's row as text (the list shows text, not HTML)."""
+    metrics: dict[str, Any] = record["metrics"] if isinstance(record.get("metrics"), dict) else {}
     flags = " ".join(flag for flag in ("selected", "latest", "best") if record.get(flag))
     return [
-        record["run"],
-        str(record["step"]),
-        f"{record.get('epoch') or 0:.2f}",
+        shown(record.get("run")),
+        shown(record.get("step")),
+        shown(record.get("epoch") or 0, ".2f"),
         _number(metrics.get("loss")),
         _number(metrics.get("eval_loss")),
-        record["created"].strftime("%Y-%m-%d %H:%M:%S"),
+        shown_time(record.get("created")),
         _size(record.get("size", 0)),
         flags,
     ]
@@ -179,8 +182,8 @@ class CheckpointBrowser:
             runs = self.db.store.list_runs(name) if name else []
             self.runs.options = [
                 (
-                    f"{run['_id']}  {run['status']:<11} step {run.get('step', 0):>6}  "
-                    f"{run['started']:%Y-%m-%d %H:%M:%S}",
+                    f"{run['_id']}  {shown(run.get('status')):<11} step {shown(run.get('step', 0)):>6}  "
+                    f"{shown_time(run.get('started'))}",
                     run["_id"],
                 )
                 for run in runs
@@ -226,8 +229,8 @@ class CheckpointBrowser:
         if chosen:
             self.db.store.select_checkpoint(self.model.value, chosen[0]["_id"])
             self._say(
-                f"%llm_predict {html.escape(self.model.value)} now uses step {chosen[0]['step']} "
-                f"of run {html.escape(chosen[0]['run'])}"
+                f"%llm_predict {html.escape(self.model.value)} now uses step {html.escape(shown(chosen[0]['step']))} "
+                f"of run {html.escape(shown(chosen[0]['run']))}"
             )
             self.refresh()
 
@@ -246,7 +249,8 @@ class CheckpointBrowser:
                 self.db.store.select_checkpoint(self.model.value, None)
             delete(self.db.store, record)
         self._hide_confirm()
-        self._say(f"deleted {len(chosen)} checkpoint(s): steps {', '.join(str(r['step']) for r in chosen)}")
+        steps = html.escape(", ".join(shown(r.get("step")) for r in chosen))
+        self._say(f"deleted {len(chosen)} checkpoint(s): steps {steps}")
         self.refresh()
 
     def _hide_confirm(self) -> None:

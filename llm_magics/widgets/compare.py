@@ -30,7 +30,7 @@ def runs_comparison_html(store: Store, run_ids: list[str]) -> str:
     """Overlaid train-loss curves of the runs and the table of their differing settings."""
     runs = [store.run(run_id) for run_id in run_ids]
     series = {
-        run["_id"]: [(row["step"], row["loss"]) for row in store.run_metrics(run["_id"]) if "loss" in row]
+        run["_id"]: [(row.get("step"), row["loss"]) for row in store.run_metrics(run["_id"]) if "loss" in row]
         for run in runs
     }
     diff = config_diff(runs)

@@ -14,18 +14,22 @@ _MAX_POINTS = 400  # a long run is thinned to this many points per series
 def loss_svg(history: Sequence[dict[str, Any]], width: int = 440, height: int = 170) -> str:
     """Train and eval loss against the step, as an SVG element (numbers only, nothing to escape)."""
     series = {
-        name: [(row["step"], row[name]) for row in history if _finite(row.get(name))] for name in ("loss", "eval_loss")
+        name: [(row["step"], row[name]) for row in history if _finite(row.get(name)) and _finite(row.get("step"))]
+        for name in ("loss", "eval_loss")
     }
     return curves_svg({k: v for k, v in series.items() if v}, _COLORS, width, height)
 
 
 def curves_svg(
-    series: dict[str, list[tuple[float, float]]],
+    series: dict[str, list[tuple[Any, Any]]],
     colors: dict[str, str] | None = None,
     width: int = 440,
     height: int = 170,
 ) -> str:
-    """Several named (x, y) series on shared axes, with a legend; ``colors`` maps names to colors."""
+    """Several named (x, y) series on shared axes, with a legend; ``colors`` maps names to colors.
+    Points that are not two finite numbers (a damaged or hostile record) are left out."""
+    series = {name: [(x, y) for x, y in values if _finite(x) and _finite(y)] for name, values in series.items()}
+    series = {name: values for name, values in series.items() if values}
     points = [point for values in series.values() for point in values]
     if not points:
         return (
@@ -81,4 +85,4 @@ def _label(name: str) -> str:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

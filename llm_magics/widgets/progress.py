@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from llm_magics.display import NOTHING, is_number, shown
 from llm_magics.run import Run, RunState
 from llm_magics.store import FINAL
 from llm_magics.widgets.curve import loss_svg
@@ -25,12 +26,12 @@ _STATUS_COLORS = {"completed": "#2e7d32", "failed": "#c62828", "stopped": "#ef6c
 
 
 def _number(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
+    return shown(value, f".{digits}g")
 
 
 def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
+    if not is_number(seconds):
+        return NOTHING
     minutes, seconds = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
@@ -38,6 +39,8 @@ def _clock(seconds: float | None) -> str:
 
 def eta(state: RunState) -> float | None:
     """Seconds left, from the pace of the steps trained so far in this run."""
+    if not all(is_number(v) for v in (state.step, state.total_steps, state.first_step, state.train_started)):
+        return None
     done = state.step - state.first_step
     if not state.total_steps or state.train_started is None or done <= 0 or state.status in FINAL:
         return None
@@ -45,24 +48,28 @@ def eta(state: RunState) -> float | None:
 
 
 def status_html(state: RunState) -> str:
-    color = _STATUS_COLORS.get(state.status, "#1565c0")
-    text = f'<b style="color:{color}" class="llm-status">{html.escape(state.status)}</b>'
+    color = _STATUS_COLORS.get(str(state.status), "#1565c0")
+    text = f'<b style="color:{color}" class="llm-status">{html.escape(shown(state.status))}</b>'
     if state.error:
-        text += f' <span class="llm-error" style="color:#c62828">{html.escape(state.error)}</span>'
+        text += f' <span class="llm-error" style="color:#c62828">{html.escape(shown(state.error))}</span>'
     return text
 
 
 def metrics_rows(state: RunState) -> list[tuple[str, str]]:
+    """(name, value) of the run's latest metrics, as text."""
     rows = [("train loss", _number(state.loss)), ("eval loss", _number(state.eval_loss))]
     if state.eval_accuracy is not None:
-        rows.append(("eval accuracy", f"{state.eval_accuracy:.1%}"))
+        rows.append(("eval accuracy", shown(state.eval_accuracy, ".1%")))
     return [*rows, ("learning rate", _number(state.learning_rate, 3)), ("tokens/s", _number(state.tokens_per_s, 4))]
 
 
+def steps_text(state: RunState, between: str = "/") -> str:
+    return shown(state.step) + (f"{between}{shown(state.total_steps)}" if state.total_steps else "")
+
+
 def text_summary(state: RunState) -> str:
-    total = f"/{state.total_steps}" if state.total_steps else ""
-    parts = [f"{state.model} · run {state.run_id} · {state.status} · step {state.step}{total}"]
-    parts += [f"{name} {value}" for name, value in metrics_rows(state)[:2] if value != "—"]
+    parts = [f"{state.model} · run {state.run_id} · {shown(state.status)} · step {steps_text(state)}"]
+    parts += [f"{name} {value}" for name, value in metrics_rows(state)[:2] if value != NOTHING]
     if state.error:
         parts.append(f"error: {state.error}")
     return " · ".join(parts)
@@ -86,11 +93,11 @@ def summary_html(state: RunState) -> str:
     """The static record of a finished run: status, metrics, loss curve, probe answers."""
     facts = [
         ("status", status_html(state)),
-        ("steps", f"{state.step}" + (f" / {state.total_steps}" if state.total_steps else "")),
-        ("epoch", _number(state.epoch, 3)),
-        ("duration", _clock(state.elapsed)),
-        *[(name, value) for name, value in metrics_rows(state)],
-        ("checkpoints", ", ".join(str(c["step"]) for c in state.checkpoints) or "—"),
+        ("steps", html.escape(steps_text(state, " / "))),
+        ("epoch", html.escape(_number(state.epoch, 3))),
+        ("duration", html.escape(_clock(state.elapsed))),
+        *[(name, html.escape(value)) for name, value in metrics_rows(state)],
+        ("checkpoints", html.escape(", ".join(shown(c.get("step")) for c in state.checkpoints) or NOTHING)),
     ]
     rows = "".join(f"<tr><th style='text-align:left'>{name}</th><td>{value}</td></tr>" for name, value in facts)
     title = f"{html.escape(state.model)} · run {html.escape(state.run_id)} · {html.escape(state.backend)}"
@@ -179,8 +186,8 @@ class TrainingView:
             self._last = time.monotonic()
             self.renders += 1
         with self.progress.hold_sync():
-            self.progress.max = max(1, state.total_steps or 1)
-            self.progress.value = min(state.step, self.progress.max)
+            self.progress.max = max(1, state.total_steps if is_number(state.total_steps) else 1)
+            self.progress.value = min(state.step if is_number(state.step) else 0, self.progress.max)
             self.progress.bar_style = {"completed": "success", "failed": "danger"}.get(state.status, "info")
         self.body.value = body_html(state)
         if state.status in FINAL:
@@ -199,16 +206,16 @@ class TrainingView:
 
 def body_html(state: RunState) -> str:
     """Everything of the live view but the bar and the button, as one HTML value."""
-    total = f"/{state.total_steps}" if state.total_steps else ""
     line = (
-        f'<span class="llm-steps">step {state.step}{total}</span> · epoch {state.epoch:.2f} · '
+        f'<span class="llm-steps">step {html.escape(steps_text(state))}</span> · '
+        f"epoch {html.escape(shown(state.epoch, '.2f'))} · "
         f"{_clock(state.elapsed)} elapsed · ETA {_clock(eta(state))} · {status_html(state)}"
     )
-    steps = [str(c["step"]) for c in state.checkpoints]
+    steps = [shown(c.get("step")) for c in state.checkpoints]
     latest = ", ".join(steps[-5:])  # the newest few: a long run saves hundreds
-    saved = ("checkpoints", f"{len(steps)}: …, {latest}" if len(steps) > 5 else latest or "—")
+    saved = ("checkpoints", f"{len(steps)}: …, {latest}" if len(steps) > 5 else latest or NOTHING)
     metrics = "".join(
-        f"<tr><th style='text-align:left;padding-right:8px'>{n}</th><td>{v}</td></tr>"
+        f"<tr><th style='text-align:left;padding-right:8px'>{n}</th><td>{html.escape(v)}</td></tr>"
         for n, v in [*metrics_rows(state), saved]
     )
     return (
