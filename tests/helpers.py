@@ -121,8 +121,8 @@ class Outage:
     returns True, that call raises ``OperationFailure``, as a server over its quota does.
     """
 
-    def __init__(self, database, refuse=None):
-        self.database, self.down, self.refuse = database, False, refuse
+    def __init__(self, database, refuse=None, message="connection refused"):
+        self.database, self.down, self.refuse, self.message = database, False, refuse, message
 
     def __getitem__(self, name):
         return _Collection(self, self.database[name], name)
@@ -144,7 +144,7 @@ class _Collection:
 
         def call(*args, **kwargs):
             if self.outage.down:
-                raise AutoReconnect("connection refused")
+                raise AutoReconnect(self.outage.message)
             if self.outage.refuse is not None and self.outage.refuse(self.collection_name, name, args):
                 raise OperationFailure("you are over your space quota, using 513 MB of 512 MB", code=8000)
             return attribute(*args, **kwargs)
