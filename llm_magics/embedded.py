@@ -155,7 +155,7 @@ class _Collection(CollectionStore):
     def _save_indexes(self) -> None:
         self._write(
             "UPDATE collections SET indexes=? WHERE db=? AND name=?",
-            (bson.encode({"indexes": self.indexes}), self._db, self.name),
+            (bson.encode({"indexes": _plain_indexes(self.indexes)}), self._db, self.name),
         )
 
     def _write(self, sql: str, params: tuple) -> None:
@@ -184,6 +184,16 @@ class _Collection(CollectionStore):
             name: {**index, "key": [tuple(pair) for pair in index["key"]]} for name, index in stored.items()
         }
         self._is_force_created = exists
+
+
+def _plain_indexes(indexes: dict[str, Any]) -> dict[str, Any]:
+    """Index definitions as BSON takes them: mongomock may keep a key as ``dict_items``."""
+    plain = {}
+    for name, index in indexes.items():
+        plain[name] = {**index, "key": [list(pair) for pair in index["key"]]}
+        if isinstance(index.get("partialFilterExpression"), dict):
+            plain[name]["partialFilterExpression"] = dict(index["partialFilterExpression"])
+    return plain
 
 
 class _Database(DatabaseStore):

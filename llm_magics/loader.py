@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.artifacts import check_adapter, local_copy
+from llm_magics.artifacts import check_adapter
 from llm_magics.devices import cuda_bf16, default_device_map
 from llm_magics.errors import ConfigError, ModelError, did_you_mean, one_of
 from llm_magics.refs import is_checkpoint_uri, parse_checkpoint_uri
 from llm_magics.secrets import without_masked
+from llm_magics.uploads import local_copy
 
 if TYPE_CHECKING:
     from llm_magics.cache import ModelCache

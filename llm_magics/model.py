@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.artifacts import is_adapter, local_copy
+from llm_magics.artifacts import is_adapter
 from llm_magics.cache import ModelCache
 from llm_magics.db import DatabaseHandle, open_database
 from llm_magics.errors import ConfigError, ModelError
@@ -17,6 +17,7 @@ from llm_magics.generate import generate
 from llm_magics.loader import BaseModel, Loaded, check_model_path, load_cached, resolve_adapter
 from llm_magics.refs import CheckpointRef
 from llm_magics.training.launch import plan_run, start_run
+from llm_magics.uploads import local_copy
 
 if TYPE_CHECKING:
     from llm_magics.config import LLMTrainingConfiguration

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from llm_magics import unsaved
+from llm_magics import unsaved, uploads
+from llm_magics.artifacts import remove_local
 from llm_magics.errors import ModelError, RunError, did_you_mean
 from llm_magics.processes import owner_alive, process_owner
 from llm_magics.refs import LATEST, CheckpointRef, parse_ref
@@ -228,16 +229,23 @@ class Store:
     def add_checkpoint(self, record: dict[str, Any], upload: str | None = None) -> None:
         """Records a checkpoint whose files are complete (once, however often it is retried).
 
-        ``upload``: 'weights' stores what predict needs in GridFS first, 'all' the training state too.
+        ``upload``: 'weights' stores what predict needs in GridFS first, 'all' the training state
+        too. The record switches to the new upload before an earlier one of the same checkpoint
+        (a retried write) is removed, so it never points at files that are gone.
         """
         if upload is not None:
-            from llm_magics.artifacts import upload as upload_files
-
-            record = {**record, "gridfs": upload_files(self.mongo_db, record, with_training_state=upload == "all")}
+            stored = uploads.upload(self.mongo_db, record, with_training_state=upload == "all")
+            record = {**record, "gridfs": stored}
         self.checkpoints.replace_one({"_id": record["_id"]}, record, upsert=True)
+        if upload is not None:
+            uploads.sweep(self.mongo_db, record["_id"], keep=set(record["gridfs"].values()))
 
-    def delete_checkpoint(self, checkpoint_id: str) -> None:
-        self.checkpoints.delete_one({"_id": checkpoint_id})
+    def remove_checkpoint(self, record: dict[str, Any]) -> None:
+        """Deletes a checkpoint: its record first, then its files, so no record outlives its files."""
+        self.checkpoints.delete_one({"_id": record["_id"]})
+        if record.get("gridfs"):
+            uploads.sweep(self.mongo_db, record["_id"], keep=set())
+        remove_local(record)
 
     def list_checkpoints(self, model: str) -> list[dict[str, Any]]:
         """The model's checkpoints by creation, each with latest / best / selected flags."""

@@ -9,8 +9,8 @@ import pytest
 from helpers import qa_docs, small_config
 
 from llm_magics import LLM, Database
-from llm_magics.artifacts import BUCKET, gridfs_bucket
 from llm_magics.errors import ModelError
+from llm_magics.uploads import BUCKET, gridfs_bucket
 
 pytestmark = pytest.mark.slow
 PROMPT = "### Human: what is 7? ### Assistant: "
@@ -76,12 +76,10 @@ def test_resuming_elsewhere_needs_the_optimizer_state(db, tiny_path, tmp_path):
 
 
 def test_deleting_a_checkpoint_removes_its_files_from_the_database(stored):
-    from llm_magics.artifacts import delete
-
     db, _ = stored
     before = db.mongo_db[f"{BUCKET}.files"].count_documents({})
     record = db.show("checkpoint", "shared")[0]
-    delete(db.store, record)
+    db.store.remove_checkpoint(record)
     assert db.mongo_db[f"{BUCKET}.files"].count_documents({}) == before - len(record["gridfs"])
     assert not list(gridfs_bucket(db.mongo_db).find({"metadata.checkpoint": record["_id"]}))
 
@@ -135,3 +133,117 @@ def test_the_artifacts_setting_applies_to_cells(shell, db):
     shell.run('%config LLMMagics.artifacts = "db"')
     shell.run("%%llm_finetune cell-model\nmodel: '{{ base_path }}'\ndata: docs\nmax_steps: 2\n")
     assert db.show("checkpoint", "cell-model")[-1]["gridfs"]
+
+
+def _recorded(db, name):
+    """A checkpoint's record as stored (without the flags that listing adds)."""
+    return db.store.checkpoints.find_one({"_id": db.show("checkpoint", name)[-1]["_id"]})
+
+
+def test_recording_a_checkpoint_again_keeps_its_files_until_the_new_ones_are_in(stored, tmp_path):
+    """A retried record (a lost acknowledgement, a replay) uploads anew; when that upload fails
+    halfway, the record still points at complete files (before: the old ones were deleted first)."""
+    db, answer = stored
+    record = _recorded(db, "shared")
+    without_uploads = {k: v for k, v in record.items() if k != "gridfs"}
+    weights = Path(record["path"]) / "adapter_model.safetensors"
+    weights.rename(tmp_path / "aside")
+    with pytest.raises(FileNotFoundError):
+        db.store.add_checkpoint(without_uploads, upload="weights")
+    machine_b = elsewhere(db, tmp_path / "machine-b")
+    files = Path(record["path"]).parent.parent
+    files.rename(tmp_path / "hidden")  # another machine: only the database has the files
+    assert machine_b.load("model", "shared").predict(PROMPT, max_new_tokens=8) == answer
+    (tmp_path / "hidden").rename(files)
+    (tmp_path / "aside").rename(weights)
+    db.store.add_checkpoint(without_uploads, upload="weights")  # a retry that works
+    again = _recorded(db, "shared")
+    uploaded = list(gridfs_bucket(db.mongo_db).find({"metadata.checkpoint": record["_id"]}))
+    assert sorted(f._id for f in uploaded) == sorted(again["gridfs"].values())  # the earlier uploads are gone
+    shutil.rmtree(tmp_path / "machine-a")
+    assert elsewhere(db, tmp_path / "machine-c").load("model", "shared").predict(PROMPT, max_new_tokens=8) == answer
+
+
+def test_a_download_that_fails_leaves_no_partial_copy(stored, tmp_path):
+    db, _ = stored
+    record = _recorded(db, "shared")
+    gridfs_bucket(db.mongo_db).delete(record["gridfs"]["adapter_model.safetensors"])
+    shutil.rmtree(tmp_path / "machine-a")
+    other = elsewhere(db, tmp_path / "machine-b")
+    with pytest.raises(ModelError, match=r"its file 'adapter_model\.safetensors' is gone from the database"):
+        other.load("model", "shared").predict(PROMPT, max_new_tokens=8)
+    assert list(other.downloads.iterdir()) == []
+
+
+def test_chunks_of_an_upload_cut_short_are_swept(stored):
+    from bson import ObjectId
+
+    db, _ = stored
+    chunks = db.mongo_db[f"{BUCKET}.chunks"]
+    cut_short = ObjectId()  # a process killed while uploading leaves chunks and no file
+    chunks.insert_many([{"files_id": cut_short, "n": n, "data": b"x" * 10} for n in range(3)])
+    record = _recorded(db, "shared")
+    db.store.add_checkpoint({k: v for k, v in record.items() if k != "gridfs"}, upload="weights")
+    assert chunks.count_documents({"files_id": cut_short}) == 0
+    files = {f["_id"] for f in db.mongo_db[f"{BUCKET}.files"].find({}, {"_id": 1})}
+    assert set(chunks.distinct("files_id")) == files
+
+
+def test_a_download_streams_instead_of_reading_whole_files(db, tmp_path):
+    import tracemalloc
+
+    from llm_magics.artifacts import file_digests
+    from llm_magics.uploads import local_copy, upload
+
+    source = tmp_path / "big" / "checkpoint-1"
+    source.mkdir(parents=True)
+    (source / "adapter_model.safetensors").write_bytes(bytes(range(256)) * (96 * 1024))  # 24 MiB
+    record = {"_id": "big-1", "path": str(source), "files": file_digests(source)}
+    record["gridfs"] = upload(db.mongo_db, record, with_training_state=False)
+    shutil.rmtree(source)
+    tracemalloc.start()
+    try:
+        copy = local_copy(db.mongo_db, tmp_path / "cache", record)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (copy / "adapter_model.safetensors").stat().st_size == 24 * 1024**2
+    assert peak < 8 * 1024**2, f"{peak / 1024**2:.1f} MiB held at once"
+
+
+CONCURRENT = """
+import sys, time
+from pathlib import Path
+from llm_magics import connect
+from llm_magics.uploads import local_copy
+db = connect(sys.argv[1])
+record = db.store.checkpoints.find_one({"model": "shared"})
+while not Path(sys.argv[3]).exists():
+    time.sleep(0.01)
+print(local_copy(db.store.mongo_db, Path(sys.argv[2]), record))
+"""
+
+
+def test_several_processes_downloading_one_checkpoint_all_succeed(tiny_path, tmp_path):
+    import subprocess
+    import sys
+
+    from llm_magics import connect
+
+    uri = f"embedded://{tmp_path / 'store'}"
+    db = connect(uri)
+    db["docs"].insert_many(qa_docs(20))
+    config = small_config(data="docs", max_steps=2, artifacts="db", output_dir=str(tmp_path / "machine-a"))
+    LLM("shared", tiny_path).fit(configuration=config, db=db)
+    shutil.rmtree(tmp_path / "machine-a")
+    for round_ in range(3):
+        cache, go = tmp_path / f"cache-{round_}", tmp_path / f"go-{round_}"
+        workers = [
+            subprocess.Popen([sys.executable, "-c", CONCURRENT, uri, str(cache), str(go)], stdout=subprocess.PIPE)
+            for _ in range(4)
+        ]
+        go.touch()  # all at once, on a cold cache
+        results = [worker.communicate(timeout=120) for worker in workers]
+        assert all(worker.returncode == 0 for worker in workers), results
+        assert len({out.strip() for out, _ in results}) == 1
+        assert [p.name for p in cache.iterdir()] == [db.store.checkpoints.find_one({"model": "shared"})["_id"]]

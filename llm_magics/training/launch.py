@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.artifacts import local_copy
 from llm_magics.errors import ConfigError, did_you_mean, one_of
 from llm_magics.loader import BaseModel, check_model_path, check_target_modules, load_tokenizer, resolve_adapter
 from llm_magics.refs import LATEST, CheckpointRef, parse_ref
@@ -24,6 +23,7 @@ from llm_magics.secrets import masked
 from llm_magics.store import now
 from llm_magics.training.recorder import Recorder
 from llm_magics.training.train import TrainJob, trainer_arguments
+from llm_magics.uploads import local_copy
 
 if TYPE_CHECKING:
     from llm_magics.config import LLMTrainingConfiguration

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from llm_magics import unsaved
-from llm_magics.artifacts import delete
 from llm_magics.errors import RunError
 from llm_magics.run import RunState
 from llm_magics.secrets import redact_text
@@ -241,7 +240,7 @@ class Recorder:
         for record in candidates:
             if record["_id"] not in protected:
                 try:
-                    delete(self.store, record)
+                    self.store.remove_checkpoint(record)
                 except _unreachable():
                     return
                 self.state.checkpoints = [c for c in self.state.checkpoints if c["_id"] != record["_id"]]

@@ -13,7 +13,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.api import load_llm
-from llm_magics.artifacts import delete
 from llm_magics.display import Comparison, is_number, shown, shown_time, text_table
 from llm_magics.widgets.compare import runs_comparison_html
 from llm_magics.widgets.progress import probes_html
@@ -247,7 +246,7 @@ class CheckpointBrowser:
         for record in chosen:
             if record["selected"]:
                 self.db.store.select_checkpoint(self.model.value, None)
-            delete(self.db.store, record)
+            self.db.store.remove_checkpoint(record)
         self._hide_confirm()
         steps = html.escape(", ".join(shown(r.get("step")) for r in chosen))
         self._say(f"deleted {len(chosen)} checkpoint(s): steps {steps}")
