@@ -164,6 +164,13 @@ class LLMTrainingConfiguration(SFTConfig):
     gradient_checkpointing: bool | None = field(
         default=None, metadata=_help("Recompute activations to save memory (slower).")
     )
+    resume_from_checkpoint: bool | str | int | None = field(
+        default=None,
+        metadata=_help(
+            "Continue from a checkpoint of this model: true (the latest), a step, 'RUN:STEP' or 'best'; "
+            "false or null: start fresh."
+        ),
+    )
 
     def __post_init__(self) -> None:
         # Validation only; see the module docstring for why TrainingArguments' own runs later.
@@ -234,6 +241,7 @@ class LLMTrainingConfiguration(SFTConfig):
         if values["activation_checkpointing"] is None:
             values["activation_checkpointing"] = bool(checkpointing)
         values["gradient_checkpointing"] = None
+        values["resume_from_checkpoint"] = None  # where to resume is the run's plan, passed to train()
         if not torch.cuda.is_available():
             values["dataloader_pin_memory"] = False
             # accelerate treats several CPU processes (Ray workers) as one job only with use_cpu

@@ -50,3 +50,16 @@ def test_a_checkpoint_whose_files_changed_is_not_resumed(db, tiny_path):
         llm.fit(select="d", db=db, configuration=small_config(max_steps=4), resume_from_checkpoint=True)
     with pytest.raises(ModelError, match="missing or changed"):
         llm.predict("hi")
+
+
+def test_resume_from_checkpoint_true_or_false_in_the_cell_as_in_python(shell, db):
+    """``resume_from_checkpoint: true`` is the Trainer's way to say "the latest"; false starts fresh."""
+    db["docs"].insert_many(qa_docs(30))
+    body = "model: {{ base_path }}\ndata: docs\nlora_r: 4\nmax_steps: 6\nsave_steps: 2\n"
+    shell.run("%%llm_finetune m -o first\n" + body.replace("max_steps: 6", "max_steps: 4"))
+    shell.run("%%llm_finetune m -o latest\nresume_from_checkpoint: true\n" + body)
+    shell.run("%%llm_finetune m -o fresh\nresume_from_checkpoint: false\n" + body)
+    assert shell.ns["latest"].metrics["step"].tolist() == [5, 6]
+    assert shell.ns["latest"].record["resumed_from"] == f"{shell.ns['first'].id}-4"
+    assert shell.ns["fresh"].metrics["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert shell.ns["fresh"].record["resumed_from"] is None

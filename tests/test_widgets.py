@@ -233,6 +233,22 @@ def test_generate_and_compare_escape_the_prompt_and_answers(trained):
         browser.close()
 
 
+def test_generating_with_a_checkpoint_pruned_meanwhile_says_so_and_refreshes(trained):
+    db, _ = trained
+    browser = CheckpointBrowser(db, "browsed", refresh_interval=3600)  # no polling: the list is stale
+    try:
+        browser.prompt.value = "hi"
+        select_step(browser, 2)
+        (record,) = [browser.records[i] for i in browser.table.value]
+        db.store.remove_checkpoint(record)  # save_total_limit, or another kernel, removes it
+        browser.generate_button.click()
+        wait_for(lambda: "is gone" in browser.message.value, lambda: browser.message.value)
+        assert f"checkpoint {record['run']}:2 is gone (pruned or deleted" in browser.message.value
+        assert record["_id"] not in dict(browser.table.options).values() and "llm-answer" not in browser.output.value
+    finally:
+        browser.close()
+
+
 def test_the_browser_refreshes_when_a_background_run_records_checkpoints(trained, tiny_path):
     db, _ = trained
     browser = CheckpointBrowser(db, "browsed", refresh_interval=0.2)

@@ -107,7 +107,7 @@ def plan_run(
     if where.ray_address != config.ray_address and where.backend == "ray":
         config = dataclasses.replace(config, ray_address=where.ray_address)  # recorded with the run
     path = check_model_path(config.model)
-    resume_from = _resume_point(db, name, resume)
+    resume_from = _resume_point(db, name, resume if resume is not None else config.resume_from_checkpoint)
     if resume_from is not None:
         _check_same_base(db, resume_from, path)
     adapter = resolve_adapter(db, config.adapter_id)

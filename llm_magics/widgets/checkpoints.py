@@ -262,6 +262,8 @@ class CheckpointBrowser:
             self._say("write a prompt first")
             return
         chosen = [self.records[i] for i in self.table.value if i in self.records]
+        if not self._still_there(chosen):
+            return
         ref = self._ref(chosen[0]) if len(chosen) == 1 else None
         self._say("generating…")
         answer = self._answer(ref, prompt)
@@ -272,7 +274,7 @@ class CheckpointBrowser:
         """Answers the prompt with two selected checkpoints, side by side."""
         chosen = self._selection(2)
         prompt = self.prompt.value
-        if not chosen:
+        if not chosen or not self._still_there(chosen):
             return
         if not prompt.strip():
             self._say("write a prompt first")
@@ -281,6 +283,18 @@ class CheckpointBrowser:
         answers = {self._ref(r): [self._answer(self._ref(r), prompt)] for r in chosen}
         self.output.value = Comparison(self.model.value, [prompt], answers)._repr_html_()
         self._say("compared")
+
+    def _still_there(self, chosen: list[dict[str, Any]]) -> bool:
+        """Whether the selected checkpoints still exist; if one was pruned or deleted since the list
+        was read, says so and reads the list again."""
+        ids = [record["_id"] for record in chosen]
+        found = {doc["_id"] for doc in self.db.store.checkpoints.find({"_id": {"$in": ids}}, {"_id": 1})}
+        gone = [record for record in chosen if record["_id"] not in found]
+        if gone:
+            self.refresh()
+            names = ", ".join(html.escape(self._ref(record)) for record in gone)
+            self._say(f"checkpoint {names} is gone (pruned or deleted since the list was read); the list is refreshed")
+        return not gone
 
     def _answer(self, ref: str | None, prompt: str) -> str:
         """The checkpoint's answer: generated text, or a classifier's label."""
