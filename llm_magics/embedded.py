@@ -1,189 +1,69 @@
-"""The default database: mongomock's query engine over documents kept in one SQLite file.
+"""The default database: mongomock's query engine over documents kept in one SQLite file, shared
+by threads and by processes (two kernels, a training process and the kernel watching it).
 
-Why not montydb: its SQLite storage cannot be shared between threads (a background training run
-writes while the kernel reads), it scans and decodes every stored document on each query, and its
-query semantics differ from the mongomock store the tests use. Here every read is served from
-memory by the same engine as ``mongomock://``; every write is a SQLite transaction (WAL, so a
-``kill -9`` loses at most the write in flight and never corrupts the file); and a change
-committed by another process (another kernel, a Ray worker) is noticed through SQLite's
-``data_version`` and reloaded before the next read.
+Why not montydb: its SQLite storage cannot be shared between threads, it decodes every stored
+document on each query, and its query semantics differ from the mongomock store the tests use.
+
+How it stays right with several processes:
+
+- Reads are served from memory by mongomock. A collection is read from the file when first used,
+  and after another process's commit (SQLite's ``data_version`` says so) only the documents that
+  changed are read again (``embedded_file``).
+- A write operation (``insert_many``, ``update_one``, ``create_index``...) is one SQLite
+  ``BEGIN IMMEDIATE`` transaction, which keeps every other writer out. Inside it the collection
+  first catches up with what is committed, then mongomock applies the operation to the current
+  documents (so two processes' ``$set`` of different fields both stay, and a duplicate ``_id`` or a
+  unique index raises ``DuplicateKeyError`` wherever it was inserted first), then the changed
+  documents are written and committed. After the commit nothing can raise. A transaction that
+  fails before its commit leaves the file as it was, and memory is read back from it.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
+import functools
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import bson
 import mongomock
+from mongomock import helpers
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS collections (
-    db TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 0,
-    indexes BLOB, PRIMARY KEY (db, name));
-CREATE TABLE IF NOT EXISTS documents (
-    db TEXT NOT NULL, name TEXT NOT NULL, key BLOB NOT NULL, doc BLOB NOT NULL,
-    PRIMARY KEY (db, name, key));
-"""
+from llm_magics.embedded_file import Head, StoreFile
+
+# the collection operations that write: each runs in one transaction
+_WRITES = (
+    "insert_one",
+    "insert_many",
+    "update_one",
+    "update_many",
+    "replace_one",
+    "delete_one",
+    "delete_many",
+    "find_one_and_delete",
+    "find_one_and_replace",
+    "find_one_and_update",
+    "bulk_write",
+    "create_index",
+    "create_indexes",
+    "drop_index",
+    "drop_indexes",
+)
 
 
-class _File:
-    """The SQLite file: one connection shared by all threads, one transaction per write."""
-
-    def __init__(self, path: Path):
-        self.lock = threading.RLock()
-        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute("PRAGMA synchronous=NORMAL")
-        self._connection.executescript(_SCHEMA)
-
-    def data_version(self) -> int:
-        return self._connection.execute("PRAGMA data_version").fetchone()[0]
-
-    def versions(self) -> dict[tuple[str, str], int]:
-        rows = self._connection.execute("SELECT db, name, version FROM collections")
-        return {(db, name): version for db, name, version in rows}
-
-    def load(self, db: str, name: str) -> tuple[list[bytes], bytes | None]:
-        rows = self._connection.execute("SELECT doc FROM documents WHERE db=? AND name=? ORDER BY rowid", (db, name))
-        docs = [row[0] for row in rows]
-        found = self._connection.execute("SELECT indexes FROM collections WHERE db=? AND name=?", (db, name)).fetchone()
-        return docs, found[0] if found else None
-
-    def write(self, db: str, name: str, sql: str, params: tuple) -> tuple[int, int]:
-        """Runs one statement and bumps the collection's version in one transaction.
-
-        Returns the version before and after, so the caller can tell whether another
-        process changed the collection in between.
-        """
-        with self.lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                before = self._connection.execute(
-                    "SELECT version FROM collections WHERE db=? AND name=?", (db, name)
-                ).fetchone()
-                self._connection.execute(
-                    "INSERT INTO collections (db, name, version) VALUES (?, ?, 1) "
-                    "ON CONFLICT (db, name) DO UPDATE SET version = version + 1",
-                    (db, name),
-                )
-                if sql:
-                    self._connection.execute(sql, params)
-                self._connection.execute("COMMIT")
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-        old = before[0] if before else 0
-        return old, old + 1
-
-    def drop(self, db: str, name: str) -> None:
-        with self.lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            self._connection.execute("DELETE FROM documents WHERE db=? AND name=?", (db, name))
-            self._connection.execute("DELETE FROM collections WHERE db=? AND name=?", (db, name))
-            self._connection.execute("COMMIT")
-
-    def close(self) -> None:
-        self._connection.close()
+def _key(memory_key: Any) -> bytes:
+    """A document's key in the file: its ``_id`` as BSON."""
+    return bson.encode({"_id": memory_key})
 
 
-def _key(object_id: object) -> bytes:
-    return bson.encode({"_id": object_id})
-
-
-class _Collection(CollectionStore):
-    def __init__(self, server: EmbeddedServer, db: str, name: str):
-        super().__init__(name)
-        self._server, self._db = server, db
-
-    # reads: refresh first, so a write by another process is seen
-    def __contains__(self, key: Any) -> bool:
-        self._server.refresh()
-        return super().__contains__(key)
-
-    def __getitem__(self, key: Any) -> Any:
-        self._server.refresh()
-        return super().__getitem__(key)
-
-    def __len__(self) -> int:
-        self._server.refresh()
-        return super().__len__()
-
-    @property
-    def documents(self) -> Any:
-        self._server.refresh()
-        return super().documents
-
-    @property
-    def is_created(self) -> bool:
-        return bool(self._documents or self.indexes or self._is_force_created)
-
-    # writes: SQLite first, memory after, so a failed write changes neither
-    def __setitem__(self, key: Any, value: dict[str, Any]) -> None:
-        self._write(
-            "INSERT INTO documents (db, name, key, doc) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (db, name, key) DO UPDATE SET doc = excluded.doc",
-            (self._db, self.name, _key(key), bson.encode(value)),
-        )
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: Any) -> None:
-        self._write("DELETE FROM documents WHERE db=? AND name=? AND key=?", (self._db, self.name, _key(key)))
-        super().__delitem__(key)
-
-    def create(self) -> None:
-        self._write("", ())
-        super().create()
-
-    def create_index(self, index_name: str, index_dict: dict[str, Any]) -> None:
-        super().create_index(index_name, index_dict)
-        self._save_indexes()
-
-    def drop_index(self, index_name: str) -> None:
-        super().drop_index(index_name)
-        self._save_indexes()
-
-    def drop(self) -> None:
-        self._server.file.drop(self._db, self.name)
-        self._server.forget(self._db, self.name)
-        super().drop()
-
-    def _save_indexes(self) -> None:
-        self._write(
-            "UPDATE collections SET indexes=? WHERE db=? AND name=?",
-            (bson.encode({"indexes": _plain_indexes(self.indexes)}), self._db, self.name),
-        )
-
-    def _write(self, sql: str, params: tuple) -> None:
-        before, after = self._server.file.write(self._db, self.name, sql, params)
-        self._server.wrote(self._db, self.name, before, after)
-
-    def persist(self, key: Any) -> None:
-        """Writes the in-memory document ``key`` (changed in place by an update) to the file."""
-        doc = self._documents.get(key)
-        if doc is not None:
-            self._write(
-                "UPDATE documents SET doc=? WHERE db=? AND name=? AND key=?",
-                (bson.encode(doc), self._db, self.name, _key(key)),
-            )
-
-    def _reload(self, docs: list[bytes], indexes: bytes | None, exists: bool = True) -> None:
-        loaded = OrderedDict()
-        for raw in docs:
-            doc = bson.decode(raw)
-            loaded[doc["_id"]] = doc
-        with self._rwlock.writer():
-            self._documents = loaded
-        stored = bson.decode(indexes)["indexes"] if indexes else {}
-        # BSON has no tuples; mongomock compares index keys as lists of (field, direction) tuples
-        self.indexes = {
-            name: {**index, "key": [tuple(pair) for pair in index["key"]]} for name, index in stored.items()
-        }
-        self._is_force_created = exists
+def _memory_key(object_id: Any) -> Any:
+    """A document's key in mongomock's memory (a mapping ``_id`` is kept hashable)."""
+    return helpers.hashdict(object_id) if isinstance(object_id, dict) else object_id
 
 
 def _plain_indexes(indexes: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +74,191 @@ def _plain_indexes(indexes: dict[str, Any]) -> dict[str, Any]:
         if isinstance(index.get("partialFilterExpression"), dict):
             plain[name]["partialFilterExpression"] = dict(index["partialFilterExpression"])
     return plain
+
+
+@dataclass
+class _Changed:
+    """What one transaction changed in one collection's memory."""
+
+    upserts: set[Any] = field(default_factory=set)
+    deletes: set[Any] = field(default_factory=set)
+    indexes: bool = False
+    created: bool = False
+    dropped: bool = False
+
+
+@dataclass
+class _Transaction:
+    """A write in progress: the collections it caught up and what it changed in each."""
+
+    synced: set[int] = field(default_factory=set)
+    changed: dict[_Collection, _Changed] = field(default_factory=dict)
+
+    def of(self, collection: _Collection) -> _Changed:
+        return self.changed.setdefault(collection, _Changed())
+
+
+class _Collection(CollectionStore):
+    """One collection's documents in memory, caught up with the file before each use."""
+
+    def __init__(self, server: EmbeddedServer, db: str, name: str):
+        self._server, self._db = server, db
+        self._indexes: dict[str, Any] = {}
+        self._loaded = self._stale = False
+        self._known = 0  # the collection's version that memory holds
+        self._created = False
+        super().__init__(name)
+
+    # --- reads: memory, after catching up with the file ---
+
+    @property
+    def indexes(self) -> dict[str, Any]:
+        self._sync()
+        return self._indexes
+
+    @indexes.setter
+    def indexes(self, value: dict[str, Any]) -> None:
+        self._indexes = value
+
+    def __contains__(self, key: Any) -> bool:
+        self._sync()
+        return super().__contains__(key)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._sync()
+        return super().__getitem__(key)
+
+    def __len__(self) -> int:
+        self._sync()
+        return super().__len__()
+
+    @property
+    def documents(self) -> Iterator[dict[str, Any]]:
+        self._sync()
+        return super().documents
+
+    @property
+    def is_created(self) -> bool:
+        self._sync()
+        return bool(self._documents or self._indexes or self._created or self._is_force_created)
+
+    def _sync(self) -> None:
+        server = self._server
+        with server.file.lock:
+            transaction = server.transaction_here()
+            if transaction is not None:
+                if id(self) not in transaction.synced:  # the committed state, under the write lock
+                    self._catch_up()
+                    transaction.synced.add(id(self))
+                return
+            server.refresh()
+            if self._loaded and not self._stale:
+                return
+            server.file.begin(write=False)  # one snapshot for the version and the rows
+            try:
+                self._catch_up()
+            finally:
+                server.file.commit()
+
+    def _catch_up(self) -> None:
+        file = self._server.file
+        head = file.head(self._db, self.name)
+        if not self._loaded or self._known < head.floor or head.version < self._known:
+            self._replace(file.documents(self._db, self.name), head)
+        elif head.version != self._known:
+            written, deleted = file.changes(self._db, self.name, self._known)
+            with self._rwlock.writer():
+                for raw in deleted:
+                    self._documents.pop(_memory_key(bson.decode(raw)["_id"]), None)
+                for raw in written:
+                    document = bson.decode(raw)
+                    self._documents[_memory_key(document["_id"])] = document
+            self._set_indexes(head)
+        self._known, self._loaded, self._stale = head.version, True, False
+
+    def _replace(self, raws: list[bytes], head: Head) -> None:
+        documents: OrderedDict[Any, dict[str, Any]] = OrderedDict()
+        for raw in raws:
+            document = bson.decode(raw)
+            documents[_memory_key(document["_id"])] = document
+        with self._rwlock.writer():
+            self._documents = documents
+        self._set_indexes(head)
+
+    def _set_indexes(self, head: Head) -> None:
+        stored = bson.decode(head.indexes)["indexes"] if head.indexes else {}
+        # BSON has no tuples; mongomock compares index keys as lists of (field, direction) tuples
+        self._indexes = {
+            name: {**index, "key": [tuple(pair) for pair in index["key"]]} for name, index in stored.items()
+        }
+        self._ttl_indexes = {n: i for n, i in self._indexes.items() if i.get("expireAfterSeconds") is not None}
+        self._created = head.created
+
+    # --- writes: memory now, the file when the transaction ends ---
+
+    def __setitem__(self, key: Any, value: dict[str, Any]) -> None:
+        with self._server.transaction() as transaction:
+            self._sync()
+            super().__setitem__(key, value)
+            changed = transaction.of(self)
+            changed.upserts.add(key)
+            changed.deletes.discard(key)
+
+    def __delitem__(self, key: Any) -> None:
+        with self._server.transaction() as transaction:
+            self._sync()
+            super().__delitem__(key)
+            changed = transaction.of(self)
+            changed.deletes.add(key)
+            changed.upserts.discard(key)
+
+    def updated(self, document: dict[str, Any]) -> None:
+        """mongomock changed ``document`` in place (an update): it is written with the transaction."""
+        with self._server.transaction() as transaction:
+            transaction.of(self).upserts.add(_memory_key(document["_id"]))
+
+    def create(self) -> None:
+        with self._server.transaction() as transaction:
+            self._sync()
+            super().create()
+            transaction.of(self).created = True
+
+    def create_index(self, index_name: str, index_dict: dict[str, Any]) -> None:
+        with self._server.transaction() as transaction:
+            self._sync()
+            super().create_index(index_name, index_dict)
+            transaction.of(self).indexes = True
+
+    def drop_index(self, index_name: str) -> None:
+        with self._server.transaction() as transaction:
+            self._sync()
+            super().drop_index(index_name)
+            transaction.of(self).indexes = True
+
+    def drop(self) -> None:
+        with self._server.transaction() as transaction:
+            self._sync()
+            super().drop()
+            self._indexes, self._created = {}, False
+            transaction.of(self).dropped = True
+
+    def write(self, changed: _Changed) -> int:
+        """Writes what a transaction changed (inside it); returns the collection's new version."""
+        file = self._server.file
+        if changed.dropped:
+            return file.clear(self._db, self.name, created=False)
+        present = [key for key in changed.upserts if key in self._documents]
+        upserts = [(_key(key), bson.encode(self._documents[key])) for key in present]
+        deletes = [_key(key) for key in changed.deletes | (changed.upserts - set(present))]
+        indexes = bson.encode({"indexes": _plain_indexes(self._indexes)}) if changed.indexes else None
+        return file.write(self._db, self.name, upserts, deletes, indexes)
+
+    def committed(self, version: int, changed: _Changed) -> None:
+        self._known, self._created = version, not changed.dropped
+
+    def forget(self) -> None:
+        """Memory may hold what a failed transaction did not write: read it again when next used."""
+        self._loaded = False
 
 
 class _Database(DatabaseStore):
@@ -209,16 +274,27 @@ class _Database(DatabaseStore):
             return col
 
     def list_created_collection_names(self) -> list[str]:
-        self._server.refresh()
-        return super().list_created_collection_names()
+        with self._server.file.lock:
+            self._server.refresh()
+            return self._server.file.collection_names(self._name)
+
+    @property
+    def is_created(self) -> bool:
+        return bool(self.list_created_collection_names())
 
     def rename(self, name: str, new_name: str) -> None:
-        # mongomock renames in memory only; copy through the file so the new name persists
-        old = self[name]
-        target = self[new_name]
-        for doc in list(old.documents):
-            target[doc["_id"]] = doc
-        old.drop()
+        """Moves the documents and indexes of ``name`` to ``new_name`` in one transaction."""
+        with self._server.transaction():
+            source, target = self[name], self[new_name]
+            source._sync()
+            file = self._server.file
+            file.clear(self._name, new_name, created=True)
+            documents = [(_key(key), bson.encode(doc)) for key, doc in source._documents.items()]
+            indexes = bson.encode({"indexes": _plain_indexes(source._indexes)})
+            file.write(self._name, new_name, documents, [], indexes)
+            file.clear(self._name, name, created=False)
+            source.forget()
+            target.forget()
 
 
 class EmbeddedServer(ServerStore):
@@ -226,10 +302,10 @@ class EmbeddedServer(ServerStore):
 
     def __init__(self, path: Path):
         super().__init__()
-        self.file = _File(path)
-        self._known: dict[tuple[str, str], int] = {}
+        self.file = StoreFile(path)
         self._data_version: int | None = None
-        self.refresh()
+        self._transaction: _Transaction | None = None
+        self._owner: int | None = None  # the thread whose transaction it is
 
     def __getitem__(self, db_name: str) -> _Database:
         try:
@@ -239,71 +315,91 @@ class EmbeddedServer(ServerStore):
             return db
 
     def list_created_database_names(self) -> list[str]:
-        self.refresh()
-        return super().list_created_database_names()
+        with self.file.lock:
+            return self.file.database_names()
 
     def refresh(self) -> None:
-        """Reloads the collections that another connection changed since the last look."""
+        """After another process's commit, every collection in memory catches up when next used."""
         with self.file.lock:
             version = self.file.data_version()
             if version == self._data_version:
                 return
             self._data_version = version
-            current = self.file.versions()
-            for db, name in list(self._known):
-                if (db, name) not in current:
-                    self[db][name]._reload([], None, exists=False)
-                    self._known.pop((db, name))
-            for (db, name), stored in current.items():
-                if self._known.get((db, name)) != stored:
-                    self[db][name]._reload(*self.file.load(db, name))
-                    self._known[(db, name)] = stored
+            for db in self._databases.values():
+                for collection in db._collections.values():
+                    collection._stale = True
 
-    def wrote(self, db: str, name: str, before: int, after: int) -> None:
-        """Notes our own write; if another process wrote in between, reload that collection."""
-        with self.file.lock:
-            stale = self._known.get((db, name), 0) != before
-            self._known[(db, name)] = after
-            if stale:
-                self[db][name]._reload(*self.file.load(db, name))
+    def transaction_here(self) -> _Transaction | None:
+        """The write transaction this thread is in, if any (the caller holds ``file.lock``)."""
+        return self._transaction if self._owner == threading.get_ident() else None
 
-    def forget(self, db: str, name: str) -> None:
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_Transaction]:
+        """One write: joins the one this thread is in, or begins, writes what changed, commits."""
         with self.file.lock:
-            self._known.pop((db, name), None)
+            current = self.transaction_here()
+            if current is not None:
+                yield current
+                return
+            self.file.begin()
+            transaction = self._transaction = _Transaction()
+            self._owner = threading.get_ident()
+            committed = False
+            try:
+                try:
+                    yield transaction
+                finally:  # what the operation changed is written even when it raised part-way,
+                    # as MongoDB keeps the first inserts of an insert_many that stops at a duplicate
+                    self._transaction = self._owner = None
+                    versions = {c: c.write(changed) for c, changed in transaction.changed.items()}
+                    self.file.commit()
+                    committed = True
+                    for collection, version in versions.items():
+                        collection.committed(version, transaction.changed[collection])
+            except BaseException:
+                if not committed:
+                    self.file.rollback()
+                    for collection in transaction.changed:
+                        collection.forget()
+                raise
 
     def close(self) -> None:
         self.file.close()
 
 
-_touched = threading.local()
-
-
 class _UpdatingCollection(mongomock.Collection):
-    """mongomock changes updated documents in place; this writes each changed one to the file."""
-
-    def _update(self, *args: Any, **kwargs: Any) -> Any:
-        ids: list[Any] = []
-        _touched.ids = ids
-        try:
-            return super()._update(*args, **kwargs)
-        finally:
-            _touched.ids = None
-            for key in dict.fromkeys(ids):
-                self._store.persist(key)
+    """A mongomock collection whose write operations are one transaction each, and whose updates
+    in place are written."""
 
     def _apply_update_document(self, existing_document: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        self._note(existing_document)
-        return super()._apply_update_document(existing_document, *args, **kwargs)
+        result = super()._apply_update_document(existing_document, *args, **kwargs)
+        self._store.updated(existing_document)
+        return result
 
     def _apply_update_pipeline(self, existing_document: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        self._note(existing_document)
-        return super()._apply_update_pipeline(existing_document, *args, **kwargs)
+        result = super()._apply_update_pipeline(existing_document, *args, **kwargs)
+        self._store.updated(existing_document)
+        return result
 
-    @staticmethod
-    def _note(document: dict[str, Any]) -> None:
-        ids = getattr(_touched, "ids", None)
-        if ids is not None and "_id" in document:
-            ids.append(document["_id"])
+    def with_options(self, *args: Any, **kwargs: Any) -> Any:
+        other = super().with_options(*args, **kwargs)
+        other.__class__ = _UpdatingCollection  # mongomock builds a plain Collection: same fields, our writes
+        return other
+
+
+def _in_one_transaction(name: str) -> Any:
+    operation = getattr(mongomock.Collection, name)
+
+    @functools.wraps(operation)
+    def write(self: _UpdatingCollection, *args: Any, **kwargs: Any) -> Any:
+        with self._store._server.transaction():
+            return operation(self, *args, **kwargs)
+
+    return write
+
+
+for _name in _WRITES:
+    setattr(_UpdatingCollection, _name, _in_one_transaction(_name))
 
 
 class _UpdatingDatabase(mongomock.Database):
@@ -318,6 +414,11 @@ class _UpdatingDatabase(mongomock.Database):
                 _db_store=self._store,
             )
         return super().get_collection(name, *args, **kwargs)
+
+    def with_options(self, *args: Any, **kwargs: Any) -> Any:
+        other = super().with_options(*args, **kwargs)
+        other.__class__ = _UpdatingDatabase  # mongomock builds a plain Database: same fields, our collections
+        return other
 
 
 class EmbeddedClient(mongomock.MongoClient):

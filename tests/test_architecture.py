@@ -16,7 +16,7 @@ LAYERS = [
     ["errors", "secrets", "devices", "cache", "processes", "unsaved"],
     ["cell", "query", "refs"],
     ["validation", "config"],
-    ["artifacts", "uploads", "store", "embedded", "db", "run"],
+    ["artifacts", "uploads", "store", "embedded_file", "embedded", "db", "run"],
     ["loader"],
     ["data", "generate"],
     [

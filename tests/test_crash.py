@@ -80,23 +80,16 @@ SERVER = textwrap.dedent(
                         os.unlink = unlink_then_die
                 return rmtree(path, *args, **kwargs)
             shutil.rmtree = dying_rmtree
-        elif kind == "commit":  # inside a SQLite transaction, before its COMMIT
-            from llm_magics import embedded
-            original = embedded._File.__init__
-            def init(self, path):
-                original(self, path)
-                connection, calls = self._connection, [0]
-                class Dying:
-                    def execute(self, sql, *args):
-                        if sql == "COMMIT":
-                            calls[0] += 1
-                            if calls[0] == count:
-                                die()
-                        return connection.execute(sql, *args)
-                    def __getattr__(self, name):
-                        return getattr(connection, name)
-                self._connection = Dying()
-            embedded._File.__init__ = init
+        elif kind == "commit":  # inside a write transaction, its changes made, before its COMMIT
+            from llm_magics.embedded_file import StoreFile
+            commit, calls = StoreFile.commit, [0]
+            def dying_commit(self):
+                if self.writing:
+                    calls[0] += 1
+                    if calls[0] == count:
+                        die()
+                return commit(self)
+            StoreFile.commit = dying_commit
         elif "delay" in scenario:  # tells the test when the first step is done: its delay counts from there
             from llm_magics.training.recorder import Recorder
             on_log = Recorder._on_log
