@@ -62,6 +62,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "data_path": ["--docs", "5000"],
             "background": ["--steps", "10"],
             "view_overhead": ["--steps", "50", "--rounds", "1"],
+            "store": ["--sizes", "10000", "--neighbours", "5000", "20000"],
         }
     else:
         sizes = {
@@ -71,9 +72,10 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "data_path": ["--docs", "100000"],
             "background": ["--steps", "100", "--rounds", "2"],
             "view_overhead": ["--steps", "500", "--rounds", "15"],
+            "store": ["--sizes", "100000", "1000000", "--neighbours", "5000", "100000"],
         }
     steps = [
-        (name, [f"{name}.py", *args, *([] if name in ("load_ext", "data_path") else cpu)])
+        (name, [f"{name}.py", *args, *([] if name in ("load_ext", "data_path", "store") else cpu)])
         for name, args in sizes.items()
     ]
     if not cuda:

@@ -95,7 +95,10 @@ class _Transaction:
     changed: dict[_Collection, _Changed] = field(default_factory=dict)
 
     def of(self, collection: _Collection) -> _Changed:
-        return self.changed.setdefault(collection, _Changed())
+        changed = self.changed.get(collection)
+        if changed is None:
+            changed = self.changed[collection] = _Changed()
+        return changed
 
 
 class _Collection(CollectionStore):
@@ -144,6 +147,9 @@ class _Collection(CollectionStore):
 
     def _sync(self) -> None:
         server = self._server
+        transaction = server.transaction_here()
+        if transaction is not None and id(self) in transaction.synced:
+            return  # caught up already in this write (most calls of a large insert_many)
         with server.file.lock:
             transaction = server.transaction_here()
             if transaction is not None:
@@ -197,20 +203,28 @@ class _Collection(CollectionStore):
     # --- writes: memory now, the file when the transaction ends ---
 
     def __setitem__(self, key: Any, value: dict[str, Any]) -> None:
-        with self._server.transaction() as transaction:
-            self._sync()
-            super().__setitem__(key, value)
-            changed = transaction.of(self)
-            changed.upserts.add(key)
-            changed.deletes.discard(key)
+        transaction = self._server.transaction_here()
+        if transaction is None:  # a write outside an operation (mongomock's own): one of its own
+            with self._server.transaction():
+                self[key] = value
+            return
+        self._sync()
+        super().__setitem__(key, value)
+        changed = transaction.of(self)
+        changed.upserts.add(key)
+        changed.deletes.discard(key)
 
     def __delitem__(self, key: Any) -> None:
-        with self._server.transaction() as transaction:
-            self._sync()
-            super().__delitem__(key)
-            changed = transaction.of(self)
-            changed.deletes.add(key)
-            changed.upserts.discard(key)
+        transaction = self._server.transaction_here()
+        if transaction is None:
+            with self._server.transaction():
+                del self[key]
+            return
+        self._sync()
+        super().__delitem__(key)
+        changed = transaction.of(self)
+        changed.deletes.add(key)
+        changed.upserts.discard(key)
 
     def updated(self, document: dict[str, Any]) -> None:
         """mongomock changed ``document`` in place (an update): it is written with the transaction."""
@@ -330,7 +344,8 @@ class EmbeddedServer(ServerStore):
                     collection._stale = True
 
     def transaction_here(self) -> _Transaction | None:
-        """The write transaction this thread is in, if any (the caller holds ``file.lock``)."""
+        """The write transaction this thread is in, if any. (No lock needed: only this thread sets
+        or clears its own.)"""
         return self._transaction if self._owner == threading.get_ident() else None
 
     @contextlib.contextmanager

@@ -9,6 +9,8 @@ process that knew a version below the purged ones (``floor``) reloads the collec
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -55,11 +57,18 @@ class Head:
 
 class StoreFile:
     """One connection shared by this process's threads (``lock`` serializes them); a write is one
-    ``BEGIN IMMEDIATE`` transaction, which also keeps other processes' writers out."""
+    ``BEGIN IMMEDIATE`` transaction, which also keeps other processes' writers out.
+
+    Writers of several processes take turns through a lock file first: SQLite's own wait for a busy
+    database sleeps longer and longer between tries, so a process that writes in a tight loop
+    would keep another one waiting for seconds; the kernel wakes a process waiting for the lock
+    file as soon as it is free.
+    """
 
     def __init__(self, path: Path):
         self.lock = threading.RLock()
         self.writing = False  # whether the open transaction is a write
+        self._turns = _open_turns(path.with_name(path.name + ".lock"))
         self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
@@ -87,17 +96,30 @@ class StoreFile:
     # --- transactions (the caller holds ``lock``) ---
 
     def begin(self, write: bool = True) -> None:
-        self._connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        self.writing = write
+        if not write:
+            self._connection.execute("BEGIN")
+            return
+        _take_turn(self._turns)
+        try:
+            self._connection.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            _end_turn(self._turns)
+            raise
+        self.writing = True
 
     def commit(self) -> None:
         self._connection.execute("COMMIT")
-        self.writing = False
+        self._done()
 
     def rollback(self) -> None:
         if self._connection.in_transaction:
             self._connection.execute("ROLLBACK")
-        self.writing = False
+        self._done()
+
+    def _done(self) -> None:
+        if self.writing:
+            self.writing = False
+            _end_turn(self._turns)
 
     @property
     def in_transaction(self) -> bool:
@@ -162,9 +184,10 @@ class StoreFile:
             "ON CONFLICT (db, name, key) DO UPDATE SET doc=excluded.doc, version=excluded.version",
             rows,
         )
-        self._connection.executemany(
-            "DELETE FROM tombstones WHERE db=? AND name=? AND key=?", [(db, name, row[2]) for row in rows]
-        )
+        if self._has_tombstones(db, name):  # a deleted document written again is no longer deleted
+            self._connection.executemany(
+                "DELETE FROM tombstones WHERE db=? AND name=? AND key=?", [(db, name, row[2]) for row in rows]
+            )
         gone = [(db, name, key) for key in deletes]
         self._connection.executemany("DELETE FROM documents WHERE db=? AND name=? AND key=?", gone)
         self._connection.executemany(
@@ -195,6 +218,10 @@ class StoreFile:
         )
         return version
 
+    def _has_tombstones(self, db: str, name: str) -> bool:
+        found = self._connection.execute("SELECT 1 FROM tombstones WHERE db=? AND name=? LIMIT 1", (db, name))
+        return found.fetchone() is not None
+
     def _purge_tombstones(self, db: str, name: str) -> None:
         count = self._connection.execute(
             "SELECT count(*) FROM tombstones WHERE db=? AND name=?", (db, name)
@@ -210,3 +237,30 @@ class StoreFile:
 
     def close(self) -> None:
         self._connection.close()
+        if self._turns is not None:
+            os.close(self._turns)
+
+
+def _open_turns(path: Path) -> int | None:
+    """The lock file writers take turns through (None where there is no ``fcntl``: Windows)."""
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return None
+    with contextlib.suppress(OSError):
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    return None
+
+
+def _take_turn(turns: int | None) -> None:
+    if turns is not None:
+        import fcntl
+
+        fcntl.flock(turns, fcntl.LOCK_EX)
+
+
+def _end_turn(turns: int | None) -> None:
+    if turns is not None:
+        import fcntl
+
+        fcntl.flock(turns, fcntl.LOCK_UN)

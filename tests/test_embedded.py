@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from llm_magics import connect
 
 def reopen(path: Path):
     return connect(f"embedded://{path}")
+
+
+def in_another_process(path: Path, statement: str) -> None:
+    """Runs ``statement`` with ``db``, the same store opened by another process."""
+    code = f"from llm_magics import connect\ndb = connect('embedded://{path}')\n{statement}"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_documents_survive_a_new_connection(tmp_path):
@@ -86,3 +93,171 @@ def test_values_bson_cannot_hold_are_refused_and_nothing_is_written(tmp_path):
     with pytest.raises(Exception, match="encode"):
         db["x"].insert_one({"value": object()})
     assert reopen(tmp_path)["x"].count_documents({}) == 0
+
+
+STRESS = r"""
+import json, random, sys
+from pymongo.errors import DuplicateKeyError
+from llm_magics import connect
+
+path, me, ops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+shared = connect(f"embedded://{path}")["shared"]
+rng = random.Random(me)
+done = {"inc": {}, "set": {}, "mine": [], "deleted": [], "won": [], "lost": []}
+for i in range(ops):
+    kind, doc = rng.choice(["inc", "set", "insert", "delete", "race"]), rng.randrange(10)
+    if kind == "inc":
+        shared.update_one({"_id": doc}, {"$inc": {f"c{me}": 1}})
+        done["inc"][doc] = done["inc"].get(doc, 0) + 1
+    elif kind == "set":
+        shared.update_one({"_id": doc}, {"$set": {f"s{me}": i}})
+        done["set"][doc] = i
+    elif kind == "insert":
+        shared.insert_one({"_id": f"p{me}-{i}", "by": me})
+        done["mine"].append(f"p{me}-{i}")
+    elif kind == "delete" and done["mine"]:
+        gone = done["mine"].pop(rng.randrange(len(done["mine"])))
+        assert shared.delete_one({"_id": gone}).deleted_count == 1
+        done["deleted"].append(gone)
+    elif kind == "race":  # every process inserts the same ids: one wins each
+        try:
+            shared.insert_one({"_id": f"race-{i % 50}", "by": me})
+            done["won"].append(f"race-{i % 50}")
+        except DuplicateKeyError:
+            done["lost"].append(f"race-{i % 50}")
+print(json.dumps(done))
+"""
+
+
+@pytest.mark.slow
+def test_four_processes_interleaving_writes_lose_no_acknowledged_write(tmp_path):
+    """4 processes x 1,000 interleaved $inc, $set, inserts, deletes and duplicate inserts on shared
+    documents: every acknowledged write is there at the end, and nothing else."""
+    import json
+
+    reopen(tmp_path)["shared"].insert_many([{"_id": doc} for doc in range(10)])
+    workers = [
+        subprocess.Popen([sys.executable, "-c", STRESS, str(tmp_path), str(me), "1000"], stdout=subprocess.PIPE)
+        for me in range(4)
+    ]
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers)
+    done = [json.loads(out) for out in outputs]
+    final = {doc["_id"]: doc for doc in reopen(tmp_path)["shared"].find()}
+    for me, mine in enumerate(done):
+        for doc, count in mine["inc"].items():
+            assert final[int(doc)].get(f"c{me}") == count, (me, doc)  # no increment lost
+        for doc, value in mine["set"].items():
+            assert final[int(doc)].get(f"s{me}") == value, (me, doc)  # no $set undone by another's
+        assert all(final[kept]["by"] == me for kept in mine["mine"])
+        assert not any(gone in final for gone in mine["deleted"])
+        assert all(final[won]["by"] == me for won in mine["won"])
+    raced = {race for mine in done for race in mine["won"] + mine["lost"]}
+    winners = [won for mine in done for won in mine["won"]]
+    assert sorted(winners) == sorted(set(winners)) == sorted(raced)  # exactly one insert of each id won
+    expected = {*range(10), *raced, *(kept for mine in done for kept in mine["mine"])}
+    assert set(final) == expected  # and nothing else
+
+
+def test_an_insert_of_an_existing_id_fails_in_every_process(tmp_path):
+    from pymongo.errors import DuplicateKeyError
+
+    db = reopen(tmp_path)
+    db["d"].insert_one({"_id": "x", "v": 1})
+    db["u"].create_index("email", unique=True)
+    db["u"].insert_one({"email": "a@example.com"})
+    code = textwrap.dedent(f"""
+        from pymongo.errors import DuplicateKeyError
+        from llm_magics import connect
+        db = connect("embedded://{tmp_path}")
+        for collection, doc in (("d", {{"_id": "x", "v": 2}}), ("u", {{"email": "a@example.com"}})):
+            try:
+                db[collection].insert_one(doc)
+                print("inserted")
+            except DuplicateKeyError:
+                print("duplicate")
+    """)
+    seen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert seen.stdout.split() == ["duplicate", "duplicate"]
+    assert db["d"].find_one({"_id": "x"})["v"] == 1
+    with pytest.raises(DuplicateKeyError):
+        db["d"].insert_one({"_id": "x"})  # this process, already holding x in memory
+
+
+def test_updates_from_two_processes_to_one_document_both_stay(tmp_path):
+    db = reopen(tmp_path)
+    db["runs"].insert_one({"_id": "r", "a": 0, "b": 0})
+    db["runs"].find_one({"_id": "r"})  # this process holds the document in memory
+    in_another_process(tmp_path, "db['runs'].update_one({'_id': 'r'}, {'$set': {'b': 2}})")
+    db["runs"].update_one({"_id": "r"}, {"$set": {"a": 1}})  # applied to the committed document
+    assert reopen(tmp_path)["runs"].find_one({"_id": "r"}) == {"_id": "r", "a": 1, "b": 2}
+
+
+def test_a_delete_after_another_process_deleted_the_same_document_does_not_raise(tmp_path):
+    db = reopen(tmp_path)
+    db["c"].insert_many([{"_id": i} for i in range(3)])
+    assert db["c"].count_documents({}) == 3
+    in_another_process(tmp_path, "db['c'].delete_one({'_id': 1})")
+    assert db["c"].delete_one({"_id": 1}).deleted_count == 0  # gone already: nothing to do, no KeyError
+    assert db["c"].delete_one({"_id": 2}).deleted_count == 1
+    assert sorted(doc["_id"] for doc in reopen(tmp_path)["c"].find()) == [0]
+
+
+def test_collections_load_when_used_and_catch_up_on_what_changed(tmp_path):
+    """Opening the store reads no collection; after another process changes one document of 5,000,
+    the next read takes that document, not the 5,000."""
+    from llm_magics.embedded_file import StoreFile
+
+    seed = reopen(tmp_path)
+    seed["big"].insert_many([{"i": i} for i in range(5000)])
+    seed["small"].insert_one({"x": 1})
+    db = reopen(tmp_path)
+    server = db.client.server
+    assert db["small"].count_documents({}) == 1
+    assert not server["default"]["big"]._loaded  # only what was used is in memory
+    assert db["big"].count_documents({}) == 5000
+    in_another_process(tmp_path, "db['big'].update_one({'i': 7}, {'$set': {'seen': True}})")
+    read = {"whole": 0, "changed": []}
+    documents, changes = StoreFile.documents, StoreFile.changes
+
+    def whole(self, *args):
+        read["whole"] += 1
+        return documents(self, *args)
+
+    def changed(self, *args):
+        written, deleted = changes(self, *args)
+        read["changed"].append(len(written) + len(deleted))
+        return written, deleted
+
+    StoreFile.documents, StoreFile.changes = whole, changed
+    try:
+        assert db["big"].find_one({"i": 7})["seen"] is True
+    finally:
+        StoreFile.documents, StoreFile.changes = documents, changes
+    assert read == {"whole": 0, "changed": [1]}
+
+
+def test_a_store_written_by_the_previous_version_opens_and_keeps_working(tmp_path):
+    """The file of the version before per-document versions: no version column, no tombstones."""
+    import sqlite3
+
+    import bson
+
+    with sqlite3.connect(tmp_path / "store.sqlite") as old:
+        old.executescript(
+            "CREATE TABLE collections (db TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 0,"
+            " indexes BLOB, PRIMARY KEY (db, name));"
+            "CREATE TABLE documents (db TEXT NOT NULL, name TEXT NOT NULL, key BLOB NOT NULL, doc BLOB NOT NULL,"
+            " PRIMARY KEY (db, name, key));"
+        )
+        old.execute("INSERT INTO collections VALUES ('default', 'docs', 3, NULL)")
+        for i in range(3):
+            old.execute(
+                "INSERT INTO documents VALUES ('default', 'docs', ?, ?)",
+                (bson.encode({"_id": i}), bson.encode({"_id": i, "text": f"t{i}"})),
+            )
+    db = reopen(tmp_path)
+    assert sorted(doc["text"] for doc in db["docs"].find()) == ["t0", "t1", "t2"]
+    db["docs"].delete_one({"_id": 0})
+    db["docs"].update_one({"_id": 1}, {"$set": {"text": "changed"}})
+    assert sorted(doc["text"] for doc in reopen(tmp_path)["docs"].find()) == ["changed", "t2"]
