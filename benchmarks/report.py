@@ -248,8 +248,7 @@ def predict_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "why": f"A call took {extra:.2f} ms more than generate's {_ms(generate)} for"
                 f" {result['max_new_tokens']} tokens (medians). All of {arm} but `model.generate` (stubbed) takes"
                 f" {whole:.2f} ms a call; timed alone: {pieces}.{rest} The cost is fixed per call, so its share"
-                " falls with longer answers and larger models; resolving the checkpoint record once per"
-                " loaded model rather than on every call would shave the store's part.",
+                " falls with longer answers and larger models.",
             }
         )
     for shape, switch in result["switch"].items():

@@ -38,9 +38,9 @@ def load_llm(
     classifier. ``trust_remote_code`` allows a model whose record asks for its own code."""
     db.store.model(name)  # an unknown name fails with the close ones
     record = db.store.checkpoint(name, checkpoint)  # fails now, with the valid choices, if it does not exist
-    task = db.store.run_base(record["run"]).get("task")
-    cls = TextClassification if task == TextClassification.task else LLM
-    return cls.of_checkpoint(db, name, record, checkpoint, trust_remote_code=trust_remote_code)
+    recorded = db.store.run_base(record["run"])
+    cls = TextClassification if recorded.get("task") == TextClassification.task else LLM
+    return cls.of_checkpoint(db, name, record, checkpoint, recorded=recorded, trust_remote_code=trust_remote_code)
 
 
 class Database(DatabaseHandle):

@@ -71,22 +71,30 @@ class LLM:
         self.labels = list(labels or [])
         self._cache: ModelCache | None = None
         self._loaded_record: dict[str, Any] | None = None  # the checkpoint a load resolved, used until fit
+        self._loaded_base: BaseModel | None = None  # the base that checkpoint trained on
         # whether checkpoints whose records ask for the model's own code may load: the user's own say
         self.trust_remote_code = bool(self.model_kwargs.get("trust_remote_code"))
 
     @classmethod
     def of_checkpoint(
-        cls, db: DatabaseHandle, name: str, record: dict[str, Any], ref: Any, *, trust_remote_code: bool = False
+        cls,
+        db: DatabaseHandle,
+        name: str,
+        record: dict[str, Any],
+        ref: Any,
+        *,
+        recorded: dict[str, Any],
+        trust_remote_code: bool = False,
     ) -> LLM:
         """Model ``name`` bound to its checkpoint ``record`` (resolved from ``ref``), on the base that
-        the checkpoint's run trained on. ``trust_remote_code``: the loading user allows the model's
-        own code to run, when its record asks for it."""
-        base = trained_base(db, name, record, trust_remote_code=trust_remote_code)
+        the checkpoint's run trained on (``recorded``, from its run's record). ``trust_remote_code``:
+        the loading user allows the model's own code to run, when its record asks for it."""
+        base = base_of(name, record, recorded, trust_remote_code=trust_remote_code)
         llm = cls(
             name,
             base.path,
             bits=base.bits,
-            adapter_id=db.store.run_base(record["run"]).get("adapter_id"),
+            adapter_id=recorded.get("adapter_id"),
             model_kwargs=base.model_kwargs,
             tokenizer_kwargs=base.tokenizer_kwargs,
             db=db,
@@ -94,7 +102,7 @@ class LLM:
             labels=base.labels,
         )
         llm.trust_remote_code = trust_remote_code
-        llm._loaded_record = record
+        llm._loaded_record, llm._loaded_base = record, base
         return llm
 
     @classmethod
@@ -147,7 +155,7 @@ class LLM:
         )
         self.labels = checked.data.labels
         self.trust_remote_code = self.trust_remote_code or checked.config.trust_remote_code
-        self._loaded_record = None  # the new run's checkpoints answer from now on
+        self._loaded_record = self._loaded_base = None  # the new run's checkpoints answer from now on
         return start_run(checked, on_start=on_start)
 
     def configuration(
@@ -235,9 +243,12 @@ class LLM:
 
     def _trained_base(self, record: dict[str, Any]) -> BaseModel:
         """The base a checkpoint's run trained on (each run keeps its own)."""
+        if record is self._loaded_record and self._loaded_base is not None:
+            return self._loaded_base
         if self.db is None:
             raise ModelError(f"checkpoint {record['_id']}: the model has no database to read it from")
-        return trained_base(self.db, self.identifier, record, trust_remote_code=self.trust_remote_code)
+        recorded = self.db.store.run_base(record["run"])
+        return base_of(self.identifier, record, recorded, trust_remote_code=self.trust_remote_code)
 
     def checkpoint_record(self, checkpoint: CheckpointRef | str | int | None = None) -> dict[str, Any] | None:
         """The checkpoint that predicts, or None when this model has none in its database."""
@@ -284,13 +295,12 @@ class LLM:
         return self._cache
 
 
-def trained_base(db: DatabaseHandle, name: str, record: dict[str, Any], *, trust_remote_code: bool) -> BaseModel:
-    """The base that checkpoint ``record`` of model ``name`` trained on, from its run's record.
+def base_of(name: str, record: dict[str, Any], recorded: dict[str, Any], *, trust_remote_code: bool) -> BaseModel:
+    """The base that checkpoint ``record`` of model ``name`` trained on, as its run recorded it.
 
     A record that asks for the model's own code (``trust_remote_code``) loads only when the loading
     user allows it: whoever can write the database must not choose what code runs here.
     """
-    recorded = db.store.run_base(record["run"])
     model_kwargs, tokenizer_kwargs = (
         dict(recorded.get("model_kwargs") or {}),
         dict(recorded.get("tokenizer_kwargs") or {}),
