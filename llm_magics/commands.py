@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.display import Comparison, DryRun, Table, shown, shown_time
+from llm_magics.display import Comparison, DryRun, Table, clock, shown, shown_time
 from llm_magics.errors import ConfigError, RunError
 from llm_magics.refs import CheckpointRef, parse_ref, parse_target
 from llm_magics.run import Run, active_run
 from llm_magics.training.launch import Placement, Plan, plan_run, start_run
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from llm_magics.db import DatabaseHandle
     from llm_magics.widgets.checkpoints import CheckpointBrowser
 
@@ -101,33 +100,64 @@ def checkpoints(
 
 
 def runs_table(db: DatabaseHandle, model: str | None = None) -> Table:
-    """Every run (or a model's): name, id, status, backend, steps, last loss, started, duration."""
+    """Every run (or a model's): name, id, status (stalled when its step stopped moving), backend,
+    steps, last loss, ETA of an active run, started, duration."""
+    from llm_magics.follow import eta_of, stalled_for
+
     if model is not None:
         db.store.model(model)  # an unknown name is an error with the close ones, not an empty table
     rows = []
     for run in db.store.list_runs(model):
         steps = shown(run.get("step", 0)) + (f"/{shown(run['total_steps'])}" if run.get("total_steps") else "")
-        loss, duration = run.get("last_loss"), run.get("duration")
+        loss, duration, left = run.get("last_loss"), run.get("duration"), eta_of(run)
+        stalled = stalled_for(run)
         rows.append(
             [
                 run.get("model"),
                 run["_id"],
-                run.get("status"),
+                run.get("status") if stalled is None else f"stalled ({clock(stalled)} without a step)",
                 run.get("backend"),
                 steps,
                 "" if loss is None else shown(loss, ".4g"),
+                "" if left is None else clock(left),
                 shown_time(run.get("started")),
                 "" if duration is None else f"{shown(duration, '.1f')} s",
             ]
         )
-    columns = ["name", "run", "status", "backend", "steps", "last loss", "started (UTC)", "duration"]
+    columns = ["name", "run", "status", "backend", "steps", "last loss", "ETA", "started (UTC)", "duration"]
     return Table(columns, rows, title=f"runs in {db.uri}", css_class="llm-runs")
 
 
 def stop(db: DatabaseHandle, run_id: str) -> Run:
-    """Asks a run training in this process to save a checkpoint and stop."""
-    run = active_run(run_id)
-    if run is None:
-        record = db.store.run(run_id)  # names close ids when it does not exist
-        raise RunError(f"run {run_id} is not training in this kernel (status: {record['status']})")
-    return run.stop()
+    """Asks a run to save a checkpoint and stop: one training in this kernel, or a detached one
+    (through the store, from any kernel)."""
+    return (active_run(run_id) or db.run(run_id)).stop()
+
+
+def attach(db: DatabaseHandle, target: str) -> Run:
+    """The run ``target`` (a run id, or a model name: its latest run), to show: live while it
+    trains anywhere, its summary once it has ended."""
+    known = active_run(target)
+    if known is not None:
+        return known
+    if db.store.runs.find_one({"_id": target}, {"_id": 1}) is None and db.store.has_model(target):
+        runs = db.store.list_runs(target)
+        if not runs:
+            raise RunError(f"model '{target}' has no runs yet")
+        target = runs[-1]["_id"]
+    return db.run(target)
+
+
+def log_lines(db: DatabaseHandle, run_id: str, lines: int = 50) -> list[str]:
+    """The last ``lines`` lines of a detached run's output (secrets masked)."""
+    from llm_magics import logs
+
+    record = db.store.run(run_id)
+    if not record.get("log"):
+        raise RunError(
+            f"run {run_id} has no log: it trained on the {record.get('backend')} backend, whose output "
+            "went to the cell that started it (only detached runs keep one)"
+        )
+    if not Path(record["log"]).is_file():
+        raise RunError(f"run {run_id}: its log {record['log']} is not on this machine")
+    return logs.tail(record["log"], lines)

@@ -126,8 +126,9 @@ class LLMTrainingConfiguration(SFTConfig):
     probe_max_new_tokens: int = field(default=32, metadata=_help("Length of each probe answer."))
 
     # --- where it runs and where files go ---
-    backend: Literal["kernel", "thread", "ray"] | None = field(
-        default=None, metadata=_help("'kernel' (blocking), 'thread' (background) or 'ray'.")
+    backend: Literal["kernel", "thread", "process", "ray"] | None = field(
+        default=None,
+        metadata=_help("'kernel' (blocking), 'thread' (background), 'process' (detached) or 'ray'."),
     )
     on_ray: bool = field(default=False, metadata=_help("Train on Ray (the seed's; same as backend: ray)."))
     ray_address: str | None = field(

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from llm_magics.cache import ModelCache
 from llm_magics.errors import DatabaseError, did_you_mean, one_of
 from llm_magics.query import Operation, Select, execute
+from llm_magics.run import Run, active_run
 from llm_magics.secrets import redact_text
 from llm_magics.store import Store
 
@@ -94,6 +95,7 @@ class DatabaseHandle:
     def __init__(self, mongo_db: Any, uri: str, artifacts: Path, client: Any = None):
         self.mongo_db = mongo_db
         self.uri = redact_text(uri)
+        self._connect_uri = uri  # with its password: only a detached run's process receives it
         self.artifacts = artifacts
         self.client = client
         # how long a finished run keeps retrying writes the database did not take
@@ -118,6 +120,11 @@ class DatabaseHandle:
         store = Store(self.mongo_db)
         store.reap()
         return store
+
+    def run(self, run_id: str) -> Run:
+        """The run with this id, wherever it trains: ``status``, ``step``, ``wait()``, ``stop()``."""
+        self.store.run(run_id)  # an unknown id fails with the close ones
+        return active_run(run_id) or Run(self, run_id)
 
     @property
     def downloads(self) -> Path:

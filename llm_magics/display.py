@@ -42,6 +42,15 @@ def shown(value: Any, spec: str = "") -> str:
     return format(value, spec) if spec and is_number(value) else str(value)
 
 
+def clock(seconds: float | None) -> str:
+    """A duration as MM:SS or H:MM:SS."""
+    if not is_number(seconds):
+        return NOTHING
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
+
+
 def shown_time(value: Any) -> str:
     """A record's timestamp (UTC) to the second, or its text if it is not one."""
     import datetime as dt

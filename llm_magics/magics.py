@@ -101,7 +101,11 @@ class LLMMagics(Magics):
         config=True
     )
     default_model = Unicode(None, allow_none=True, help="Base model for cells without model:").tag(config=True)
-    backend = Enum(("kernel", "thread", "ray"), "kernel", help="Where cells train by default").tag(config=True)
+    backend = Enum(
+        ("kernel", "thread", "process", "ray"),
+        "kernel",
+        help="Where cells train by default ('process': detached, outlives the kernel)",
+    ).tag(config=True)
     ray_address = Unicode(None, allow_none=True, help="Ray cluster for --ray; None: a local Ray").tag(config=True)
     artifacts = Enum(
         ("local", "db"), "local", help="Where cells keep checkpoint files: 'local' disk or 'db' (GridFS)"
@@ -162,6 +166,7 @@ class LLMMagics(Magics):
     @argument("name", help="the model's name (its checkpoints are listed under it)")
     @_option("--config", metavar="FILE", help="a YAML file with the configuration (the cell body adds to it)")
     @_flag("--async", dest="background", help="return at once and train in a background thread")
+    @_flag("--detach", help="train in a process of its own that outlives the kernel (%%llm_attach to watch)")
     @_flag("--ray", help="train on Ray (never blocks)")
     @_option("--ray-address", metavar="ADDR", help="the Ray cluster, e.g. ray://host:10001")
     @_option(
@@ -220,10 +225,9 @@ class LLMMagics(Magics):
         return mapping
 
     def _show_view(self, run: Run) -> None:
-        from llm_magics.widgets.progress import TrainingView
+        from llm_magics.widgets.progress import TrainingView, stoppable
 
-        state, _ = run.live()
-        view = TrainingView(run, self.update_interval, stoppable=state.backend != "kernel")
+        view = TrainingView(run, self.update_interval, stoppable=stoppable(run))
         run.shown_in = self.shell.execution_count
         view.show()
 
@@ -315,11 +319,41 @@ class LLMMagics(Magics):
         run = commands.stop(self.db, _parse(self.llm_stop, line).run_id)
         print(f"run {run.id}: stopping after the current step; a final checkpoint is being saved")
 
+    @line_magic
+    @_magic
+    @magic_arguments()
+    @argument("target", help="a run id, or a model name (its latest run)")
+    def llm_attach(self, line: str) -> Any:
+        """Shows a run started elsewhere (another kernel, a detached process): its live view
+        while it trains, its summary once it has ended; returns its Run handle."""
+        from llm_magics import commands
+
+        return commands.attach(self.db, _parse(self.llm_attach, line).target)
+
+    @line_magic
+    @_magic
+    @magic_arguments()
+    @argument("run_id", help="a detached run (see %%llm_runs)")
+    @_option("--tail", type=int, default=50, metavar="N", help="how many of its last lines (default 50)")
+    def llm_logs(self, line: str) -> None:
+        """Prints the output of a detached run's training process (secrets masked)."""
+        from llm_magics import commands
+
+        args = _parse(self.llm_logs, line)
+        if args.tail < 1:
+            raise ConfigError(f"--tail {args.tail}: give a number of lines, 1 or more")
+        print("\n".join(commands.log_lines(self.db, args.run_id, args.tail)) or "(the log is empty so far)")
+
 
 def flagged_placement(args: argparse.Namespace) -> dict[str, str | None]:
     """What the flags of ``%%llm_finetune`` ask about where it trains (None: they leave it open)."""
+    asked = [flag for flag, given in (("--async", args.background), ("--detach", args.detach)) if given]
+    if len(asked) > 1:
+        raise ConfigError("--async and --detach: choose one (--detach also returns at once, and outlives the kernel)")
+    if args.detach and (args.ray or args.ray_address):
+        raise ConfigError("--detach with --ray: a Ray run is not detached from the kernel yet — use one of them")
     backend = "ray" if args.ray or args.ray_address else "thread" if args.background else None
-    return {"backend": backend, "ray_address": args.ray_address}
+    return {"backend": "process" if args.detach else backend, "ray_address": args.ray_address}
 
 
 def _line_prompts(line: str, tokens: list[str]) -> list[str]:

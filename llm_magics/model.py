@@ -142,10 +142,16 @@ class LLM:
         transform: Callable[[dict], Any] | None = None,
         resume_from_checkpoint: str | int | bool | None = None,
         backend: str | None = None,
+        detach: bool = False,
         on_start: Callable[[Run], None] | None = None,
     ) -> Run:
         """Fine-tunes on the selected documents; returns the run (finished unless it runs in the
-        background: ``backend="thread"`` or Ray)."""
+        background: ``backend="thread"``, Ray, or ``detach=True``: a process of its own that
+        outlives the kernel, followed from any kernel with ``db.run(run.id)``)."""
+        if detach:
+            if backend not in (None, "process"):
+                raise ConfigError(f"fit: detach=True trains in a process of its own, not on backend={backend!r}")
+            backend = "process"
         config = self.configuration(
             configuration, X=X, select=select, y=y, on_ray=on_ray, ray_address=ray_address, ray_configs=ray_configs
         )

@@ -20,12 +20,14 @@ def process_owner() -> dict[str, Any]:
 
 
 def process_start(pid: int) -> str | None:
-    """When the process started (clock ticks since boot), or None when there is no such process."""
+    """When the process started (clock ticks since boot), or None when there is no such process
+    or it has ended and only waits to be reaped (a zombie: a killed child of this kernel)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[19]
+            fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def owner_alive(owner: dict[str, Any], heartbeat: dt.datetime | None, now: dt.datetime, silence: dt.timedelta) -> bool:
@@ -42,5 +44,19 @@ def owner_alive(owner: dict[str, Any], heartbeat: dt.datetime | None, now: dt.da
         return False
     except PermissionError:
         pass  # it exists, and belongs to someone else
-    started = owner.get("start")
-    return started is None or process_start(pid) in (started, None)
+    started, now_started = owner.get("start"), process_start(pid)
+    if now_started is None and os.path.isdir("/proc/self"):
+        return _unreadable(pid)  # gone, a zombie, or hidden from this user (hidepid)
+    return started is None or now_started in (started, None)
+
+
+def _unreadable(pid: int) -> bool:
+    """A process that answers signals but whose /proc entry does not read: alive unless it is a
+    zombie (it has ended; only its exit status is left)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return not any(line.startswith("State:") and line.split()[1] in ("Z", "X") for line in status)
+    except FileNotFoundError:
+        return False  # it ended since it answered
+    except OSError:
+        return True

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.errors import RunError
+from llm_magics.store import FINAL
 
 if TYPE_CHECKING:
     from llm_magics.db import DatabaseHandle
 
-# runs still training in this process, by id (for %llm_stop and the views)
+# runs still training in this process, or followed from it, by id (for %llm_stop and the views)
 _active: dict[str, Run] = {}
 
 
@@ -46,6 +47,8 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     probes: list[dict[str, Any]] = field(default_factory=list)
+    log: str | None = None  # a detached run's log file
+    stalled_for: float | None = None  # seconds since a running run's step last moved, when far too long
     listeners: list[Callable[[RunState], None]] = field(default_factory=list, repr=False)
 
     def changed(self) -> None:
@@ -72,8 +75,13 @@ class Run:
     def __init__(self, db: DatabaseHandle, run_id: str, state: RunState | None = None, control: Control | None = None):
         self.db, self.id, self.state, self.control = db, run_id, state, control
         self.shown_in: int | None = None  # the cell whose output already holds this run's view
+        self.followed = False  # its state follows the store (it trains in another process)
         if control is not None and not control.done.is_set():
-            _active[run_id] = self
+            self.register()
+
+    def register(self) -> None:
+        """Lists the run among those live in this process (``%llm_stop`` finds it here)."""
+        _active[self.id] = self
 
     def __repr__(self) -> str:
         steps = f"{self.step}/{self.total_steps}" if self.total_steps else str(self.step)
@@ -99,10 +107,14 @@ class Run:
             loss=record.get("last_loss"),
             eval_loss=record.get("last_eval_loss"),
             error=record.get("error"),
+            log=record.get("log"),
         )
         started, duration = record.get("started"), record.get("duration")
         if isinstance(started, dt.datetime):
             state.started = started.replace(tzinfo=dt.UTC).timestamp()
+        if isinstance(record.get("train_started"), dt.datetime):
+            state.train_started = record["train_started"].replace(tzinfo=dt.UTC).timestamp()
+            state.first_step = record.get("first_step") or 0
         if isinstance(duration, int | float) and not isinstance(duration, bool):
             state.ended = state.started + duration
         metrics = self.db.store.run_metrics(self.id)
@@ -140,19 +152,40 @@ class Run:
     def error(self) -> str | None:
         return self.state.error if self.state else self.record.get("error")
 
-    def wait(self, timeout: float | None = None) -> Run:
-        """Blocks until the run ends (or ``timeout`` seconds pass); returns the run."""
-        if self.control is not None and not self.control.done.wait(timeout):
-            raise TimeoutError(f"run {self.id} is still {self.status} after {timeout} s")
+    def wait(self, timeout: float | None = None, poll: float = 0.5) -> Run:
+        """Blocks until the run ends (or ``timeout`` seconds pass); returns the run. A run trained
+        elsewhere (a detached process, another kernel) is followed through the store."""
+        if self.control is not None:
+            if not self.control.done.wait(timeout):
+                raise TimeoutError(f"run {self.id} is still {self.status} after {timeout} s")
+            return self
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.record["status"] not in FINAL:  # each look notices a process that died
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self.id} is still {self.status} after {timeout} s")
+            time.sleep(poll)
         return self
 
     def stop(self) -> Run:
-        """Asks the run to save a checkpoint and stop; returns at once (``wait()`` to block)."""
-        if self.control is None or self.control.done.is_set():
-            raise RunError(f"run {self.id} is not training in this kernel (status: {self.status})")
-        self.control.stop.set()
-        if self.control.on_stop is not None:
-            self.control.on_stop()
+        """Asks the run to save a checkpoint and stop; returns at once (``wait()`` to block).
+        A detached run is asked through the store, from any kernel."""
+        if self.control is not None and not self.control.done.is_set() and not self.followed:
+            self.control.stop.set()
+            if self.control.on_stop is not None:
+                self.control.on_stop()
+            return self
+        record = self.record
+        if record["status"] in FINAL:
+            raise RunError(f"run {self.id} is not training (status: {record['status']})")
+        if record.get("backend") != "process":
+            owner = record.get("owner") or {}
+            raise RunError(
+                f"run {self.id} trains in another kernel (process {owner.get('pid')} on {owner.get('host')}): "
+                "stop it there; only detached runs stop from any kernel"
+            )
+        self.db.store.request_stop(self.id)
+        if self.control is not None:
+            self.control.stop.set()
         return self
 
     @property

@@ -36,8 +36,11 @@ _REPLAYABLE = ("update_run", "add_metrics", "add_checkpoint")
 ACTIVE = ("running", "starting", "stopping")
 FINAL = ("completed", "failed", "stopped", "interrupted")
 BEST_METRIC = "eval_loss"  # the best checkpoint is the one with the lowest
-# A run on another host whose owner has not written for this long is taken for dead.
+# A run on another host whose owner has not written for this long is taken for dead; a run whose
+# process beats (a detached one: every ``heartbeat_every`` seconds), after this many missed beats.
 _SILENT_LIMIT = dt.timedelta(minutes=10)
+_MISSED_BEATS = 6
+TAIL = 500  # the newest metric rows a run record carries, so that following it reads one record
 
 
 def now() -> dt.datetime:
@@ -117,12 +120,25 @@ class Store:
 
     # --- runs ---
 
-    def add_run(self, run: dict[str, Any]) -> None:
+    def add_run(self, run: dict[str, Any], owner: dict[str, Any] | None = None) -> None:
+        """Records a run; ``owner`` is the process that trains it (default: this one)."""
         self.ensure_indexes()  # on the first record, so that reading never writes
-        self.runs.insert_one({**run, "owner": process_owner(), "heartbeat": now()})
+        self.runs.insert_one({**run, "owner": owner or process_owner(), "heartbeat": now()})
 
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        self.runs.update_one({"_id": run_id}, {"$set": {**fields, "heartbeat": now()}})
+    def update_run(self, run_id: str, tail: list[dict[str, Any]] | None = None, **fields: Any) -> None:
+        """Sets fields of a run (and its heartbeat); ``tail``: metric rows to add to the newest
+        ``TAIL`` that the record carries for those who follow it."""
+        update: dict[str, Any] = {"$set": {**fields, "heartbeat": now()}}
+        if tail:
+            update["$push"] = {"tail": {"$each": tail, "$slice": -TAIL}}
+        self.runs.update_one({"_id": run_id}, update)
+
+    def request_stop(self, run_id: str) -> bool:
+        """Asks a run to stop, through its record (its process reads it); False if it has ended."""
+        done = self.runs.update_one(
+            {"_id": run_id, "status": {"$in": list(ACTIVE)}}, {"$set": {"stop_requested": now()}}
+        )
+        return done.matched_count == 1
 
     def run(self, run_id: str) -> dict[str, Any]:
         self.reap()
@@ -142,12 +158,7 @@ class Store:
         owning process is gone as interrupted. Returns the ids of those."""
         for run in list(self.runs.find({"status": {"$in": list(ACTIVE)}})):  # replaying writes runs
             self._replay(run)
-        stamp = now()
-        dead = [
-            run
-            for run in self.runs.find({"status": {"$in": list(ACTIVE)}})
-            if not owner_alive(run.get("owner", {}), run.get("heartbeat"), stamp, _SILENT_LIMIT)
-        ]
+        dead = [run for run in self.runs.find({"status": {"$in": list(ACTIVE)}}) if not alive(run)]
         for run in dead:
             ended = max(run.get("heartbeat") or run["started"], run["started"])  # its last sign of life
             self.runs.update_one(
@@ -294,6 +305,14 @@ class Store:
         if self.checkpoints.find_one({"model": model}, {"_id": 1}) is None:
             self.model(model)
             raise ModelError(f"model '{model}' has no checkpoints yet — train it first")
+
+
+def alive(run: dict[str, Any]) -> bool:
+    """Whether the process training an active run may still be there: on this host, whether it
+    exists; elsewhere, whether it wrote within a few of its heartbeats (or ten minutes)."""
+    every = _number(run.get("heartbeat_every"))
+    silence = dt.timedelta(seconds=every * _MISSED_BEATS) if every > 0 else _SILENT_LIMIT
+    return owner_alive(run.get("owner", {}), run.get("heartbeat"), now(), silence)
 
 
 def legacy_base(model: dict[str, Any]) -> dict[str, Any] | None:

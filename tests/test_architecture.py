@@ -13,10 +13,10 @@ PACKAGE = Path(__file__).parent.parent / "llm_magics"
 MAX_LINES = 500
 # Each layer imports only from the layers before it (and, without a cycle, from its own).
 LAYERS = [
-    ["errors", "secrets", "devices", "cache", "processes", "unsaved"],
+    ["errors", "secrets", "devices", "cache", "processes", "unsaved", "logs"],
     ["cell", "query", "refs"],
     ["validation", "config"],
-    ["artifacts", "uploads", "store", "embedded_file", "embedded", "db", "run"],
+    ["artifacts", "uploads", "store", "embedded_file", "embedded", "db", "run", "follow"],
     ["loader"],
     ["data", "generate"],
     [
@@ -26,6 +26,7 @@ LAYERS = [
         "training.recorder",
         "training.local",
         "training.ray",
+        "training.detached",
         "training.launch",
     ],
     ["export", "model", "classification", "estimate", "tiny", "api"],

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from llm_magics.db import DatabaseHandle
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-BACKENDS = ("kernel", "thread", "ray")
+BACKENDS = ("kernel", "thread", "process", "ray")
 
 
 def check_name(name: str, what: str = "model name") -> str:
@@ -104,6 +104,10 @@ def plan_run(
     """Checks a run; raises a user error, having written nothing, if it cannot start."""
     check_name(name)
     where = placement(config, backend=backend, ray_address=ray_address, settings=settings)
+    if where.backend == "process":
+        from llm_magics.training.detached import check_database
+
+        check_database(db)
     if where.ray_address != config.ray_address and where.backend == "ray":
         config = dataclasses.replace(config, ray_address=where.ray_address)  # recorded with the run
     path = check_model_path(config.model)
@@ -167,19 +171,6 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
     ``on_start`` gets the run before training begins (to show a view or listen to its state).
     """
     config, db = plan.config, plan.db
-    _write_records(plan)
-    state = RunState(plan.run_id, plan.name, plan.where.backend)
-    run = Run(db, plan.run_id, state, Control())
-    recorder = Recorder(
-        db.store,
-        state,
-        keep=config.save_total_limit,
-        template=plan.template,
-        log_metrics=config.log_to_db,
-        output_dir=str(plan.output_dir),
-        grace=db.retry_seconds,
-        upload=_upload(config),
-    )
     job = TrainJob(
         plan.run_id,
         plan.base,
@@ -192,6 +183,15 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
         adapter=plan.adapter,
         template=plan.template,
     )
+    if plan.where.backend == "process":
+        run = _start_detached(plan, job)
+        if on_start is not None:
+            on_start(run)
+        return run
+    _write_records(plan)
+    state = RunState(plan.run_id, plan.name, plan.where.backend)
+    run = Run(db, plan.run_id, state, Control())
+    recorder = Recorder(db.store, state, **_recorder_options(plan))
     if on_start is not None:
         on_start(run)
     if plan.where.backend == "kernel":
@@ -209,7 +209,48 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
     return run
 
 
-def _write_records(plan: Plan) -> None:
+def _recorder_options(plan: Plan) -> dict[str, Any]:
+    config = plan.config
+    return {
+        "keep": config.save_total_limit,
+        "template": plan.template,
+        "log_metrics": config.log_to_db,
+        "output_dir": str(plan.output_dir),
+        "grace": plan.db.retry_seconds,
+        "upload": _upload(config),
+    }
+
+
+def _start_detached(plan: Plan, job: TrainJob) -> Run:
+    """Starts the run's own process, records the run as that process's, and hands it the job.
+    The kernel loads no weights: it follows the run through the store."""
+    import os
+
+    from llm_magics import logs
+    from llm_magics.follow import follow
+    from llm_magics.training import detached
+
+    log = logs.create(plan.output_dir)
+    child = detached.spawn(log)
+    try:
+        _write_records(plan, owner=detached.owner(child), log=str(log), heartbeat_every=detached.HEARTBEAT)
+        spec = {
+            "uri": plan.db._connect_uri,
+            "cwd": os.getcwd(),
+            "model": plan.name,
+            "job": dataclasses.replace(job, args=None),  # the process builds the trainer's arguments
+            "recorder": _recorder_options(plan),
+            "retry_seconds": plan.db.retry_seconds,
+            "heartbeat_every": detached.HEARTBEAT,
+        }
+        detached.hand_over(child, spec)
+    except BaseException:
+        child.kill()
+        raise
+    return follow(Run(plan.db, plan.run_id))
+
+
+def _write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any) -> None:
     config, store = plan.config, plan.db.store
     base = recorded_base(plan)
     store.save_defaults(plan.name, base)
@@ -229,7 +270,9 @@ def _write_records(plan: Plan) -> None:
             "step": 0,
             "total_steps": None,
             "resumed_from": plan.resume_from["_id"] if plan.resume_from else None,
-        }
+            **extra,
+        },
+        owner,
     )
 
 

@@ -20,7 +20,7 @@ def run_blocking(job: TrainJob, recorder: Recorder, run: Run) -> None:
     """Trains in the calling thread; an interrupt (Ctrl-C, the kernel's stop button) saves a
     checkpoint and stops the run. A failure is recorded, then raised."""
     with _interrupt_stops(run.live()[1].stop):
-        error = _execute(job, recorder, run)
+        error = execute(job, recorder, run)
     if error is not None:
         raise _without_secrets(error)
 
@@ -28,13 +28,13 @@ def run_blocking(job: TrainJob, recorder: Recorder, run: Run) -> None:
 def run_in_thread(job: TrainJob, recorder: Recorder, run: Run) -> threading.Thread:
     """Trains in a daemon thread; a failure is recorded and shown, not raised."""
     thread = threading.Thread(
-        target=_execute, args=(job, recorder, run), daemon=True, name=f"llm_magics-run-{job.run_id}"
+        target=execute, args=(job, recorder, run), daemon=True, name=f"llm_magics-run-{job.run_id}"
     )
     thread.start()
     return thread
 
 
-def _execute(job: TrainJob, recorder: Recorder, run: Run) -> BaseException | None:
+def execute(job: TrainJob, recorder: Recorder, run: Run) -> BaseException | None:
     try:
         summary = train(job, recorder, run.live()[1].stop)
         recorder.finish("stopped" if summary["stopped"] else "completed")

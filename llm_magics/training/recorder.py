@@ -122,7 +122,15 @@ class Recorder:
         self.state.total_steps = event["total_steps"]
         self.state.step = self.state.first_step = event["step"]
         self.state.train_started = event["time"]
-        self.outbox.write("update_run", self.state.run_id, status="running", total_steps=event["total_steps"])
+        self.outbox.write(
+            "update_run",
+            self.state.run_id,
+            status="running",
+            total_steps=event["total_steps"],
+            first_step=event["step"],
+            train_started=now(),
+            progressed=now(),
+        )
 
     def _on_log(self, event: dict[str, Any]) -> None:
         row = {k: v for k, v in event.items() if k != "kind"}
@@ -175,13 +183,16 @@ class Recorder:
         if self.log_metrics and rows:
             self.outbox.write("add_metrics", rows)
         state = self.state
+        progress = {"progressed": now()} if rows else {}
         self.outbox.write(
             "update_run",
             state.run_id,
+            tail=[{k: v for k, v in row.items() if k not in ("run", "model")} for row in rows],
             step=state.step,
             epoch=state.epoch,
             last_loss=state.loss,
             last_eval_loss=state.eval_loss,
+            **progress,
         )
         self._flushed = time.monotonic()
 

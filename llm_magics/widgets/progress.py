@@ -14,7 +14,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.display import NOTHING, is_number, shown
+from llm_magics import logs
+from llm_magics.display import NOTHING, clock, is_number, shown
+from llm_magics.follow import follow
 from llm_magics.run import Run, RunState
 from llm_magics.store import FINAL
 from llm_magics.widgets.curve import loss_svg
@@ -27,14 +29,6 @@ _STATUS_COLORS = {"completed": "#2e7d32", "failed": "#c62828", "stopped": "#ef6c
 
 def _number(value: float | None, digits: int = 4) -> str:
     return shown(value, f".{digits}g")
-
-
-def _clock(seconds: float | None) -> str:
-    if not is_number(seconds):
-        return NOTHING
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes:02d}:{seconds:02d}"
 
 
 def eta(state: RunState) -> float | None:
@@ -50,9 +44,24 @@ def eta(state: RunState) -> float | None:
 def status_html(state: RunState) -> str:
     color = _STATUS_COLORS.get(str(state.status), "#1565c0")
     text = f'<b style="color:{color}" class="llm-status">{html.escape(shown(state.status))}</b>'
+    if state.stalled_for is not None and state.status not in FINAL:
+        text += f' <b class="llm-stalled" style="color:#ef6c00">stalled: no step for {clock(state.stalled_for)}</b>'
     if state.error:
         text += f' <span class="llm-error" style="color:#c62828">{html.escape(shown(state.error))}</span>'
     return text
+
+
+def log_html(state: RunState, lines: int = 15) -> str:
+    """The end of a detached run's log, under a run that failed or was interrupted."""
+    if state.status not in ("failed", "interrupted") or not state.log:
+        return ""
+    shown_lines = logs.tail(state.log, lines)
+    if not shown_lines:
+        return ""
+    return (
+        f"<div>the last lines of its log (<code>%llm_logs {html.escape(state.run_id)}</code>):</div>"
+        f'<pre class="llm-log" style="max-height:16em;overflow:auto">{html.escape(chr(10).join(shown_lines))}</pre>'
+    )
 
 
 def metrics_rows(state: RunState) -> list[tuple[str, str]]:
@@ -95,7 +104,7 @@ def summary_html(state: RunState) -> str:
         ("status", status_html(state)),
         ("steps", html.escape(steps_text(state, " / "))),
         ("epoch", html.escape(_number(state.epoch, 3))),
-        ("duration", html.escape(_clock(state.elapsed))),
+        ("duration", html.escape(clock(state.elapsed))),
         *[(name, html.escape(value)) for name, value in metrics_rows(state)],
         ("checkpoints", html.escape(", ".join(shown(c.get("step")) for c in state.checkpoints) or NOTHING)),
     ]
@@ -104,7 +113,7 @@ def summary_html(state: RunState) -> str:
     return (
         f'<div class="llm-summary"><div><b>{title}</b></div>'
         f'<div style="display:flex;gap:16px;align-items:flex-start"><table>{rows}</table>'
-        f"{loss_svg(state.history)}</div>{probes_html(state.probes)}</div>"
+        f"{loss_svg(state.history)}</div>{probes_html(state.probes)}{log_html(state)}</div>"
     )
 
 
@@ -209,7 +218,7 @@ def body_html(state: RunState) -> str:
     line = (
         f'<span class="llm-steps">step {html.escape(steps_text(state))}</span> · '
         f"epoch {html.escape(shown(state.epoch, '.2f'))} · "
-        f"{_clock(state.elapsed)} elapsed · ETA {_clock(eta(state))} · {status_html(state)}"
+        f"{clock(state.elapsed)} elapsed · ETA {clock(eta(state))} · {status_html(state)}"
     )
     steps = [shown(c.get("step")) for c in state.checkpoints]
     latest = ", ".join(steps[-5:])  # the newest few: a long run saves hundreds
@@ -220,7 +229,7 @@ def body_html(state: RunState) -> str:
     )
     return (
         f"<div>{line}</div><div style='display:flex;gap:16px;align-items:flex-start'>"
-        f"<table>{metrics}</table>{loss_svg(state.history)}</div>{probes_html(state.probes)}"
+        f"<table>{metrics}</table>{loss_svg(state.history)}</div>{probes_html(state.probes)}{log_html(state)}"
     )
 
 
@@ -243,12 +252,22 @@ def show_run(run: Run, shell: InteractiveShell | None = None) -> None:
     shell = shell or get_ipython()
     if shell is not None and run.shown_in == shell.execution_count:
         display({"text/plain": repr(run)}, raw=True)  # the magic already shows the view in this cell
-    elif run.state is None or run.state.status in FINAL:
+        return
+    if run.state is None and run.status not in FINAL:
+        follow(run)  # trained elsewhere (a detached process): the view follows it through the store
+    if run.state is None or run.state.status in FINAL:
         display(run_bundle(run), raw=True)
     else:
         magics = shell.magics_manager.registry.get("LLMMagics") if shell is not None else None
         interval = {"update_interval": magics.update_interval} if magics is not None else {}
-        TrainingView(run, stoppable=run.state.backend != "kernel", **interval).show()
+        TrainingView(run, stoppable=stoppable(run), **interval).show()
+
+
+def stoppable(run: Run) -> bool:
+    """Whether the view's Stop button can stop the run: not a blocking run (the kernel is busy; its
+    interrupt stops it), and not a run followed from another kernel unless it is detached."""
+    backend = run.state.backend if run.state else ""
+    return backend == "process" or (backend != "kernel" and not run.followed)
 
 
 class _Summary:

@@ -1,0 +1,147 @@
+"""Detached runs: training in an OS process of its own, which outlives the kernel (SPEC §9).
+
+The kernel starts the process in a new session (a kernel interrupt, restart or shutdown does
+not reach it) and hands it the checked job through its stdin, the database URI included: the
+password is never on a command line, in an environment or in a file. The process opens the
+database itself and writes its run's records, metrics and checkpoints there, with a heartbeat;
+it reads stop requests from its run record. The store is the only channel: any kernel follows
+the run by reading it. Its output goes to a log file beside its checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llm_magics.errors import ConfigError
+from llm_magics.processes import process_start
+
+if TYPE_CHECKING:
+    from llm_magics.db import DatabaseHandle
+    from llm_magics.store import Store
+
+_log = logging.getLogger(__name__)
+HEARTBEAT = 5.0  # seconds between the process's heartbeats
+_LOOK = 1.0  # seconds between its looks for a stop request
+
+
+def check_database(db: DatabaseHandle) -> None:
+    """A detached run needs a database that another process can open."""
+    if db.uri.startswith("mongomock://"):
+        raise ConfigError(
+            f"--detach: {db.uri} lives in this kernel's memory, where a training process of its own "
+            "cannot see it — use the embedded store (the default: %llm_db embedded://DIR) or mongodb://"
+        )
+
+
+def spawn(log: Path) -> subprocess.Popen:
+    """Starts the training process, in a session of its own, waiting for its job on stdin."""
+    with open(log, "ab") as output:
+        child = subprocess.Popen(
+            [sys.executable, "-u", "-m", "llm_magics.training.detached"],
+            stdin=subprocess.PIPE,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    # collects its exit status while this kernel lives (no zombie); after that, the system does
+    threading.Thread(target=child.wait, daemon=True, name=f"llm_magics-detached-{child.pid}").start()
+    return child
+
+
+def owner(child: subprocess.Popen) -> dict[str, Any]:
+    """The process's identity, as its run record keeps it (to tell later whether it is alive)."""
+    return {"host": socket.gethostname(), "pid": child.pid, "start": process_start(child.pid)}
+
+
+def hand_over(child: subprocess.Popen, spec: dict[str, Any]) -> None:
+    """Sends the job to the process; it starts training once it has it."""
+    assert child.stdin is not None
+    try:
+        pickle.dump(spec, child.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        child.stdin.close()
+
+
+class Heartbeat:
+    """In the training process: writes the run's heartbeat every ``every`` seconds and turns a
+    stop request in its record into the trainer's stop signal."""
+
+    def __init__(self, store: Store, run_id: str, stop: threading.Event, every: float = HEARTBEAT):
+        self.store, self.run_id, self.stop, self.every = store, run_id, stop, every
+        self._ended = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="llm_magics-heartbeat")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._ended.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        last = 0.0
+        while not self._ended.wait(_LOOK):
+            try:
+                record = self.store.runs.find_one({"_id": self.run_id}, {"stop_requested": 1})
+                if record and record.get("stop_requested") and not self.stop.is_set():
+                    print("stop requested: saving a checkpoint and stopping", flush=True)
+                    self.stop.set()
+                if time.monotonic() - last >= self.every:
+                    self.store.update_run(self.run_id)
+                    last = time.monotonic()
+            except Exception:  # the database away: the recorder's outbox waits it out
+                _log.debug("heartbeat of run %s", self.run_id, exc_info=True)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """``kill PID`` (SIGTERM) or SIGINT stop the run gracefully, with a final checkpoint."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        print(f"{signal.Signals(signum).name}: saving a checkpoint and stopping", flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def main() -> int:
+    """The training process: reads its job, trains it, records everything in the store."""
+    spec = pickle.load(sys.stdin.buffer)
+    sys.stdin.close()
+    os.chdir(spec["cwd"])
+    from llm_magics.db import open_database
+    from llm_magics.run import Control, Run, RunState
+    from llm_magics.training.local import execute
+    from llm_magics.training.recorder import Recorder
+
+    job = spec["job"]
+    db: DatabaseHandle = open_database(spec["uri"])
+    db.retry_seconds = spec["retry_seconds"]
+    print(f"run {job.run_id} of {spec['model']}: training in process {os.getpid()} on {db.uri}", flush=True)
+    state, control = RunState(job.run_id, spec["model"], "process"), Control()
+    run = Run(db, job.run_id, state, control)
+    recorder = Recorder(db.store, state, **spec["recorder"])
+    _stop_on_signals(control.stop)
+    with Heartbeat(db.store, job.run_id, control.stop, spec["heartbeat_every"]):
+        error = execute(job, recorder, run)
+    if error is not None:
+        traceback.print_exception(error)
+    print(f"run {job.run_id}: {state.status}" + (f" ({state.error})" if state.error else ""), flush=True)
+    return 0 if error is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
