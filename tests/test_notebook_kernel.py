@@ -25,10 +25,16 @@ CELLS = [
 
 
 def executed(cells: list[str], workdir) -> list[list]:
-    """Runs the cells as a notebook in a real kernel; returns each cell's saved outputs."""
+    """Runs the cells as a notebook in a real kernel; returns each cell's saved outputs. A busy
+    kernel may send one print() as several stream messages: they are merged, as a notebook shows them."""
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
     NotebookClient(
-        notebook, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(workdir)}}
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        allow_errors=True,
+        coalesce_streams=True,
+        resources={"metadata": {"path": str(workdir)}},
     ).execute()
     return [cell.outputs for cell in notebook.cells]
 
