@@ -80,7 +80,7 @@ def _plain_indexes(indexes: dict[str, Any]) -> dict[str, Any]:
 class _Changed:
     """What one transaction changed in one collection's memory."""
 
-    upserts: set[Any] = field(default_factory=set)
+    upserts: dict[Any, None] = field(default_factory=dict)  # ordered: documents keep the order they came in
     deletes: set[Any] = field(default_factory=set)
     indexes: bool = False
     created: bool = False
@@ -211,7 +211,7 @@ class _Collection(CollectionStore):
         self._sync()
         super().__setitem__(key, value)
         changed = transaction.of(self)
-        changed.upserts.add(key)
+        changed.upserts[key] = None
         changed.deletes.discard(key)
 
     def __delitem__(self, key: Any) -> None:
@@ -224,12 +224,12 @@ class _Collection(CollectionStore):
         super().__delitem__(key)
         changed = transaction.of(self)
         changed.deletes.add(key)
-        changed.upserts.discard(key)
+        changed.upserts.pop(key, None)
 
     def updated(self, document: dict[str, Any]) -> None:
         """mongomock changed ``document`` in place (an update): it is written with the transaction."""
         with self._server.transaction() as transaction:
-            transaction.of(self).upserts.add(_memory_key(document["_id"]))
+            transaction.of(self).upserts[_memory_key(document["_id"])] = None
 
     def create(self) -> None:
         with self._server.transaction() as transaction:
@@ -263,7 +263,7 @@ class _Collection(CollectionStore):
             return file.clear(self._db, self.name, created=False)
         present = [key for key in changed.upserts if key in self._documents]
         upserts = [(_key(key), bson.encode(self._documents[key])) for key in present]
-        deletes = [_key(key) for key in changed.deletes | (changed.upserts - set(present))]
+        deletes = [_key(key) for key in changed.deletes | (changed.upserts.keys() - set(present))]
         indexes = bson.encode({"indexes": _plain_indexes(self._indexes)}) if changed.indexes else None
         return file.write(self._db, self.name, upserts, deletes, indexes)
 

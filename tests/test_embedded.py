@@ -30,6 +30,21 @@ def test_documents_survive_a_new_connection(tmp_path):
     assert reopen(tmp_path / ".llm_magics")["docs"].count_documents({}) == 5
 
 
+def test_documents_come_back_in_the_order_they_were_inserted_in_every_process(tmp_path):
+    """As in MongoDB, a collection's natural order is the insertion order: the same collection
+    trains the same run in any kernel (before, a new connection read them in hash order, and a
+    run from a second notebook trained on other batches)."""
+    db = reopen(tmp_path)
+    db["d"].insert_many([{"i": i} for i in range(200)])
+    db["d"].insert_one({"i": 200})
+    db["d"].update_one({"i": 3}, {"$set": {"x": 1}})  # an update keeps the document's place
+    expected = list(range(201))
+    assert [doc["i"] for doc in reopen(tmp_path)["d"].find()] == expected
+    code = f"from llm_magics import connect; print([d['i'] for d in connect('embedded://{tmp_path}')['d'].find()])"
+    seen = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    assert seen.stdout.strip() == str(expected)
+
+
 def test_updates_in_place_are_written(tmp_path):
     db = reopen(tmp_path)
     db["d"].insert_many([{"i": i, "tags": []} for i in range(4)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from helpers import qa_docs, small_config
 
@@ -63,3 +65,32 @@ def test_resume_from_checkpoint_true_or_false_in_the_cell_as_in_python(shell, db
     assert shell.ns["latest"].record["resumed_from"] == f"{shell.ns['first'].id}-4"
     assert shell.ns["fresh"].metrics["step"].tolist() == [1, 2, 3, 4, 5, 6]
     assert shell.ns["fresh"].record["resumed_from"] is None
+
+
+def test_the_same_configuration_trains_the_same_whatever_ran_before_in_the_kernel(tiny_path, workdir):
+    """The run is seeded from the configuration's ``seed`` before the model is built, so weights
+    the base does not have (a classifier's new head) start the same whatever the kernel drew
+    before. Before, a kernel that had drawn one random number trained another classifier."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "sys.path.insert(0, {tests!r})\n"
+        "from helpers import small_config\n"
+        "from test_classification import reviews\n"
+        "from llm_magics import TextClassification, connect\n"
+        "db = connect('mongomock://seeded'); db['r'].insert_many(reviews(20))\n"
+        "{before}\n"
+        "run = TextClassification('seeded', {path!r}).fit(X='text', y='label', select='r', db=db, "
+        "configuration=small_config(max_steps=3, eval_strategy='no'))\n"
+        "print(run.metrics['loss'].tolist())"
+    )
+    tests = str(Path(__file__).parent)
+
+    def losses(before: str) -> str:
+        code = script.format(tests=tests, path=tiny_path, before=before)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+        return done.stdout.strip().splitlines()[-1]
+
+    assert losses("torch.rand(7)") == losses("pass")

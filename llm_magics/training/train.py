@@ -55,10 +55,15 @@ def train(job: TrainJob, sink: Sink, stop: StopSignal | None = None, *, device_m
         stop: when set, a checkpoint is saved and training ends.
         device_map: where the model goes (a Ray worker passes its own GPU).
     """
+    from transformers import set_seed
+
     from llm_magics.training.callbacks import ProgressCallback
 
     config = job.config
     args = job.args if job.args is not None else trainer_arguments(config, job.output_dir)
+    # before the adapter's weights are drawn (the trainer seeds only after): the same configuration
+    # trains the same in any process, whatever ran there before
+    set_seed(args.seed, deterministic=bool(args.full_determinism))
     tokenizer = load_tokenizer(job.base.path, job.base.tokenizer_kwargs)
     model = _trainable(load_base_model(job.base, device_map=device_map), config, job)
     callback = ProgressCallback(sink, stop, _prober(config, tokenizer, job.template), config.probe_steps)
