@@ -185,3 +185,124 @@ def _children():
     import psutil
 
     return psutil.Process().children(recursive=True)
+
+
+def test_a_run_started_in_a_kernel_that_shut_down_is_attached_from_a_new_one(workdir):
+    """Kernel A starts a detached run and is shut down; kernel B lists it training, attaches its
+    live view, waits, finds it completed with every checkpoint, and predicts with it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    def executed(cells: list[str]) -> list[list]:
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+        NotebookClient(
+            notebook,
+            timeout=300,
+            kernel_name="python3",
+            coalesce_streams=True,
+            resources={"metadata": {"path": str(workdir)}},
+        ).execute()  # the kernel is shut down at the end
+        return [cell.outputs for cell in notebook.cells]
+
+    started = executed(
+        [
+            "%load_ext llm_magics",
+            "from llm_magics import tiny_model\nbase_path = str(tiny_model('tiny'))\ndb = %llm_db\n"
+            "db['docs'].insert_many([{'text': f'### Human: {i} ### Assistant: {i}'} for i in range(24)]);",
+            "%%llm_finetune m --detach -o run\nmodel: {{ base_path }}\ndata: docs\nlora_r: 4\nmax_steps: 300\n"
+            "save_steps: 100\neval_steps: 100\nmax_length: 64",
+            "print(run.id, run.record['owner']['pid'])",
+        ]
+    )
+    run_id, pid = started[3][0]["text"].split()
+    os.kill(int(pid), 0)  # the training process outlived its kernel
+    assert connect().run(run_id).status in ("starting", "running")
+    attached = executed(
+        [
+            "%load_ext llm_magics",
+            "%llm_runs",
+            f"%llm_attach {run_id}",
+            f"db = %llm_db\nrun = db.run('{run_id}').wait(300)\n"
+            "print(run.status, [c['step'] for c in run.checkpoints])",
+            'answer = %llm_predict m "### Human: 1 ### Assistant:" --max-new-tokens 4\nprint(type(answer).__name__)',
+        ]
+    )
+    runs = attached[1][0]["data"]["text/plain"]
+    assert run_id in runs and ("running" in runs or "starting" in runs) and "process" in runs
+    (view,) = attached[2]  # the live view, replaced by the summary when the run ended
+    assert "llm-summary" in view["data"]["text/html"] and "completed" in view["data"]["text/plain"]
+    assert attached[3][0]["text"] == "completed [100, 200, 300]\n"
+    assert attached[4][0]["text"] == "str\n"
+
+
+def test_a_stuck_process_shows_as_stalled_and_the_views_stop_button_stops_it(store, tiny_path, monkeypatch):
+    from llm_magics import commands, follow
+    from llm_magics.widgets.progress import TrainingView, body_html
+
+    monkeypatch.setattr(follow, "STALL_AFTER", 1.0)
+    run = detached(store, "stuck", tiny_path, max_steps=5000, save_steps=1000, eval_strategy="no")
+    until(lambda: run.state.status == "running" and run.state.step >= 2)
+    pid = run.record["owner"]["pid"]
+    os.kill(pid, signal.SIGSTOP)  # alive, and no step comes
+    try:
+        until(lambda: run.state.stalled_for is not None, timeout=30)
+        assert "stalled: no step for" in body_html(run.state)
+        assert "stalled (" in commands.runs_table(store)._repr_html_()
+        assert run.status == "running"  # stalled is not dead
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    until(lambda: run.state.stalled_for is None, timeout=30)
+    view = TrainingView(run)
+    assert not view.stop_button.disabled  # a detached run stops from any kernel
+    view.stop_button.click()
+    assert run.wait(120).status == "stopped" and run.record["stop_requested"] is not None
+    assert run.checkpoints[-1]["step"] == run.record["step"]
+
+
+def test_a_run_on_another_host_is_alive_while_it_beats_and_interrupted_after_a_few_missed_beats(store):
+    import datetime as dt
+
+    from llm_magics.store import now
+
+    beat = now()
+    record = {
+        "model": "remote",
+        "status": "running",
+        "backend": "process",
+        "started": beat - dt.timedelta(minutes=5),
+        "heartbeat_every": 5.0,
+        "output_dir": None,
+    }
+    elsewhere = {"host": "another-host.invalid", "pid": 1, "start": "1"}
+    store.store.runs.insert_many(
+        [
+            {**record, "_id": "beating", "owner": elsewhere, "heartbeat": beat - dt.timedelta(seconds=10)},
+            {**record, "_id": "silent", "owner": elsewhere, "heartbeat": beat - dt.timedelta(seconds=40)},
+        ]
+    )
+    assert store.run("beating").status == "running"
+    assert store.run("silent").status == "interrupted"
+
+
+def test_the_log_shows_its_last_lines_with_secrets_masked(tmp_path):
+    from llm_magics import logs
+
+    log = logs.create(tmp_path)
+    lines = [f"step {i}" for i in range(20_000)] + [
+        "progress 10%\rprogress 100%",
+        "mongodb://alice:hunter2@db.invalid/x",
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    assert logs.tail(log, 3) == ["step 19999", "progress 100%", "mongodb://alice:***@db.invalid/x"]
+    assert logs.tail(tmp_path / "missing.log") == [] and logs.tail(None) == []
+
+
+def test_a_detached_run_keeps_its_checkpoints_in_the_database_with_artifacts_db(store, tiny_path):
+    import shutil
+
+    run = detached(store, "gridfs", tiny_path, max_steps=4, save_steps=2, eval_steps=2, artifacts="db")
+    assert run.wait(180).status == "completed", run.error
+    for checkpoint in run.checkpoints:
+        assert checkpoint["gridfs"]
+    shutil.rmtree(run.record["output_dir"])  # only the database has them now
+    assert connect().load("model", "gridfs").predict("what is 3?", max_new_tokens=2) is not None
