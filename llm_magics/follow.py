@@ -43,18 +43,19 @@ def stalled_for(record: dict[str, Any], at: dt.datetime | None = None) -> float 
 def _pace(record: dict[str, Any]) -> float | None:
     """Seconds per step so far, from the record."""
     began, progressed = record.get("train_started"), record.get("progressed")
-    done = (record.get("step") or 0) - (record.get("first_step") or 0)
-    if not isinstance(began, dt.datetime) or not isinstance(progressed, dt.datetime) or done <= 0:
+    step, first = _step(record), _step({"step": record.get("first_step") or 0})
+    if not isinstance(began, dt.datetime) or not isinstance(progressed, dt.datetime) or min(step, first) < 0:
         return None
-    return (progressed - began).total_seconds() / done
+    done = step - first
+    return (progressed - began).total_seconds() / done if done > 0 else None
 
 
 def eta_of(record: dict[str, Any]) -> float | None:
     """Seconds left for an active run, at the pace its record shows."""
-    pace, total, step = _pace(record), record.get("total_steps"), record.get("step") or 0
-    if pace is None or record.get("status") not in ACTIVE or not isinstance(total, int):
+    pace, total = _pace(record), _step({"step": record.get("total_steps")})
+    if pace is None or record.get("status") not in ACTIVE or total < 0:
         return None
-    return pace * max(0, total - step)
+    return pace * max(0, total - _step(record))
 
 
 class Follower:

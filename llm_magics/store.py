@@ -40,7 +40,7 @@ BEST_METRIC = "eval_loss"  # the best checkpoint is the one with the lowest
 # process beats (a detached one: every ``heartbeat_every`` seconds), after this many missed beats.
 _SILENT_LIMIT = dt.timedelta(minutes=10)
 _MISSED_BEATS = 6
-TAIL = 500  # the newest metric rows a run record carries, so that following it reads one record
+TAIL = 100  # the newest metric rows a run record carries, so that following it reads one small record
 
 
 def now() -> dt.datetime:

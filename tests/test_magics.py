@@ -148,7 +148,8 @@ def test_base_generates_without_the_adapter(trained):
 
 def test_runs_lists_the_runs(trained):
     table, _ = trained.run("%llm_runs")
-    assert table.columns == ["name", "run", "status", "backend", "steps", "last loss", "started (UTC)", "duration"]
+    columns = ["name", "run", "status", "backend", "steps", "last loss", "ETA", "started (UTC)", "duration"]
+    assert table.columns == columns
     assert table.rows[0][:5] == ["my-model", trained.ns["run"].id, "completed", "kernel", "6/6"]
     assert "<table" in table._repr_html_() and "my-model" in repr(table)
 
@@ -176,7 +177,7 @@ def test_stop_ends_a_background_run_with_a_checkpoint(shell, db):
 
 
 def test_stop_of_a_run_that_is_not_training_says_so(trained):
-    with pytest.raises(UsageError, match=r"run \w+ is not training in this kernel \(status: completed\)"):
+    with pytest.raises(UsageError, match=r"run \w+ is not training \(status: completed\)"):
         trained.run(f"%llm_stop {trained.ns['run'].id}")
 
 

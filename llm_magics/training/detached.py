@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 HEARTBEAT = 5.0  # seconds between the process's heartbeats
 _LOOK = 1.0  # seconds between its looks for a stop request
+FLUSH = 1.0  # seconds between its writes of new metric rows and progress (a view looks every 0.5 s)
 
 
 def check_database(db: DatabaseHandle) -> None:
@@ -119,8 +120,9 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def main() -> int:
     """The training process: reads its job, trains it, records everything in the store."""
-    spec = pickle.load(sys.stdin.buffer)
+    received = sys.stdin.buffer.read()  # at once: the kernel that writes it waits until it is read
     sys.stdin.close()
+    spec = pickle.loads(received)  # imports what the job needs (torch, datasets): after the kernel is free
     os.chdir(spec["cwd"])
     from llm_magics.db import open_database
     from llm_magics.run import Control, Run, RunState

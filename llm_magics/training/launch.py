@@ -239,7 +239,8 @@ def _start_detached(plan: Plan, job: TrainJob) -> Run:
             "cwd": os.getcwd(),
             "model": plan.name,
             "job": dataclasses.replace(job, args=None),  # the process builds the trainer's arguments
-            "recorder": _recorder_options(plan),
+            # the views see the run through the store: it writes what is new as often as they look
+            "recorder": {**_recorder_options(plan), "flush_interval": detached.FLUSH},
             "retry_seconds": plan.db.retry_seconds,
             "heartbeat_every": detached.HEARTBEAT,
         }
