@@ -48,6 +48,11 @@ def test_quickstart(workdir):
     assert "llm-comparison" in text(outputs[7])
     assert "capitals" in text(outputs[8])
     assert (workdir / ".llm_magics").is_dir()  # the default, embedded store
+    detached, runs, attached, waited, log = outputs[9:14]
+    assert "llm-summary" in text(detached)  # its live view, followed through the store to the end
+    assert "process" in text(runs) and "llm-summary" in text(attached)
+    assert "completed [100, 200]" in text(waited)
+    assert text(log).strip().endswith(": completed")
 
 
 def test_python_api(workdir):
