@@ -24,6 +24,7 @@ def finetune(
     *,
     backend: str | None = None,
     ray_address: str | None = None,
+    detach: bool = False,
     settings: Placement | None = None,
     dry_run: bool = False,
     resume: CheckpointRef | None = None,
@@ -37,7 +38,9 @@ def finetune(
 
     config = LLMTrainingConfiguration.from_dict(mapping)
     settings = settings or Placement()
-    checked = plan_run(name, config, db, backend=backend, ray_address=ray_address, settings=settings, resume=resume)
+    checked = plan_run(
+        name, config, db, backend=backend, ray_address=ray_address, settings=settings, resume=resume, detach=detach
+    )
     if dry_run:
         return dry_run_report(checked)
     return start_run(checked, on_start=on_start)
@@ -153,6 +156,11 @@ def log_lines(db: DatabaseHandle, run_id: str, lines: int = 50) -> list[str]:
     from llm_magics import logs
 
     record = db.store.run(run_id)
+    if record.get("ray_job"):
+        from llm_magics.secrets import redact_text
+        from llm_magics.training.ray_job import job_logs
+
+        return [redact_text(line) for line in job_logs(record["ray_job"]).splitlines()[-lines:]]
     if not record.get("log"):
         raise RunError(
             f"run {run_id} has no log: it trained on the {record.get('backend')} backend, whose output "

@@ -126,9 +126,9 @@ class LLMTrainingConfiguration(SFTConfig):
     probe_max_new_tokens: int = field(default=32, metadata=_help("Length of each probe answer."))
 
     # --- where it runs and where files go ---
-    backend: Literal["kernel", "thread", "process", "ray"] | None = field(
+    backend: Literal["kernel", "thread", "process", "ray", "ray-job"] | None = field(
         default=None,
-        metadata=_help("'kernel' (blocking), 'thread' (background), 'process' (detached) or 'ray'."),
+        metadata=_help("'kernel' (blocking), 'thread' (background), 'process' (detached), 'ray' or 'ray-job'."),
     )
     on_ray: bool = field(default=False, metadata=_help("Train on Ray (the seed's; same as backend: ray)."))
     ray_address: str | None = field(
@@ -229,7 +229,7 @@ class LLMTrainingConfiguration(SFTConfig):
 
     @property
     def runs_on_ray(self) -> bool:
-        return self.on_ray or self.backend == "ray" or self.ray_address is not None
+        return self.on_ray or self.backend in ("ray", "ray-job") or self.ray_address is not None
 
     def training_arguments(self, **overrides: Any) -> SFTConfig:
         """The ``SFTConfig`` the trainer gets, built (and checked) on the machine that trains."""

@@ -102,9 +102,9 @@ class LLMMagics(Magics):
     )
     default_model = Unicode(None, allow_none=True, help="Base model for cells without model:").tag(config=True)
     backend = Enum(
-        ("kernel", "thread", "process", "ray"),
+        ("kernel", "thread", "process", "ray", "ray-job"),
         "kernel",
-        help="Where cells train by default ('process': detached, outlives the kernel)",
+        help="Where cells train by default ('process', 'ray-job': detached, they outlive the kernel)",
     ).tag(config=True)
     ray_address = Unicode(None, allow_none=True, help="Ray cluster for --ray; None: a local Ray").tag(config=True)
     artifacts = Enum(
@@ -166,7 +166,7 @@ class LLMMagics(Magics):
     @argument("name", help="the model's name (its checkpoints are listed under it)")
     @_option("--config", metavar="FILE", help="a YAML file with the configuration (the cell body adds to it)")
     @_flag("--async", dest="background", help="return at once and train in a background thread")
-    @_flag("--detach", help="train in a process of its own that outlives the kernel (%%llm_attach to watch)")
+    @_flag("--detach", help="train in a process of its own (with --ray: a Ray Job) that outlives the kernel")
     @_flag("--ray", help="train on Ray (never blocks)")
     @_option("--ray-address", metavar="ADDR", help="the Ray cluster, e.g. ray://host:10001")
     @_option(
@@ -345,15 +345,12 @@ class LLMMagics(Magics):
         print("\n".join(commands.log_lines(self.db, args.run_id, args.tail)) or "(the log is empty so far)")
 
 
-def flagged_placement(args: argparse.Namespace) -> dict[str, str | None]:
+def flagged_placement(args: argparse.Namespace) -> dict[str, Any]:
     """What the flags of ``%%llm_finetune`` ask about where it trains (None: they leave it open)."""
-    asked = [flag for flag, given in (("--async", args.background), ("--detach", args.detach)) if given]
-    if len(asked) > 1:
+    if args.background and args.detach:
         raise ConfigError("--async and --detach: choose one (--detach also returns at once, and outlives the kernel)")
-    if args.detach and (args.ray or args.ray_address):
-        raise ConfigError("--detach with --ray: a Ray run is not detached from the kernel yet — use one of them")
     backend = "ray" if args.ray or args.ray_address else "thread" if args.background else None
-    return {"backend": "process" if args.detach else backend, "ray_address": args.ray_address}
+    return {"backend": backend, "ray_address": args.ray_address, "detach": args.detach}
 
 
 def _line_prompts(line: str, tokens: list[str]) -> list[str]:

@@ -146,18 +146,20 @@ class LLM:
         on_start: Callable[[Run], None] | None = None,
     ) -> Run:
         """Fine-tunes on the selected documents; returns the run (finished unless it runs in the
-        background: ``backend="thread"``, Ray, or ``detach=True``: a process of its own that
-        outlives the kernel, followed from any kernel with ``db.run(run.id)``)."""
-        if detach:
-            if backend not in (None, "process"):
-                raise ConfigError(f"fit: detach=True trains in a process of its own, not on backend={backend!r}")
-            backend = "process"
+        background: ``backend="thread"``, Ray, or ``detach=True``: a process of its own, or a Ray
+        Job with ``on_ray``, that outlives the kernel, followed from any kernel with ``db.run(run.id)``)."""
         config = self.configuration(
             configuration, X=X, select=select, y=y, on_ray=on_ray, ray_address=ray_address, ray_configs=ray_configs
         )
         self.db = db or self.db or open_database()
         checked = plan_run(
-            self.identifier, config, self.db, transform=transform, backend=backend, resume=resume_from_checkpoint
+            self.identifier,
+            config,
+            self.db,
+            transform=transform,
+            backend=backend,
+            resume=resume_from_checkpoint,
+            detach=detach,
         )
         self.labels = checked.data.labels
         self.trust_remote_code = self.trust_remote_code or checked.config.trust_remote_code

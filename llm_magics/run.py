@@ -19,6 +19,7 @@ from llm_magics.store import FINAL
 if TYPE_CHECKING:
     from llm_magics.db import DatabaseHandle
 
+DETACHED = ("process", "ray-job")  # backends whose runs outlive the kernel and stop through the store
 # runs still training in this process, or followed from it, by id (for %llm_stop and the views)
 _active: dict[str, Run] = {}
 
@@ -177,7 +178,7 @@ class Run:
         record = self.record
         if record["status"] in FINAL:
             raise RunError(f"run {self.id} is not training (status: {record['status']})")
-        if record.get("backend") != "process":
+        if record.get("backend") not in DETACHED:
             owner = record.get("owner") or {}
             raise RunError(
                 f"run {self.id} trains in another kernel (process {owner.get('pid')} on {owner.get('host')}): "

@@ -311,7 +311,8 @@ def alive(run: dict[str, Any]) -> bool:
     """Whether the process training an active run may still be there: on this host, whether it
     exists; elsewhere, whether it wrote within a few of its heartbeats (or ten minutes)."""
     every = _number(run.get("heartbeat_every"))
-    silence = dt.timedelta(seconds=every * _MISSED_BEATS) if every > 0 else _SILENT_LIMIT
+    beating = every > 0 and run.get("status") != "starting"  # a starting process may wait for a cluster
+    silence = dt.timedelta(seconds=every * _MISSED_BEATS) if beating else _SILENT_LIMIT
     return owner_alive(run.get("owner", {}), run.get("heartbeat"), now(), silence)
 
 

@@ -27,6 +27,7 @@ LAYERS = [
         "training.local",
         "training.ray",
         "training.detached",
+        "training.ray_job",
         "training.launch",
     ],
     ["export", "model", "classification", "estimate", "tiny", "api"],

@@ -171,12 +171,13 @@ def test_a_bad_configuration_starts_no_process_and_writes_nothing(shell, tiny_pa
     shell.run("%llm_db embedded://store")
     connect("embedded://store")["docs"].insert_many(qa_docs(30))
     before = {p.pid for p in _children()}
-    for body, error in [
-        ("model: {{ base_path }}\ndata: nothing_here\n", "nothing_here"),
-        ("model: {{ base_path }}\ndata: docs\nlearning_rate: -1\n", "learning_rate"),
+    for flags, body, error in [
+        ("", "model: {{ base_path }}\ndata: nothing_here\n", "nothing_here"),
+        ("", "model: {{ base_path }}\ndata: docs\nlearning_rate: -1\n", "learning_rate"),
+        ("--ray-address http://127.0.0.1:9", "model: {{ base_path }}\ndata: docs\n", "no Ray cluster to submit"),
     ]:
         with pytest.raises(UsageError, match=error):
-            shell.run("%%llm_finetune m --detach\n" + body)
+            shell.run(f"%%llm_finetune m --detach {flags}\n" + body)
     assert connect("embedded://store").show("run") == [] and {p.pid for p in _children()} == before
     assert not (workdir / "store" / "artifacts" / "m").exists()
 

@@ -265,3 +265,63 @@ def test_a_ray_client_cluster_sends_its_checkpoints_to_the_kernel(db, tiny_path,
     assert all(Path(c["path"]).is_relative_to(db.artifacts / "ray-client") for c in run.checkpoints)
     assert (shared / f"llm_magics-{run.id}").is_dir()
     assert isinstance(llm.predict("hi", checkpoint=2, max_new_tokens=2), str)  # sha256 checked on load
+
+
+def test_ray_detach_submits_a_ray_job_whose_driver_records_the_run_and_stops_from_anywhere(tiny_path, workdir):
+    """``--ray --detach``: a Ray Job on a cluster of its own (``ray start --head``, as a user runs
+    it): the kernel only submits; the job's driver trains with Ray Train, writes the records to
+    the embedded store (the cluster is on this machine), reads its stop request there, and its
+    output is the job's log."""
+    from llm_magics import commands, connect
+
+    db = connect()
+    db["docs"].insert_many(qa_docs(30))
+    temp = Path(tempfile.mkdtemp(prefix="llm-job-", dir="/tmp"))  # Ray's socket paths must stay short
+    port, dashboard = _free_port(), _free_port()
+    command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}"]
+    command += [f"--dashboard-port={dashboard}", "--include-dashboard=true", "--num-cpus=2", "--disable-usage-stats"]
+    command += [f"--temp-dir={temp}"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "GRPC_ENABLE_FORK_SUPPORT": "false"}
+    head = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", dashboard), timeout=1):
+                break
+            assert head.poll() is None and time.monotonic() < deadline, "the cluster did not start"
+            time.sleep(0.5)
+        config = small_config(max_steps=5000, save_steps=1000, eval_strategy="no")
+        run = LLM("ray-job", tiny_path).fit(
+            select="docs", db=db, configuration=config, ray_address=f"127.0.0.1:{port}", ray_configs=ONE_WORKER,
+            detach=True,
+        )  # fmt: skip
+        record = run.record
+        assert record["backend"] == "ray-job" and record["ray_job"]["submission_id"] == f"llm_magics-{run.id}"
+        deadline = time.monotonic() + 240
+        while not (run.state.status == "running" and run.state.step >= 2):
+            assert time.monotonic() < deadline and run.state.status not in ("failed", "interrupted"), run.state.error
+            time.sleep(0.5)
+        assert run.record["owner"]["pid"] != os.getpid()  # the driver's, on the cluster
+        connect().run(run.id).stop()  # from another connection, as another kernel would
+        assert run.wait(240).status == "stopped", run.error
+        assert run.checkpoints[-1]["step"] == run.record["step"]
+        assert not (Path(record["output_dir"]) / "ray-job.pkl").exists()  # the job's file is read once
+        output = "\n".join(commands.log_lines(db, run.id, 200))
+        assert f"run {run.id} of ray-job: training in process" in output and f"run {run.id}: stopped" in output
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_detach_keeps_the_embedded_store_to_a_cluster_on_this_machine(tiny_path, workdir):
+    from llm_magics import connect
+    from llm_magics.errors import ConfigError
+
+    db = connect()
+    db["docs"].insert_many(qa_docs(10))
+    with pytest.raises(ConfigError, match=r"the embedded store is a file on this machine.*use mongodb://"):
+        LLM("far", tiny_path).fit(
+            select="docs", db=db, configuration=small_config(), ray_address="ray://head.invalid:10001", detach=True
+        )
+    assert db.show("run") == []

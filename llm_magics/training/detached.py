@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,10 +78,11 @@ def hand_over(child: subprocess.Popen, spec: dict[str, Any]) -> None:
 
 class Heartbeat:
     """In the training process: writes the run's heartbeat every ``every`` seconds and turns a
-    stop request in its record into the trainer's stop signal."""
+    stop request in its record into a call of ``stop`` (the run's own)."""
 
-    def __init__(self, store: Store, run_id: str, stop: threading.Event, every: float = HEARTBEAT):
+    def __init__(self, store: Store, run_id: str, stop: Callable[[], Any], every: float = HEARTBEAT):
         self.store, self.run_id, self.stop, self.every = store, run_id, stop, every
+        self._asked = False
         self._ended = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="llm_magics-heartbeat")
 
@@ -97,9 +99,10 @@ class Heartbeat:
         while not self._ended.wait(_LOOK):
             try:
                 record = self.store.runs.find_one({"_id": self.run_id}, {"stop_requested": 1})
-                if record and record.get("stop_requested") and not self.stop.is_set():
+                if record and record.get("stop_requested") and not self._asked:
                     print("stop requested: saving a checkpoint and stopping", flush=True)
-                    self.stop.set()
+                    self._asked = True
+                    self.stop()
                 if time.monotonic() - last >= self.every:
                     self.store.update_run(self.run_id)
                     last = time.monotonic()
@@ -112,37 +115,57 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
     def on_signal(signum: int, frame: Any) -> None:
         print(f"{signal.Signals(signum).name}: saving a checkpoint and stopping", flush=True)
-        stop.set()
+        stop.set()  # a Ray run's driver passes it on to its workers
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
 
-def main() -> int:
-    """The training process: reads its job, trains it, records everything in the store."""
-    received = sys.stdin.buffer.read()  # at once: the kernel that writes it waits until it is read
-    sys.stdin.close()
-    spec = pickle.loads(received)  # imports what the job needs (torch, datasets): after the kernel is free
+def main(argv: list[str] | None = None) -> int:
+    """The training process: reads its job (from stdin; a Ray Job's driver from the file it is
+    given), trains it, records everything in the store."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--ray-job"]:
+        from llm_magics.training.ray_job import read_spec
+
+        spec = read_spec(Path(argv[1]))
+    else:
+        received = sys.stdin.buffer.read()  # at once: the kernel that writes it waits until it is read
+        sys.stdin.close()
+        spec = pickle.loads(received)  # imports what the job needs (torch, datasets): the kernel is free
+    return _train(spec)
+
+
+def _train(spec: dict[str, Any]) -> int:
     os.chdir(spec["cwd"])
     from llm_magics.db import open_database
+    from llm_magics.processes import process_owner
     from llm_magics.run import Control, Run, RunState
     from llm_magics.training.local import execute
     from llm_magics.training.recorder import Recorder
 
-    job = spec["job"]
+    job, on_ray = spec["job"], bool(spec.get("ray"))
     db: DatabaseHandle = open_database(spec["uri"])
     db.retry_seconds = spec["retry_seconds"]
+    db.store.update_run(job.run_id, owner=process_owner())  # a Ray Job's driver: known from now on
     print(f"run {job.run_id} of {spec['model']}: training in process {os.getpid()} on {db.uri}", flush=True)
-    state, control = RunState(job.run_id, spec["model"], "process"), Control()
+    backend = "ray-job" if on_ray else "process"
+    state, control = RunState(job.run_id, spec["model"], backend), Control()
     run = Run(db, job.run_id, state, control)
     recorder = Recorder(db.store, state, **spec["recorder"])
     _stop_on_signals(control.stop)
-    with Heartbeat(db.store, job.run_id, control.stop, spec["heartbeat_every"]):
-        error = execute(job, recorder, run)
+    error: BaseException | None = None
+    with Heartbeat(db.store, job.run_id, run.stop, spec["heartbeat_every"]):
+        if on_ray:
+            from llm_magics.training.ray import run_on_ray
+
+            run_on_ray(job, recorder, run, None, spec["ray_configs"]).join()
+        else:
+            error = execute(job, recorder, run)
     if error is not None:
         traceback.print_exception(error)
     print(f"run {job.run_id}: {state.status}" + (f" ({state.error})" if state.error else ""), flush=True)
-    return 0 if error is None else 1
+    return 0 if state.status in ("completed", "stopped") else 1
 
 
 if __name__ == "__main__":

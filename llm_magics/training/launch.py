@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from llm_magics.db import DatabaseHandle
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-BACKENDS = ("kernel", "thread", "process", "ray")
+BACKENDS = ("kernel", "thread", "process", "ray", "ray-job")
 
 
 def check_name(name: str, what: str = "model name") -> str:
@@ -55,16 +55,21 @@ def placement(
     backend: str | None = None,
     ray_address: str | None = None,
     settings: Placement = Placement(),
+    detach: bool = False,
 ) -> Placement:
     """Decides where a run trains: what the caller asks (the magic's flags, ``fit``'s arguments)
     first, then the configuration (``backend``, ``on_ray``, ``ray_address``), then the settings
-    (``%config LLMMagics``)."""
+    (``%config LLMMagics``). ``detach``: in a process of its own, or as a Ray Job when on Ray."""
+    if detach and backend in ("kernel", "thread"):
+        raise ConfigError(f"detach: a detached run trains in a process of its own or as a Ray Job, not on {backend!r}")
     if ray_address is not None and backend is None:
         backend = "ray"
     backend = backend or config.backend or ("ray" if config.on_ray or config.ray_address else settings.backend)
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r}: must be {one_of(BACKENDS)}{did_you_mean(str(backend), BACKENDS)}")
-    if backend != "ray":
+    if detach:  # the rest says where its process runs: here, or on Ray
+        backend = "ray-job" if backend in ("ray", "ray-job") else "process"
+    if backend not in ("ray", "ray-job"):
         return Placement(backend)
     return Placement(backend, ray_address or config.ray_address or settings.ray_address)
 
@@ -100,15 +105,19 @@ def plan_run(
     ray_address: str | None = None,
     settings: Placement = Placement(),
     resume: CheckpointRef | str | int | bool | None = None,
+    detach: bool = False,
 ) -> Plan:
     """Checks a run; raises a user error, having written nothing, if it cannot start."""
     check_name(name)
-    where = placement(config, backend=backend, ray_address=ray_address, settings=settings)
-    if where.backend == "process":
-        from llm_magics.training.detached import check_database
+    where = placement(config, backend=backend, ray_address=ray_address, settings=settings, detach=detach)
+    if where.backend in ("process", "ray-job"):
+        from llm_magics.training import detached, ray_job
 
-        check_database(db)
-    if where.ray_address != config.ray_address and where.backend == "ray":
+        detached.check_database(db)
+        if where.backend == "ray-job":
+            ray_job.check_database(db, where.ray_address)
+            ray_job.client(where.ray_address)  # a cluster to submit to, or a short error
+    if where.ray_address != config.ray_address and where.backend in ("ray", "ray-job"):
         config = dataclasses.replace(config, ray_address=where.ray_address)  # recorded with the run
     path = check_model_path(config.model)
     resume_from = _resume_point(db, name, resume if resume is not None else config.resume_from_checkpoint)
@@ -123,7 +132,7 @@ def plan_run(
     run_id = uuid.uuid4().hex[:8]
     output_dir = Path(config.output_dir or db.artifacts / name).expanduser().resolve() / run_id
     # the trainer's own checks run here; a Ray worker builds its arguments where it trains
-    args = None if where.backend == "ray" else trainer_arguments(config, str(output_dir))
+    args = None if where.backend in ("ray", "ray-job") else trainer_arguments(config, str(output_dir))
     base = BaseModel(path, config.bits, config.task, model_kwargs, tokenizer_kwargs, data.labels)
     if config.use_lora and config.lora_target_modules and adapter is None and resume_from is None:
         check_target_modules(base, config.lora_target_modules)
@@ -183,8 +192,8 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
         adapter=plan.adapter,
         template=plan.template,
     )
-    if plan.where.backend == "process":
-        run = _start_detached(plan, job)
+    if plan.where.backend in ("process", "ray-job"):
+        run = _start_detached(plan, job) if plan.where.backend == "process" else _submit_ray_job(plan, job)
         if on_start is not None:
             on_start(run)
         return run
@@ -224,7 +233,6 @@ def _recorder_options(plan: Plan) -> dict[str, Any]:
 def _start_detached(plan: Plan, job: TrainJob) -> Run:
     """Starts the run's own process, records the run as that process's, and hands it the job.
     The kernel loads no weights: it follows the run through the store."""
-    import os
 
     from llm_magics import logs
     from llm_magics.follow import follow
@@ -234,21 +242,48 @@ def _start_detached(plan: Plan, job: TrainJob) -> Run:
     child = detached.spawn(log)
     try:
         _write_records(plan, owner=detached.owner(child), log=str(log), heartbeat_every=detached.HEARTBEAT)
-        spec = {
-            "uri": plan.db._connect_uri,
-            "cwd": os.getcwd(),
-            "model": plan.name,
-            "job": dataclasses.replace(job, args=None),  # the process builds the trainer's arguments
-            # the views see the run through the store: it writes what is new as often as they look
-            "recorder": {**_recorder_options(plan), "flush_interval": detached.FLUSH},
-            "retry_seconds": plan.db.retry_seconds,
-            "heartbeat_every": detached.HEARTBEAT,
-        }
-        detached.hand_over(child, spec)
+        detached.hand_over(child, _detached_spec(plan, job))
     except BaseException:
         child.kill()
         raise
     return follow(Run(plan.db, plan.run_id))
+
+
+def _submit_ray_job(plan: Plan, job: TrainJob) -> Run:
+    """Submits the run as a Ray Job, whose driver trains on the cluster and writes the records."""
+    from llm_magics.follow import follow
+    from llm_magics.training import detached, ray_job
+
+    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    spec = {**_detached_spec(plan, job), "ray": True, "ray_configs": plan.config.ray_configs}
+    path = ray_job.write_spec(plan.output_dir, spec)
+    # whose process trains it is known once the driver starts; until then its heartbeat tells
+    _write_records(plan, owner={"host": "ray-job"}, heartbeat_every=detached.HEARTBEAT)
+    try:
+        plan.db.store.update_run(plan.run_id, ray_job=ray_job.submit(plan.run_id, path, plan.where.ray_address))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        plan.db.store.runs.delete_one({"_id": plan.run_id})  # nothing was trained
+        raise
+    return follow(Run(plan.db, plan.run_id))
+
+
+def _detached_spec(plan: Plan, job: TrainJob) -> dict[str, Any]:
+    """What a detached run's process needs: the job, and the database to record it in."""
+    import os
+
+    from llm_magics.training import detached
+
+    return {
+        "uri": plan.db._connect_uri,
+        "cwd": os.getcwd(),
+        "model": plan.name,
+        "job": dataclasses.replace(job, args=None),  # the process builds the trainer's arguments
+        # the views see the run through the store: it writes what is new as often as they look
+        "recorder": {**_recorder_options(plan), "flush_interval": detached.FLUSH},
+        "retry_seconds": plan.db.retry_seconds,
+        "heartbeat_every": detached.HEARTBEAT,
+    }
 
 
 def _write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from llm_magics import logs
 from llm_magics.display import NOTHING, clock, is_number, shown
 from llm_magics.follow import follow
-from llm_magics.run import Run, RunState
+from llm_magics.run import DETACHED, Run, RunState
 from llm_magics.store import FINAL
 from llm_magics.widgets.curve import loss_svg
 
@@ -267,7 +267,7 @@ def stoppable(run: Run) -> bool:
     """Whether the view's Stop button can stop the run: not a blocking run (the kernel is busy; its
     interrupt stops it), and not a run followed from another kernel unless it is detached."""
     backend = run.state.backend if run.state else ""
-    return backend == "process" or (backend != "kernel" and not run.followed)
+    return backend in DETACHED or (backend != "kernel" and not run.followed)
 
 
 class _Summary:
