@@ -125,6 +125,18 @@ class LLMTrainingConfiguration(SFTConfig):
     )
     probe_max_new_tokens: int = field(default=32, metadata=_help("Length of each probe answer."))
 
+    # --- early stopping ---
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata=_help(
+            "Stop when metric_for_best_model (default eval_loss) has not improved for N evaluations; "
+            "needs a save at every evaluation."
+        ),
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata=_help("How much the metric must improve to count as an improvement.")
+    )
+
     # --- where it runs and where files go ---
     backend: Literal["kernel", "thread", "process", "ray", "ray-job"] | None = field(
         default=None,

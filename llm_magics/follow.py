@@ -132,7 +132,7 @@ class Follower:
                 setattr(state, name, record[field])
         state.train_started = _seconds(record.get("train_started")) or state.train_started
         state.first_step = record.get("first_step") or state.first_step
-        state.log = record.get("log")
+        state.log, state.reason = record.get("log"), record.get("reason")
         state.stalled_for = stalled_for(record)
 
 

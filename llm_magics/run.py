@@ -49,6 +49,7 @@ class RunState:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     probes: list[dict[str, Any]] = field(default_factory=list)
     log: str | None = None  # a detached run's log file
+    reason: str | None = None  # why it ended before max_steps, e.g. early stopping
     stalled_for: float | None = None  # seconds since a running run's step last moved, when far too long
     listeners: list[Callable[[RunState], None]] = field(default_factory=list, repr=False)
 
@@ -109,6 +110,7 @@ class Run:
             eval_loss=record.get("last_eval_loss"),
             error=record.get("error"),
             log=record.get("log"),
+            reason=record.get("reason"),
         )
         started, duration = record.get("started"), record.get("duration")
         if isinstance(started, dt.datetime):

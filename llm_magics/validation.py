@@ -31,6 +31,8 @@ _AT_LEAST = {
     "save_total_limit": 1,
     "probe_steps": 1,
     "probe_max_new_tokens": 1,
+    "early_stopping_patience": 1,
+    "early_stopping_threshold": 0,
 }
 _POSITIVE = ("learning_rate",)
 _FRACTIONS = ("lora_dropout", "valid_fraction")
@@ -91,7 +93,7 @@ def value_problems(config: Any, fields: tuple[str, ...]) -> list[str]:
         problems.append(
             f"max_steps: must be a positive number of steps, or -1 for num_train_epochs, got {config.max_steps}"
         )
-    problems += _data_problems(config) + _ray_problems(config.ray_configs)
+    problems += _data_problems(config) + _ray_problems(config.ray_configs) + _early_stopping_problems(config)
     if config.fp16 and config.bf16:
         problems.append("fp16 and bf16: choose one")
     if config.bits is not None and not config.use_lora:
@@ -111,6 +113,33 @@ def _ray_problems(ray_configs: dict[str, Any] | None) -> list[str]:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         problems.append(f"ray_configs.scaling_config.num_workers: must be a whole number, at least 1, got {workers!r}")
     return problems
+
+
+def _early_stopping_problems(config: Any) -> list[str]:
+    """Early stopping judges evaluations and ``@best`` names a saved checkpoint: it needs evaluation,
+    a save at every evaluation, and more evaluations than its patience."""
+    patience = config.early_stopping_patience
+    if patience is None or not isinstance(patience, int) or patience < 1:
+        return []
+    strategy = str(getattr(config.eval_strategy, "value", config.eval_strategy))
+    saving = str(getattr(config.save_strategy, "value", config.save_strategy))
+    if strategy == "no":
+        return ["early_stopping_patience: needs evaluation — set eval_strategy: steps and eval_steps: N"]
+    if saving != strategy:
+        return [f"early_stopping_patience: save where it evaluates — set save_strategy: {strategy}"]
+    every = config.eval_steps or config.logging_steps
+    if strategy == "steps" and every and config.save_steps and every % config.save_steps:
+        return [
+            f"early_stopping_patience: save at every evaluation, so that @best names a checkpoint — "
+            f"save_steps: {shown(every)} (now {shown(config.save_steps)}; eval_steps is {shown(every)})"
+        ]
+    if strategy == "steps" and every >= 1 and config.max_steps > 0 and config.max_steps // every <= patience:
+        return [
+            f"early_stopping_patience: {patience} can never stop this run — max_steps {config.max_steps} gives "
+            f"{config.max_steps // int(every)} evaluation(s) (eval_steps {shown(every)}); lower the patience or "
+            "evaluate more often"
+        ]
+    return []
 
 
 def _data_problems(config: Any) -> list[str]:

@@ -48,8 +48,10 @@ class ProgressCallback(TrainerCallback):
         stop: StopSignal | None = None,
         probe: Callable[[Any], list[dict[str, str]]] | None = None,
         probe_steps: int | None = None,
+        early: Any = None,
     ):
         self.sink, self.stop, self.probe, self.probe_steps = sink, stop, probe, probe_steps
+        self.early = early  # transformers' EarlyStoppingCallback, when the run has one
         self._row: dict[str, Any] | None = None
         self._last: dict[str, Any] = {}
         self._tokens: tuple[float, float] | None = None  # (time, tokens seen) at the last log
@@ -159,7 +161,21 @@ class ProgressCallback(TrainerCallback):
     ) -> None:
         if state.is_world_process_zero:
             self._flush_row()
-            self.sink({"kind": "end", "step": state.global_step, "stopped": self.stopped})
+            event = {"kind": "end", "step": state.global_step, "stopped": self.stopped}
+            reason = self._stopped_early(args, state)
+            if reason:
+                event["reason"] = reason
+            self.sink(event)
+
+    def _stopped_early(self, args: TrainingArguments, state: TrainerState) -> str | None:
+        """Why early stopping ended the run, in words; None if it did not."""
+        early = self.early
+        if early is None or self.stopped or early.early_stopping_patience_counter < early.early_stopping_patience:
+            return None
+        metric = args.metric_for_best_model or "eval_loss"
+        metric = metric if metric.startswith("eval_") else f"eval_{metric}"
+        best = f"; best at step {state.best_global_step}" if state.best_global_step else ""
+        return f"no improvement in {metric} for {early.early_stopping_patience} evaluations{best}"
 
     def _flush_row(self) -> None:
         if self._row is not None:

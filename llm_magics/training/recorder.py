@@ -175,6 +175,7 @@ class Recorder:
 
     def _on_end(self, event: dict[str, Any]) -> None:
         self.state.step = event["step"]
+        self.state.reason = event.get("reason")  # why it ended before max_steps (early stopping)
         self.flush()
 
     def flush(self) -> None:
@@ -204,6 +205,8 @@ class Recorder:
         state.status, state.error, state.ended = status, error, time.time()
         self.flush()
         final = {"status": status, "error": error, "ended": now(), "duration": round(state.elapsed, 3)}
+        if state.reason:
+            final["reason"] = state.reason
         self.outbox.write("update_run", state.run_id, **final, summary=self._summary)
         end_refused = len(self.outbox.refused) > refused
         drained = self.outbox.drain(self.grace)

@@ -13,7 +13,7 @@ from llm_magics.loader import BaseModel, load_base_model, load_tokenizer
 
 if TYPE_CHECKING:
     from llm_magics.config import LLMTrainingConfiguration
-    from llm_magics.training.callbacks import ProgressCallback, Sink, StopSignal
+    from llm_magics.training.callbacks import Sink, StopSignal
 
 
 @dataclass
@@ -38,7 +38,9 @@ def trainer_arguments(config: LLMTrainingConfiguration, output_dir: str) -> Any:
     """The ``SFTConfig`` of a run: the configuration's, writing into ``output_dir``. Pruning is the
     recorder's (it keeps the best and the selected checkpoint); the live view replaces the
     progress bar unless ``disable_tqdm: false``."""
+    early = {"metric_for_best_model": config.metric_for_best_model or "eval_loss"}
     return config.training_arguments(
+        **(early if config.early_stopping_patience else {}),
         output_dir=output_dir,
         save_total_limit=None,
         disable_tqdm=config.disable_tqdm is not False,
@@ -66,9 +68,10 @@ def train(job: TrainJob, sink: Sink, stop: StopSignal | None = None, *, device_m
     set_seed(args.seed, deterministic=bool(args.full_determinism))
     tokenizer = load_tokenizer(job.base.path, job.base.tokenizer_kwargs)
     model = _trainable(load_base_model(job.base, device_map=device_map), config, job)
-    callback = ProgressCallback(sink, stop, _prober(config, tokenizer, job.template), config.probe_steps)
+    early = _early_stopping(config)
+    callback = ProgressCallback(sink, stop, _prober(config, tokenizer, job.template), config.probe_steps, early)
     with _quiet_datasets():
-        trainer = _trainer(config, args, model, tokenizer, job, callback)
+        trainer = _trainer(config, args, model, tokenizer, job, [callback, *([early] if early else [])])
     if args.disable_tqdm:
         from transformers.trainer_callback import PrinterCallback
 
@@ -132,8 +135,22 @@ def _keep_4bit_weights_trainable(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def _early_stopping(config: LLMTrainingConfiguration) -> Any:
+    """transformers' ``EarlyStoppingCallback`` when the configuration asks for it, else None. The best
+    checkpoint is ours to name (``@best``): the trainer does not load it back at the end."""
+    if not config.early_stopping_patience:
+        return None
+    from transformers import EarlyStoppingCallback
+
+    class _EarlyStopping(EarlyStoppingCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            pass  # its checks are the configuration's; its warning is about load_best_model_at_end
+
+    return _EarlyStopping(config.early_stopping_patience, config.early_stopping_threshold)
+
+
 def _trainer(
-    config: LLMTrainingConfiguration, args: Any, model: Any, tokenizer: Any, job: TrainJob, callback: ProgressCallback
+    config: LLMTrainingConfiguration, args: Any, model: Any, tokenizer: Any, job: TrainJob, callbacks: list[Any]
 ) -> Any:
     peft_config = config.lora_config() if config.use_lora and job.adapter is None else None
     common = {
@@ -141,7 +158,7 @@ def _trainer(
         "train_dataset": job.train,
         "eval_dataset": job.valid,
         "processing_class": tokenizer,
-        "callbacks": [callback],
+        "callbacks": callbacks,
     }
     if config.task == "text-classification":
         from transformers import DataCollatorWithPadding, Trainer

@@ -46,6 +46,8 @@ def status_html(state: RunState) -> str:
     text = f'<b style="color:{color}" class="llm-status">{html.escape(shown(state.status))}</b>'
     if state.stalled_for is not None and state.status not in FINAL:
         text += f' <b class="llm-stalled" style="color:#ef6c00">stalled: no step for {clock(state.stalled_for)}</b>'
+    if state.reason:
+        text += f' <span class="llm-reason" style="color:#555">({html.escape(shown(state.reason))})</span>'
     if state.error:
         text += f' <span class="llm-error" style="color:#c62828">{html.escape(shown(state.error))}</span>'
     return text
