@@ -155,7 +155,8 @@ def test_a_rejected_run_writes_nothing(db, tiny_path, workdir):
 
 def test_an_unknown_backend_is_refused_before_anything_is_written(db, tiny_path, workdir):
     db["d"].insert_many(qa_docs(10))
-    with pytest.raises(ConfigError, match=r"backend 'threads': must be 'kernel', 'thread' or 'ray' — did you mean"):
+    expected = r"backend 'threads': must be 'kernel', 'thread', 'process', 'ray' or 'ray-job' — did you mean"
+    with pytest.raises(ConfigError, match=expected):
         LLM("x", tiny_path).fit(select="d", db=db, configuration=small_config(), backend="threads")
     assert db.show("model") == [] and db.show("run") == []
     assert not (workdir / ".llm_magics").exists()

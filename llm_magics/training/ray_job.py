@@ -15,6 +15,7 @@ import pickle
 import shlex
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from llm_magics.db import DatabaseHandle
 
 SPEC = "ray-job.pkl"
+_AGENT_WAIT = 60.0  # seconds a cluster just started may take before it takes jobs
 
 
 def on_this_machine(address: str | None) -> bool:
@@ -89,7 +91,16 @@ def submit(run_id: str, spec_path: Path, address: str | None) -> dict[str, str]:
     jobs = client(address)
     python = sys.executable if on_this_machine(address) else "python"
     entrypoint = f"{shlex.quote(python)} -u -m llm_magics.training.detached --ray-job {shlex.quote(str(spec_path))}"
-    submission = jobs.submit_job(entrypoint=entrypoint, submission_id=f"llm_magics-{run_id}")
+    deadline = time.monotonic() + _AGENT_WAIT
+    while True:
+        try:
+            submission = jobs.submit_job(entrypoint=entrypoint, submission_id=f"llm_magics-{run_id}")
+            break
+        except RuntimeError as error:
+            # a cluster just started takes some seconds before its job agent takes jobs
+            if "No available agent" not in str(error) or time.monotonic() >= deadline:
+                raise ConfigError(f"--ray --detach: the cluster did not take the job ({error})") from None
+            time.sleep(1.0)
     return {"address": jobs.get_address(), "submission_id": submission}
 
 
