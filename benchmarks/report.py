@@ -68,6 +68,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _section(by_name["store"], store_section)
     if "detached" in by_name:
         lines += _section(by_name["detached"], detached_section)
+    if "sweep" in by_name:
+        lines += _section(by_name["sweep"], sweep_section)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -302,6 +304,7 @@ SECTION_TITLES = {
     "view_overhead": "7. The live view on against off",
     "store": "8. The embedded store against mongomock and plain sqlite3",
     "detached": "9. Detached runs (`--detach`) against a run in the kernel; following a run",
+    "sweep": "10. A sweep on Ray Tune against its trials one after another in the kernel",
 }
 
 
@@ -682,4 +685,21 @@ def detached_section(result: dict[str, Any]) -> list[str]:
         " The first look reads the run's whole history once.",
         "",
         *_table(["run at step", "a look", "the first look", "new rows read from the metrics instead"], follow_rows),
+    ]
+
+
+def sweep_section(result: dict[str, Any]) -> list[str]:
+    sweep, kernel = result["sweep"], result["kernel"]
+    rows = [
+        ["4 runs one after another in the kernel", "—", "—", _s(kernel["done_s"])],
+        ["the sweep (2 trials at a time)", _s(sweep["return_s"]), _s(sweep["first_step_s"]), _s(sweep["done_s"])],
+    ]
+    return [
+        f"A 2 x 2 grid (learning rate, LoRA rank), {result['steps']} steps a trial, the tiny model, no scheduler"
+        " (both arms train the same steps), on the machine's two CPUs. The sweep's first step comes after Ray"
+        " starts, a trial's actor starts and loads the model; the kernel arm was warmed up by a run before.",
+        "",
+        *_table(["arm", "cell returns", "first step shown", "done"], rows),
+        f"Sweep / sequential: {_x(result['sweep / kernel'], 2)}.",
+        "",
     ]

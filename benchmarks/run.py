@@ -64,6 +64,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "view_overhead": ["--steps", "50", "--rounds", "1"],
             "store": ["--sizes", "10000", "--neighbours", "5000", "20000"],
             "detached": ["--steps", "20", "--rounds", "1", "--follow-steps", "10", "1000"],
+            "sweep": ["--steps", "20"],
         }
     else:
         sizes = {
@@ -75,6 +76,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "view_overhead": ["--steps", "500", "--rounds", "15"],
             "store": ["--sizes", "100000", "1000000", "--neighbours", "5000", "100000"],
             "detached": ["--steps", "300", "--rounds", "5", "--follow-steps", "10", "1000", "10000"],
+            "sweep": ["--steps", "600"],
         }
     steps = [
         (name, [f"{name}.py", *args, *([] if name in ("load_ext", "data_path", "store") else cpu)])

@@ -29,21 +29,54 @@ def finetune(
     dry_run: bool = False,
     resume: CheckpointRef | None = None,
     on_start: Callable[[Run], None] | None = None,
-) -> Run | DryRun:
+) -> Any:
     """Trains model ``name`` with the configuration ``mapping`` (a cell body), or only checks it.
 
     ``backend`` / ``ray_address`` are what the flags ask; the configuration, then ``settings``,
     decide what they leave open."""
     from llm_magics.config import LLMTrainingConfiguration
 
-    config = LLMTrainingConfiguration.from_dict(mapping)
     settings = settings or Placement()
+    if "sweep" in mapping:
+        return _sweep(db, name, mapping, ray_address=ray_address, settings=settings, dry_run=dry_run, detach=detach)
+    config = LLMTrainingConfiguration.from_dict(mapping)
     checked = plan_run(
         name, config, db, backend=backend, ray_address=ray_address, settings=settings, resume=resume, detach=detach
     )
     if dry_run:
         return dry_run_report(checked)
     return start_run(checked, on_start=on_start)
+
+
+def _sweep(
+    db: DatabaseHandle,
+    name: str,
+    mapping: dict[str, Any],
+    *,
+    ray_address: str | None,
+    settings: Placement,
+    dry_run: bool,
+    detach: bool,
+) -> Any:
+    """A configuration with a ``sweep:`` block: its trials on Ray Tune, or (dry run) their list."""
+    from llm_magics.training.sweeps import plan_sweep, start_sweep
+
+    checked = plan_sweep(name, mapping, db, ray_address=ray_address, settings=settings)
+    if dry_run:
+        from llm_magics.display import SweepDryRun
+        from llm_magics.estimate import estimate
+
+        largest = max(
+            (
+                estimate(plan.config, plan.base, max(len(ids) for ids in plan.data.train["input_ids"]))
+                for plan in checked.plans
+            ),
+            key=lambda each: each.total_gib,
+        )
+        return SweepDryRun(checked.name, checked.values, checked.sweep.to_dict(), largest)
+    from llm_magics.widgets.sweep import SweepView
+
+    return start_sweep(checked, on_start=lambda sweep: SweepView(sweep).show(), detach=detach)
 
 
 def dry_run_report(checked: Plan) -> DryRun:
@@ -137,12 +170,16 @@ def stop(db: DatabaseHandle, run_id: str) -> Run:
     return (active_run(run_id) or db.run(run_id)).stop()
 
 
-def attach(db: DatabaseHandle, target: str) -> Run:
+def attach(db: DatabaseHandle, target: str) -> Any:
     """The run ``target`` (a run id, or a model name: its latest run), to show: live while it
-    trains anywhere, its summary once it has ended."""
+    trains anywhere, its summary once it has ended; or the sweep ``target``, with its trials."""
     known = active_run(target)
     if known is not None:
         return known
+    if db.store.sweeps.find_one({"_id": target}, {"_id": 1}) is not None:
+        from llm_magics.training.sweeps import attached_sweep
+
+        return attached_sweep(db, target)
     if db.store.runs.find_one({"_id": target}, {"_id": 1}) is None and db.store.has_model(target):
         runs = db.store.list_runs(target)
         if not runs:

@@ -183,3 +183,26 @@ class DryRun:
             f"{example}</pre></div><details><summary>Configuration (keys that differ from the defaults)</summary>"
             f"{config}</details></div>"
         )
+
+
+class SweepDryRun:
+    """What a sweep would run: its trials and their values, and the memory of the largest."""
+
+    def __init__(self, name: str, values: list[dict[str, Any]], options: dict[str, Any], largest: Estimate):
+        self.name, self.values, self.options, self.largest = name, values, options, largest
+
+    def table(self) -> Table:
+        keys = list(self.values[0]) if self.values else []
+        rows = [[f"#{i + 1}", *(shown(trial[key], ".4g") for key in keys)] for i, trial in enumerate(self.values)]
+        scheduler = self.options["scheduler"]
+        title = (
+            f"sweep of {self.name}: {len(self.values)} trials on Ray Tune, {self.options['metric']} "
+            f"({self.options['mode']}), scheduler {scheduler}; the largest needs ≈ {_size(self.largest.total_gib)}"
+        )
+        return Table(["trial", *keys], rows, title=title, css_class="llm-sweep-dry-run")
+
+    def _repr_html_(self) -> str:
+        return self.table()._repr_html_()
+
+    def __repr__(self) -> str:
+        return repr(self.table())

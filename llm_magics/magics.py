@@ -322,13 +322,21 @@ class LLMMagics(Magics):
     @line_magic
     @_magic
     @magic_arguments()
-    @argument("target", help="a run id, or a model name (its latest run)")
+    @argument("target", help="a run id, a model name (its latest run) or a sweep id")
     def llm_attach(self, line: str) -> Any:
         """Shows a run started elsewhere (another kernel, a detached process): its live view
-        while it trains, its summary once it has ended; returns its Run handle."""
+        while it trains, its summary once it has ended; returns its Run handle. A sweep's id
+        shows the sweep view of its trials."""
         from llm_magics import commands
+        from llm_magics.run import Run
 
-        return commands.attach(self.db, _parse(self.llm_attach, line).target)
+        found = commands.attach(self.db, _parse(self.llm_attach, line).target)
+        if isinstance(found, Run):
+            return found
+        from llm_magics.widgets.sweep import SweepView
+
+        SweepView(found, self.update_interval).show()
+        return None
 
     @line_magic
     @_magic

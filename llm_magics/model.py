@@ -143,8 +143,9 @@ class LLM:
         resume_from_checkpoint: str | int | bool | None = None,
         backend: str | None = None,
         detach: bool = False,
+        sweep: dict[str, Any] | None = None,
         on_start: Callable[[Run], None] | None = None,
-    ) -> Run:
+    ) -> Any:
         """Fine-tunes on the selected documents; returns the run (finished unless it runs in the
         background: ``backend="thread"``, Ray, or ``detach=True``: a process of its own, or a Ray
         Job with ``on_ray``, that outlives the kernel, followed from any kernel with ``db.run(run.id)``)."""
@@ -152,6 +153,8 @@ class LLM:
             configuration, X=X, select=select, y=y, on_ray=on_ray, ray_address=ray_address, ray_configs=ray_configs
         )
         self.db = db or self.db or open_database()
+        if sweep is not None:
+            return self._sweep(config, sweep, detach=detach)
         checked = plan_run(
             self.identifier,
             config,
@@ -165,6 +168,15 @@ class LLM:
         self.trust_remote_code = self.trust_remote_code or checked.config.trust_remote_code
         self._loaded_record = self._loaded_base = None  # the new run's checkpoints answer from now on
         return start_run(checked, on_start=on_start)
+
+    def _sweep(self, config: LLMTrainingConfiguration, sweep: dict[str, Any], *, detach: bool) -> Any:
+        """``fit(..., sweep={...})``: the trials on Ray Tune; returns the ``SweepRun``."""
+        from llm_magics.training.sweeps import plan_sweep, start_sweep
+
+        assert self.db is not None  # fit() opened it
+        mapping = {**config.to_dict(masked=False), "sweep": sweep}
+        checked = plan_sweep(self.identifier, mapping, self.db, ray_address=config.ray_address)
+        return start_sweep(checked, detach=detach)
 
     def configuration(
         self, configuration: LLMTrainingConfiguration | None = None, **given: Any

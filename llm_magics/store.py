@@ -34,7 +34,7 @@ _LEGACY_BASE = {
 }
 _REPLAYABLE = ("update_run", "add_metrics", "add_checkpoint")
 ACTIVE = ("running", "starting", "stopping")
-FINAL = ("completed", "failed", "stopped", "interrupted")
+FINAL = ("completed", "failed", "stopped", "interrupted", "pruned")  # pruned: a sweep's scheduler stopped it
 BEST_METRIC = "eval_loss"  # the best checkpoint is the one with the lowest
 # A run on another host whose owner has not written for this long is taken for dead; a run whose
 # process beats (a detached one: every ``heartbeat_every`` seconds), after this many missed beats.
@@ -58,6 +58,7 @@ class Store:
         self.runs = mongo_db[PREFIX + "runs"]
         self.metrics = mongo_db[PREFIX + "metrics"]
         self.checkpoints = mongo_db[PREFIX + "checkpoints"]
+        self.sweeps = mongo_db[PREFIX + "sweeps"]
 
     def ensure_indexes(self) -> None:
         self.runs.create_index([("model", 1), ("started", 1)])

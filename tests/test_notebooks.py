@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -68,6 +69,19 @@ def test_python_api(workdir):
 def test_ray(workdir):
     outputs = execute("ray.ipynb", workdir)
     assert "completed [20, 40]" in text(outputs[3])
+
+
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+def test_sweeps(workdir):
+    outputs = execute("sweeps.ipynb", workdir)
+    sweep, waited, answer, runs = outputs[3], outputs[4], outputs[5], outputs[6]
+    assert "llm-sweep-summary" in text(sweep)  # the sweep view ended as its static summary
+    assert {o["output_type"] for o in waited} == {"stream"}  # no report of Tune's in the notebook's cells
+    statuses = re.search(r"^completed (\[.*\])$", text(waited), re.M)
+    assert statuses and "'completed'" in statuses.group(1) and "'pruned'" in statuses.group(1), text(waited)
+    assert answer[0]["data"]["text/plain"].startswith("'")
+    assert text(runs).count("capitals-sweep") >= 4
 
 
 def test_real_model_skips_cleanly_offline(workdir):

@@ -46,11 +46,12 @@ def check_database(db: DatabaseHandle) -> None:
         )
 
 
-def spawn(log: Path) -> subprocess.Popen:
-    """Starts the training process, in a session of its own, waiting for its job on stdin."""
+def spawn(log: Path, module: str = "llm_magics.training.detached") -> subprocess.Popen:
+    """Starts the training process (``python -m module``), in a session of its own, waiting for
+    its job on stdin."""
     with open(log, "ab") as output:
         child = subprocess.Popen(
-            [sys.executable, "-u", "-m", "llm_magics.training.detached"],
+            [sys.executable, "-u", "-m", module],
             stdin=subprocess.PIPE,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -78,10 +79,21 @@ def hand_over(child: subprocess.Popen, spec: dict[str, Any]) -> None:
 
 class Heartbeat:
     """In the training process: writes the run's heartbeat every ``every`` seconds and turns a
-    stop request in its record into a call of ``stop`` (the run's own)."""
+    stop request in its record into a call of ``stop`` (the run's own). A detached sweep beats
+    for all its trials (``run_ids``) and reads its stop request from the sweep's record."""
 
-    def __init__(self, store: Store, run_id: str, stop: Callable[[], Any], every: float = HEARTBEAT):
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        stop: Callable[[], Any],
+        every: float = HEARTBEAT,
+        *,
+        run_ids: list[str] | None = None,
+        requests: Any = None,
+    ):
         self.store, self.run_id, self.stop, self.every = store, run_id, stop, every
+        self.run_ids, self.requests = run_ids or [run_id], requests if requests is not None else store.runs
         self._asked = False
         self._ended = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="llm_magics-heartbeat")
@@ -98,13 +110,14 @@ class Heartbeat:
         last = 0.0
         while not self._ended.wait(_LOOK):
             try:
-                record = self.store.runs.find_one({"_id": self.run_id}, {"stop_requested": 1})
+                record = self.requests.find_one({"_id": self.run_id}, {"stop_requested": 1})
                 if record and record.get("stop_requested") and not self._asked:
                     print("stop requested: saving a checkpoint and stopping", flush=True)
                     self._asked = True
                     self.stop()
                 if time.monotonic() - last >= self.every:
-                    self.store.update_run(self.run_id)
+                    for run_id in self.run_ids:
+                        self.store.update_run(run_id)
                     last = time.monotonic()
             except Exception:  # the database away: the recorder's outbox waits it out
                 _log.debug("heartbeat of run %s", self.run_id, exc_info=True)

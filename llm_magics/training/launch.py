@@ -180,27 +180,16 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
     ``on_start`` gets the run before training begins (to show a view or listen to its state).
     """
     config, db = plan.config, plan.db
-    job = TrainJob(
-        plan.run_id,
-        plan.base,
-        config,
-        plan.data.train,
-        plan.data.valid,
-        str(plan.output_dir),
-        args=plan.args,
-        resume_from=plan.resume_from["path"] if plan.resume_from else None,
-        adapter=plan.adapter,
-        template=plan.template,
-    )
+    job = job_of(plan)
     if plan.where.backend in ("process", "ray-job"):
         run = _start_detached(plan, job) if plan.where.backend == "process" else _submit_ray_job(plan, job)
         if on_start is not None:
             on_start(run)
         return run
-    _write_records(plan)
+    write_records(plan)
     state = RunState(plan.run_id, plan.name, plan.where.backend)
     run = Run(db, plan.run_id, state, Control())
-    recorder = Recorder(db.store, state, **_recorder_options(plan))
+    recorder = Recorder(db.store, state, **recorder_options(plan))
     if on_start is not None:
         on_start(run)
     if plan.where.backend == "kernel":
@@ -218,7 +207,23 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
     return run
 
 
-def _recorder_options(plan: Plan) -> dict[str, Any]:
+def job_of(plan: Plan) -> TrainJob:
+    """What the training process needs of a plan."""
+    return TrainJob(
+        plan.run_id,
+        plan.base,
+        plan.config,
+        plan.data.train,
+        plan.data.valid,
+        str(plan.output_dir),
+        args=plan.args,
+        resume_from=plan.resume_from["path"] if plan.resume_from else None,
+        adapter=plan.adapter,
+        template=plan.template,
+    )
+
+
+def recorder_options(plan: Plan) -> dict[str, Any]:
     config = plan.config
     return {
         "keep": config.save_total_limit,
@@ -241,7 +246,7 @@ def _start_detached(plan: Plan, job: TrainJob) -> Run:
     log = logs.create(plan.output_dir)
     child = detached.spawn(log)
     try:
-        _write_records(plan, owner=detached.owner(child), log=str(log), heartbeat_every=detached.HEARTBEAT)
+        write_records(plan, owner=detached.owner(child), log=str(log), heartbeat_every=detached.HEARTBEAT)
         detached.hand_over(child, _detached_spec(plan, job))
     except BaseException:
         child.kill()
@@ -258,7 +263,7 @@ def _submit_ray_job(plan: Plan, job: TrainJob) -> Run:
     spec = {**_detached_spec(plan, job), "ray": True, "ray_configs": plan.config.ray_configs}
     path = ray_job.write_spec(plan.output_dir, spec)
     # whose process trains it is known once the driver starts; until then its heartbeat tells
-    _write_records(plan, owner={"host": "ray-job"}, heartbeat_every=detached.HEARTBEAT)
+    write_records(plan, owner={"host": "ray-job"}, heartbeat_every=detached.HEARTBEAT)
     try:
         plan.db.store.update_run(plan.run_id, ray_job=ray_job.submit(plan.run_id, path, plan.where.ray_address))
     except BaseException:
@@ -280,13 +285,13 @@ def _detached_spec(plan: Plan, job: TrainJob) -> dict[str, Any]:
         "model": plan.name,
         "job": dataclasses.replace(job, args=None),  # the process builds the trainer's arguments
         # the views see the run through the store: it writes what is new as often as they look
-        "recorder": {**_recorder_options(plan), "flush_interval": detached.FLUSH},
+        "recorder": {**recorder_options(plan), "flush_interval": detached.FLUSH},
         "retry_seconds": plan.db.retry_seconds,
         "heartbeat_every": detached.HEARTBEAT,
     }
 
 
-def _write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any) -> None:
+def write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any) -> None:
     config, store = plan.config, plan.db.store
     base = recorded_base(plan)
     store.save_defaults(plan.name, base)

@@ -183,7 +183,7 @@ class _Pump(threading.Thread):
     def __init__(self, channel: Any, recorder: Recorder, output_dir: Path):
         super().__init__(daemon=True, name="llm_magics-ray-events")
         self.channel, self.recorder, self.output_dir = channel, recorder, output_dir
-        self.stopped = False
+        self.stopped = self.ended = False  # ended: the trainer's end came (not cut short from outside)
         self.error: BaseException | None = None
         self._closing = threading.Event()
 
@@ -206,7 +206,7 @@ class _Pump(threading.Thread):
                 if "contents" in event:
                     event = self._materialize(event)
                 if event["kind"] == "end":
-                    self.stopped = event["stopped"]
+                    self.stopped, self.ended = event["stopped"], True
                 self.recorder(event)
         except Exception as error:
             # the recorder words its own failures; anything else is said to have stopped the run

@@ -1,0 +1,196 @@
+"""Sweeps on Ray Tune: each trial runs the same train function as every other backend.
+
+The kernel never blocks: Tune runs in a background thread. Each trial trains in a Tune actor and
+sends its events through a channel of its own, which the kernel drains into that trial's recorder
+(as for ``--ray``: the trials never need the database). A trial reports its evaluation metric to
+Tune at each evaluation; with ASHA, Tune stops the trials that fall behind, and the kernel records
+them ``pruned`` with the step and the metric they stopped at. Stopping the sweep asks every trial
+to save a checkpoint and end; trials not started yet do not start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llm_magics.run import Control, Run
+from llm_magics.secrets import redact_text
+from llm_magics.training.local import describe
+from llm_magics.training.ray import _channel_class, _Pump, _WorkerSink, _WorkerStop, start_ray, worker_error
+from llm_magics.training.recorder import Recorder
+from llm_magics.training.train import TrainJob, train
+
+if TYPE_CHECKING:
+    from llm_magics.sweep import Sweep
+
+
+def run_on_tune(
+    jobs: list[TrainJob],
+    recorders: list[Recorder],
+    runs: list[Run],
+    sweep: Sweep,
+    control: Control,
+    storage: Path,
+    address: str | None = None,
+    on_end: Callable[[], None] | None = None,
+) -> threading.Thread:
+    """Starts the sweep's trials on Ray Tune in the background; returns the driving thread."""
+    thread = threading.Thread(
+        target=_drive,
+        args=(jobs, recorders, runs, sweep, control, storage, address, on_end),
+        daemon=True,
+        name="llm_magics-sweep",
+    )
+    thread.start()
+    return thread
+
+
+def _drive(
+    jobs: list[TrainJob],
+    recorders: list[Recorder],
+    runs: list[Run],
+    sweep: Sweep,
+    control: Control,
+    storage: Path,
+    address: str | None,
+    on_end: Callable[[], None] | None,
+) -> None:
+    pumps: list[_Pump] = []
+    try:
+        # Tune reports to the notebook's output by default: the sweep view shows the trials instead
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        logging.getLogger("ray.tune").setLevel(logging.WARNING)
+        start_ray(address)
+        import ray
+        from ray import tune
+
+        here = ray.get_runtime_context().get_node_id()
+        jobs = [dataclasses.replace(job, kernel_node=here) for job in jobs]
+
+        channels = [_channel_class().remote() for _ in jobs]
+
+        def stop_all() -> None:
+            for channel in channels:
+                channel.request_stop.remote()
+
+        control.on_stop = stop_all
+        if control.stop.is_set():
+            stop_all()
+        for run, channel in zip(runs, channels, strict=True):  # one trial stops alone too
+            if run.control is not None:
+                run.control.on_stop = channel.request_stop.remote
+        pumps = [
+            _Pump(channel, recorder, Path(job.output_dir))
+            for channel, recorder, job in zip(channels, recorders, jobs, strict=True)
+        ]
+        for pump in pumps:
+            pump.start()
+        trainable = tune.with_resources(
+            tune.with_parameters(_trial, jobs=jobs, channels=channels, metric=sweep.metric),
+            dict(sweep.resources_per_trial),
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"index": tune.grid_search(list(range(len(jobs))))},
+            tune_config=tune.TuneConfig(
+                metric=sweep.metric,
+                mode=sweep.mode,
+                scheduler=_scheduler(sweep, jobs),
+                max_concurrent_trials=sweep.max_concurrent_trials,
+                reuse_actors=True,  # a trial's process has torch and the rest imported already
+            ),
+            run_config=tune.RunConfig(
+                name=storage.name, storage_path=str(storage.parent), verbose=0, progress_reporter=_silent()
+            ),
+        )
+        results = {result.config["index"]: result for result in tuner.fit()}
+        for index, (pump, recorder) in enumerate(zip(pumps, recorders, strict=True)):
+            pump.close()
+            _finish(recorder, pump, results.get(index), sweep, stopped=control.stop.is_set())
+    except BaseException as error:
+        for pump, recorder in zip(pumps, recorders, strict=False):
+            pump.close()
+            if recorder.state.status not in ("completed", "stopped", "failed", "pruned"):
+                recorder.finish("failed", worker_error(error) or describe(error))
+        for recorder in recorders[len(pumps) :]:
+            recorder.finish("failed", worker_error(error) or describe(error))
+    finally:
+        for run in runs:
+            run.finished()
+        if on_end is not None:
+            on_end()
+
+
+def _silent() -> Any:
+    """A Tune progress reporter that reports nothing (in a notebook Tune's own would write into
+    whichever cell runs at the time)."""
+    from ray.tune import ProgressReporter
+
+    class Silent(ProgressReporter):
+        def should_report(self, trials: Any, done: bool = False) -> bool:
+            return False
+
+        def report(self, trials: Any, done: bool, *sys_info: Any) -> None:
+            return None
+
+    return Silent()
+
+
+def _scheduler(sweep: Sweep, jobs: list[TrainJob]) -> Any:
+    """ASHA over evaluations (one report per evaluation), or none."""
+    if sweep.scheduler == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    # past the last evaluation: a trial that gets there ends by itself, with its final checkpoint
+    evaluations = max(_evaluations(job) for job in jobs)
+    return ASHAScheduler(time_attr="training_iteration", max_t=evaluations + 1, grace_period=1, reduction_factor=2)
+
+
+def _evaluations(job: TrainJob) -> int:
+    config = job.config
+    every = config.eval_steps or config.logging_steps
+    return int(config.max_steps // every) if config.max_steps > 0 and every else 1
+
+
+def _finish(recorder: Recorder, pump: _Pump, result: Any, sweep: Sweep, stopped: bool) -> None:
+    state = recorder.state
+    if pump.error is not None:
+        recorder.finish("failed", describe(pump.error))
+    elif result is not None and result.error is not None:
+        recorder.finish("failed", worker_error(result.error) or redact_text(describe(result.error)))
+    elif pump.ended:
+        recorder.finish("stopped" if pump.stopped else "completed")
+    elif stopped and state.step == 0:
+        recorder.finish("stopped", "the sweep was stopped before this trial started")
+    else:
+        value = getattr(state, sweep.metric, None) if sweep.metric.startswith("eval_") else None
+        at = f" ({sweep.metric} {value:.4g})" if isinstance(value, float) else ""
+        recorder.state.reason = f"stopped by ASHA at step {state.step}{at}: it fell behind the other trials"
+        recorder.finish("pruned")
+
+
+def _trial(config: dict[str, Any], jobs: list[TrainJob], channels: list[Any], metric: str) -> None:
+    """One trial, in a Tune actor: trains its job, reports each evaluation to Tune."""
+    from ray import tune
+
+    index = config["index"]
+    job, channel = jobs[index], channels[index]
+    stop = _WorkerStop(channel)
+    if stop.is_set():
+        return  # the sweep was stopped before this trial began
+    import ray
+
+    forward = _WorkerSink(channel, ship=ray.get_runtime_context().get_node_id() != job.kernel_node)
+
+    def sink(event: dict[str, Any]) -> None:
+        forward(event)
+        if event["kind"] == "log" and event.get(metric) is not None:  # an evaluation: Tune judges it
+            tune.report({key: value for key, value in event.items() if isinstance(value, int | float)})
+
+    train(job, sink, stop)

@@ -1,0 +1,162 @@
+"""The sweep view: a table of trials, their curves overlaid, the best marked, and a Stop button.
+
+It reads the trials' live states (the kernel's recorders, or the store for a sweep followed from
+another kernel). Renders are throttled to ``update_interval`` however many trials report; when
+every trial has ended, the output becomes a static HTML summary that a saved notebook keeps.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from llm_magics.display import NOTHING, clock, is_number, shown
+from llm_magics.run import RunState
+from llm_magics.store import FINAL
+from llm_magics.sweep import described
+from llm_magics.widgets.curve import curves_svg
+from llm_magics.widgets.progress import status_html
+
+if TYPE_CHECKING:
+    from llm_magics.training.sweeps import SweepRun
+
+
+def best_value(state: RunState, metric: str, mode: str) -> float | None:
+    """The trial's best value of the metric so far (from its logged evaluations)."""
+    values = [row[metric] for row in state.history if is_number(row.get(metric))]
+    if not values and metric == "eval_loss":
+        return None
+    if not values:
+        current = getattr(state, metric, None)
+        return current if is_number(current) else None
+    return min(values) if mode == "min" else max(values)
+
+
+def sweep_html(states: list[RunState], values: list[dict[str, Any]], metric: str, mode: str) -> str:
+    """The table of trials and their overlaid curves, the best trial marked."""
+    scores = [best_value(state, metric, mode) for state in states]
+    sign = 1 if mode == "min" else -1
+    ranked = sorted((sign * score, i) for i, score in enumerate(scores) if score is not None)
+    best = ranked[0][1] if ranked else None
+    keys = list(values[0]) if values else []
+    head = "".join(f"<th>{html.escape(key)}</th>" for key in ["trial", *keys, "status", "step", metric, "time"])
+    rows = []
+    for i, (state, trial, score) in enumerate(zip(states, values, scores, strict=True)):
+        mark = " ★" if i == best else ""
+        cells = [f"#{i + 1}{mark}", *(html.escape(shown(trial[key], ".4g")) for key in keys)]
+        cells += [
+            status_html(state),
+            html.escape(_steps(state)),
+            html.escape(shown(score, ".4g")),
+            clock(state.elapsed),
+        ]
+        style = ' style="font-weight:bold;background:#f1f8e9"' if i == best else ""
+        rows.append(f'<tr class="llm-trial"{style}>' + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    series = {
+        f"#{i + 1}{' ★' if i == best else ''} {described(trial)}": [
+            (row["step"], row[metric]) for row in state.history if is_number(row.get(metric))
+        ]
+        for i, (state, trial) in enumerate(zip(states, values, strict=True))
+    }
+    return (
+        f'<table class="llm-sweep"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f"<div>{html.escape(metric)} of each trial</div>{curves_svg(series, width=560, height=200)}"
+    )
+
+
+def _steps(state: RunState) -> str:
+    return shown(state.step) + (f"/{shown(state.total_steps)}" if state.total_steps else "")
+
+
+class SweepView:
+    """The live view of a sweep; a static summary once every trial has ended."""
+
+    def __init__(self, sweep: SweepRun, update_interval: float = 0.5):
+        import ipywidgets as w
+
+        record = sweep.record
+        self.sweep, self.update_interval = sweep, update_interval
+        self.values, self.metric, self.mode = record["values"], record["metric"], record["mode"]
+        self.states = [run.live()[0] for run in sweep.runs]
+        self._last, self._lock, self._handle = 0.0, threading.Lock(), None
+        self._timer_set: threading.Timer | None = None
+        title = (
+            f"<b>{html.escape(record['model'])}</b> · sweep <code>{html.escape(sweep.id)}</code> · "
+            f"{len(self.states)} trials · {html.escape(record['scheduler'])}"
+        )
+        self.body = w.HTML()
+        self.stop_button = w.Button(description="Stop sweep", icon="stop", button_style="warning")
+        self.stop_button.add_class("llm-stop")
+        self.stop_button.tooltip = "Save a checkpoint in every trial and end the sweep"
+        self.stop_button.on_click(self._stop)
+        self.stop_button.disabled = sweep.control is None and not record.get("detached")
+        self.widget = w.VBox([w.HTML(title), self.stop_button, self.body])
+        self.widget.add_class("llm-sweep-view")
+        self.render()
+        for state in self.states:
+            state.listeners.append(self.changed)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = repr(self.sweep)
+        return bundle
+
+    def show(self) -> None:
+        from IPython.display import display
+
+        self._handle = display(self, display_id=True)
+        if self.ended:
+            self.finish()
+
+    @property
+    def ended(self) -> bool:
+        return all(state.status in FINAL for state in self.states)
+
+    def changed(self, state: RunState) -> None:
+        with self._lock:
+            wait = self.update_interval - (time.monotonic() - self._last)
+            if not self.ended and wait > 0:
+                if self._timer_set is None:
+                    self._timer_set = threading.Timer(wait, self._timed_render)
+                    self._timer_set.daemon = True
+                    self._timer_set.start()
+                return
+        self.render()
+        if self.ended:
+            self.finish()
+
+    def _timed_render(self) -> None:
+        with self._lock:
+            self._timer_set = None
+        self.render()
+
+    def render(self) -> None:
+        with self._lock:
+            self._last = time.monotonic()
+        self.body.value = sweep_html(self.states, self.values, self.metric, self.mode)
+        if self.ended:
+            self.stop_button.disabled = True
+
+    def finish(self) -> None:
+        if self._handle is not None:
+            self._handle.update(_Summary(self))
+
+    def _stop(self, _button: Any) -> None:
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopping…"
+        self.sweep.stop()
+
+
+class _Summary:
+    def __init__(self, view: SweepView):
+        self.view = view
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, str]:
+        view = self.view
+        body = sweep_html(view.states, view.values, view.metric, view.mode)
+        return {
+            "text/html": f'<div class="llm-summary llm-sweep-summary">{body}</div>',
+            "text/plain": repr(view.sweep) if view.sweep else NOTHING,
+        }

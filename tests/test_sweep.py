@@ -1,0 +1,182 @@
+"""Sweeps (SPEC §10): a ``sweep:`` block runs its trials on Ray Tune; every trial is a run."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from helpers import qa_docs
+
+from llm_magics import commands
+from llm_magics.errors import ConfigError
+from llm_magics.sweep import parse_sweep, trials
+
+KEYS = ["learning_rate", "lora_r", "max_steps", "warmup_steps", "model", "data"]
+BODY = {
+    "data": "d",
+    "max_steps": 16,
+    "save_steps": 4,
+    "eval_steps": 4,
+    "eval_strategy": "steps",
+    "per_device_train_batch_size": 2,
+    "lora_r": 4,
+    "max_length": 64,
+}
+
+
+def test_grids_and_distributions_make_the_trials_the_same_each_time():
+    sweep = parse_sweep(
+        {"learning_rate": [1e-4, 2e-4], "lora_r": {"choice": [8, 16]}, "warmup_steps": {"randint": [0, 5]},
+         "num_samples": 3},
+        KEYS,
+    )  # fmt: skip
+    found = trials(sweep, seed=1)
+    assert len(found) == 6 and found == trials(sweep, seed=1)
+    assert [t["learning_rate"] for t in found] == [1e-4, 2e-4] * 3
+    assert {t["lora_r"] for t in found} <= {8, 16} and all(0 <= t["warmup_steps"] < 5 for t in found)
+    assert sweep.metric == "eval_loss" and sweep.mode == "min" and sweep.scheduler == "asha"
+    assert parse_sweep({"lora_r": [4], "metric": "eval_accuracy"}, KEYS).mode == "max"
+    drawn = trials(parse_sweep({"learning_rate": {"loguniform": [1e-5, 1e-3]}, "num_samples": 20}, KEYS))
+    assert all(1e-5 <= t["learning_rate"] <= 1e-3 for t in drawn)
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"learning_rat": [1]}, "sweep: unknown key 'learning_rat' — did you mean 'learning_rate'?"),
+        ({"model": ["a", "b"]}, "sweep: 'model' is the same for every trial"),
+        ({"lora_r": []}, "sweep.lora_r: give at least one value"),
+        ({"lora_r": {"normal": [1, 2]}}, "sweep.lora_r: give a list of values, or one of"),
+        ({"learning_rate": {"uniform": [1e-3, 1e-4]}}, "low must be below high"),
+        ({"learning_rate": {"loguniform": [0, 1e-4]}}, "both bounds must be above 0"),
+        ({"lora_r": [4], "scheduler": "hyperband"}, "sweep.scheduler: must be 'asha' or 'none'"),
+        ({"lora_r": [4], "num_samples": 0}, "sweep.num_samples: must be a whole number, at least 1"),
+        ({"lora_r": [4], "mode": "lowest"}, "sweep.mode: must be 'min' or 'max'"),
+        ("lr", "sweep: give a mapping of keys to values"),
+    ],
+)
+def test_a_bad_sweep_block_is_a_short_error(block, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_sweep(block, KEYS)
+
+
+def test_a_bad_value_names_the_trial_and_writes_nothing(db, tiny_path):
+    db["d"].insert_many(qa_docs(20))
+    mapping = {**BODY, "model": tiny_path, "sweep": {"lora_r": [4, 8], "learning_rate": [1e-4, -1.0]}}
+    with pytest.raises(
+        ConfigError, match=r"sweep trial 2 of 4 \(lora_r=4, learning_rate=-1\): learning_rate: must be greater than 0"
+    ):
+        commands.finetune(db, "m", mapping)
+    bounded = {**BODY, "model": tiny_path, "sweep": {"warmup_steps": {"randint": [-3, 2]}}}
+    with pytest.raises(ConfigError, match=r"sweep: warmup_steps=-3 \(a bound of its distribution\): warmup_steps"):
+        commands.finetune(db, "m", bounded)
+    assert db.show("run") == [] and db.store.sweeps.count_documents({}) == 0
+
+
+def test_a_dry_run_lists_the_trials_and_the_memory_of_the_largest(db, tiny_path):
+    db["d"].insert_many(qa_docs(20))
+    mapping = {**BODY, "model": tiny_path, "sweep": {"lora_r": [4, 64], "learning_rate": [1e-4, 2e-4]}}
+    report = commands.finetune(db, "m", mapping, dry_run=True)
+    text = repr(report)
+    assert "4 trials on Ray Tune" in text and "the largest needs ≈" in text
+    assert [row[1:] for row in report.table().rows] == [
+        ["4", "0.0001"],
+        ["4", "0.0002"],
+        ["64", "0.0001"],
+        ["64", "0.0002"],
+    ]
+    assert db.show("run") == []
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")  # with test_ray.py: one Ray on the machine at a time
+def test_a_grid_on_ray_tune_prunes_the_trials_that_fall_behind_and_best_is_the_best_trials(db, tiny_path):
+    """Two learning rates far too small to learn, tried after two that learn: ASHA stops them at
+    an evaluation; every trial is a run of the model; @best is the best trial's best checkpoint."""
+    db["d"].insert_many(qa_docs(40))
+    sweep = {"learning_rate": [5e-3, 1e-9], "lora_r": [4, 8], "max_concurrent_trials": 2}
+    mapping = {**BODY, "model": tiny_path, "max_steps": 24, "sweep": sweep}
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as shown:
+        handle = commands.finetune(db, "swept", mapping)
+        assert handle.status == "running"  # the notebook is free while the trials train
+        handle.wait(600)
+    assert "Configuration for experiment" not in shown.stdout + shown.stderr  # the view shows it, not Tune
+    record = handle.record
+    assert record["status"] == "completed" and len(record["trials"]) == 4
+    runs = {run["_id"]: run for run in db.show("run", "swept")}
+    assert set(runs) == set(record["trials"]) and all(run["sweep"] == handle.id for run in runs.values())
+    statuses = [runs[run_id]["status"] for run_id in record["trials"]]
+    # the two that learn set the bar (ASHA may stop the slower of them: they run side by side);
+    # the two that cannot learn start after them and fall far below it at their first rung
+    assert "completed" in statuses[:2] and statuses[2:] == ["pruned", "pruned"], statuses
+    pruned = runs[record["trials"][2]]
+    assert re.match(r"stopped by ASHA at step \d+ \(eval_loss [\d.]+\)", pruned["reason"])
+    assert pruned["trial"]["learning_rate"] == 1e-9 and pruned["step"] < 24
+    best = db.store.checkpoint("swept", "best")
+    assert best["_id"] == record["best"] and runs[best["run"]]["trial"]["learning_rate"] == 5e-3
+    assert isinstance(commands.predict(db, "swept@best", ["what is 3?"], max_new_tokens=2), str)
+    from llm_magics.widgets.compare import config_diff
+    from llm_magics.widgets.sweep import SweepView
+
+    assert [key for key, _ in config_diff([runs[run_id] for run_id in record["trials"]])] == ["learning_rate", "lora_r"]
+    again = SweepView(commands.attach(db, handle.id))  # %llm_attach SWEEP: the ended sweep's trials
+    assert again.ended and [state.status for state in again.states] == statuses
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+def test_a_sweep_stopped_from_its_view_ends_every_trial_with_a_checkpoint(db, tiny_path):
+    from llm_magics.widgets.sweep import SweepView, sweep_html
+
+    db["d"].insert_many(qa_docs(40))
+    sweep = {"learning_rate": [5e-3, 1e-3], "max_concurrent_trials": 2, "scheduler": "none"}
+    mapping = {**BODY, "model": tiny_path, "max_steps": 5000, "save_steps": 1000, "eval_steps": 1000, "sweep": sweep}
+    handle = commands.finetune(db, "stopped-sweep", mapping)
+    view = SweepView(handle)
+    deadline = time.monotonic() + 300
+    while not all(run.state.step >= 2 for run in handle.runs):
+        assert time.monotonic() < deadline, [run.state.status for run in handle.runs]
+        time.sleep(0.5)
+    view.stop_button.click()
+    handle.wait(300)
+    assert handle.record["status"] == "stopped"
+    for run in handle.runs:
+        record = run.record
+        assert record["status"] == "stopped" and run.checkpoints[-1]["step"] == record["step"] < 5000
+    html = sweep_html(view.states, view.values, view.metric, view.mode)
+    assert html.count('class="llm-trial"') == 2 and "stopped" in html
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
+def test_a_detached_sweep_runs_in_its_own_process_and_stops_from_another_connection(tiny_path, workdir):
+    """``--detach`` on a sweep: its own process runs Ray Tune and records the trials; any kernel
+    follows them through the store and can stop it (every trial ends with a checkpoint)."""
+    import os
+
+    from llm_magics import connect
+
+    db = connect()  # the embedded store: another process opens it
+    db["d"].insert_many(qa_docs(40))
+    sweep = {"learning_rate": [5e-3, 1e-3], "max_concurrent_trials": 2, "scheduler": "none"}
+    mapping = {**BODY, "model": tiny_path, "max_steps": 5000, "save_steps": 1000, "eval_steps": 1000, "sweep": sweep}
+    handle = commands.finetune(db, "detached-sweep", mapping, detach=True)
+    record = handle.record
+    assert record["detached"] and all(run.followed for run in handle.runs)
+    assert {connect().run(run.id).record["owner"]["pid"] for run in handle.runs} != {os.getpid()}
+    deadline = time.monotonic() + 300
+    while not all(run.state.step >= 2 for run in handle.runs):
+        assert time.monotonic() < deadline, [(run.state.status, run.state.error) for run in handle.runs]
+        time.sleep(0.5)
+    commands.attach(connect(), handle.id).stop()  # another connection: as another kernel would
+    handle.wait(300)
+    assert handle.status == "stopped"
+    for run in handle.runs:
+        stored = connect().run(run.id).record
+        assert stored["status"] == "stopped" and run.checkpoints[-1]["step"] == stored["step"] < 5000
