@@ -102,21 +102,44 @@ def _expanded_size(node: Any, sizes: dict[int, int], open_: set[int]) -> int:
 def parse_cell(text: str, namespace: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Turns a cell body into a mapping, reading each ``{{ name }}`` from ``namespace``."""
     names: list[str] = []
+    lines = text.split("\n")
+    for number, line in enumerate(lines):
+        code, comment = _split_comment(line)
 
-    def to_token(match: re.Match[str]) -> str:
-        name = _NAME.fullmatch(match.group(1))
-        if name is None:
-            raise ConfigError(f"{match.group(0)!r}: interpolation takes one variable name, e.g. {{{{ base_model }}}}")
-        names.append(name.group(1))
-        return _TOKEN.format(len(names) - 1)
+        def to_token(match: re.Match[str], number: int = number) -> str:
+            name = _NAME.fullmatch(match.group(1))
+            if name is None:
+                raise ConfigError(
+                    f"line {number + 1}: {match.group(0)!r}: interpolation takes one variable name, "
+                    "e.g. {{ base_model }}"
+                )
+            names.append(name.group(1))
+            return _TOKEN.format(len(names) - 1)
 
-    body = load_yaml(_PLACEHOLDER.sub(to_token, text))
+        lines[number] = _PLACEHOLDER.sub(to_token, code) + comment  # a comment is left as it is
+    body = load_yaml("\n".join(lines))
     if body is None:
         return {}
     if not isinstance(body, dict):
         raise ConfigError(f"the cell body must be a YAML mapping (key: value lines), not {type(body).__name__}")
     values = _lookup(names, namespace or {})
     return _substitute(body, values)
+
+
+def _split_comment(line: str) -> tuple[str, str]:
+    """A line's YAML before its comment, and the comment: a '#' after a space (or first on the
+    line), outside quotes."""
+    quote = None
+    for index, char in enumerate(line):
+        if quote == '"' and char == "\\":
+            continue
+        if quote is None and char in "'\"":
+            quote = char
+        elif char == quote and not (quote == '"' and index and line[index - 1] == "\\"):
+            quote = None
+        elif quote is None and char == "#" and (index == 0 or line[index - 1] in " \t"):
+            return line[:index], line[index:]
+    return line, ""
 
 
 def _lookup(names: list[str], namespace: Mapping[str, Any]) -> list[Any]:

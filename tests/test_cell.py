@@ -83,3 +83,20 @@ def test_the_body_must_be_a_mapping():
 
 def test_an_empty_body_is_an_empty_mapping():
     assert parse_cell("# nothing here\n") == {}
+
+
+def test_comments_are_left_alone_and_an_interpolation_error_names_its_line():
+    """The README's own example has '{{ }}' in a YAML comment: pasted, it failed (issue #18)."""
+    text = (
+        "model: {{ base_path }}     # {{ }} reads a notebook variable\n"
+        "prompt_template: 'Q: {prompt} # not a comment' # {{ nor this }}\n"
+        "# a whole line of comment with {{ weird stuff }}\n"
+        "data: docs"
+    )
+    assert parse_cell(text, {"base_path": "/models/tiny"}) == {
+        "model": "/models/tiny",
+        "prompt_template": "Q: {prompt} # not a comment",
+        "data": "docs",
+    }
+    with pytest.raises(ConfigError, match=r"^line 3: '\{\{ 1 \+ 1 \}\}': interpolation takes one variable name"):
+        parse_cell("a: 1\n# fine {{ }}\nb: {{ 1 + 1 }}", {})

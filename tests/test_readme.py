@@ -35,3 +35,18 @@ def test_every_magic_is_documented():
     readme = (ROOT / "README.md").read_text()
     magics = [name for kind in LLMMagics.magics.values() for name in kind]
     assert magics and all(f"%{name}" in readme for name in magics)
+
+
+def test_the_readmes_cell_bodies_parse_as_pasted():
+    """Every %%llm_finetune cell of the README (up to the end of its block or a blank line)
+    reads as a configuration mapping, comments included, with {{ base_path }} set."""
+    from llm_magics.cell import parse_cell
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", readme, flags=re.S | re.M)
+    cells = [block.split("%%llm_finetune", 1)[1] for block in blocks if "%%llm_finetune" in block]
+    assert len(cells) >= 3
+    for cell in cells:
+        body = cell.split("\n", 1)[1].split("\n\n", 1)[0]
+        mapping = parse_cell(body, {"base_path": "/models/tiny"})
+        assert isinstance(mapping, dict) and mapping, body
