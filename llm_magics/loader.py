@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llm_magics import hub
 from llm_magics.artifacts import check_adapter
 from llm_magics.devices import cuda_bf16, default_device_map
 from llm_magics.errors import ConfigError, ModelError, did_you_mean, one_of
@@ -71,6 +72,9 @@ def check_model_path(path: str | None) -> str:
         if not (local / "config.json").is_file():
             raise ModelError(f"model: '{path}' has no config.json, so it is not a saved model")
         return str(local.resolve())
+    problem = hub.unavailable(path)
+    if problem:
+        raise ModelError(problem)
     return path
 
 
@@ -78,6 +82,8 @@ def load_tokenizer(path: str, tokenizer_kwargs: dict[str, Any] | None = None) ->
     from transformers import AutoTokenizer
 
     quiet_libraries()
+    if not Path(path).expanduser().is_dir() and (problem := hub.unavailable(path)):
+        raise ModelError(problem)  # in seconds, not after the Hub's retries
     kwargs = {"trust_remote_code": False, **without_masked(tokenizer_kwargs or {})}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)

@@ -83,3 +83,21 @@ def test_a_bad_cell_fails_short_and_writes_nothing(shell, db, workdir, cell, wor
     assert "\n" not in str(raised.value).strip() or str(raised.value).startswith(tuple("0123456789"))
     assert snapshot(db, workdir) == before
     assert not (workdir / "pwned").exists()
+
+
+def test_a_hub_model_without_the_hub_is_one_line_in_seconds(shell, monkeypatch):
+    """No network: one line within seconds, not transformers' minute of retries (issue #18)."""
+    import time
+
+    from IPython.core.error import UsageError
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(
+        UsageError, match=r"^model 'some-org/some-model': not a local directory, not in the Hugging Face"
+    ):
+        shell.run("%%llm_finetune m\nmodel: some-org/some-model\ndata: docs")
+    assert time.monotonic() - started < 10
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UsageError, match="HF_HUB_OFFLINE is set"):
+        shell.run("%%llm_finetune m\nmodel: some-org/some-model\ndata: docs")
