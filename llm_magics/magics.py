@@ -79,6 +79,9 @@ def _parse(method: Callable, line: str) -> argparse.Namespace:
         return parser.parse_intermixed_args(arg_split(line, posix=True, strict=True))
     except UsageError as error:
         message = str(error)
+        if "arguments are required" in message:
+            usage = " ".join(parser.format_usage().removeprefix("usage:").split()).removeprefix(":: ")
+            message = f"{message} — usage: {usage}"
         if "unrecognized arguments" in message:
             options = [option for action in parser._actions for option in action.option_strings]
             unknown = message.split(":", 1)[1].split()
@@ -219,7 +222,10 @@ class LLMMagics(Magics):
         if cell is not None:
             mapping.update(parse_cell(cell, namespace))
         elif not path:
-            raise ConfigError("give the configuration in the cell (%%llm_finetune NAME) or with --config FILE")
+            raise ConfigError(
+                "the configuration is missing: put YAML lines such as 'model: HuggingFaceTB/SmolLM2-135M' and "
+                "'data: docs' in the cell under %%llm_finetune NAME, or give --config FILE"
+            )
         if "model" not in mapping and "model_name_or_path" not in mapping and self.default_model:
             mapping["model"] = self.default_model
         return mapping
