@@ -197,7 +197,12 @@ class Run:
         import pandas as pd
 
         rows = self.db.store.run_metrics(self.id)
-        return pd.DataFrame(rows).drop(columns=["run", "model"], errors="ignore")
+        frame = pd.DataFrame(rows).drop(columns=["run", "model"], errors="ignore")
+        if "time" in frame:  # when the step was logged, as a date (UTC), not epoch seconds
+            frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
+        for column in [c for c in frame.columns if c.endswith("num_tokens")]:
+            frame[column] = frame[column].astype("Int64")  # counts are whole numbers (empty where not logged)
+        return frame
 
     @property
     def checkpoints(self) -> list[dict[str, Any]]:

@@ -262,3 +262,14 @@ def test_trust_remote_code_runs_the_models_own_code_only_when_set(db, tiny_path,
     assert isinstance(shell.run('%llm_predict custom "hi" --max-new-tokens 2 --trust-remote-code')[0], str)
     shell.run("%config LLMMagics.trust_remote_code = True")
     assert isinstance(shell.run('%llm_predict custom "hi" --max-new-tokens 2')[0], str)
+
+
+def test_run_metrics_show_dates_and_whole_token_counts(db, tiny_path):
+    """``run.metrics``: when each step was logged as a UTC date, token counts as integers (issue #18)."""
+    import pandas as pd
+
+    db["d"].insert_many(qa_docs(20))
+    metrics = LLM("dated", tiny_path).fit(select="d", db=db, configuration=small_config(max_steps=2)).metrics
+    assert isinstance(metrics["time"].dtype, pd.DatetimeTZDtype) and str(metrics["time"].dt.tz) == "UTC"
+    assert (pd.Timestamp.now(tz="UTC") - metrics["time"].iloc[-1]).total_seconds() < 600
+    assert str(metrics["num_tokens"].dtype) == "Int64" and metrics["num_tokens"].iloc[0] > 0
