@@ -101,6 +101,7 @@ class Follower:
         state = self.state
         for row in tail:
             state.step = max(state.step, _step(row))
+            state.logged(row)
             for name in _ROW_FIELDS:
                 if row.get(name) is not None:
                     setattr(state, name, row[name])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 DETACHED = ("process", "ray-job")  # backends whose runs outlive the kernel and stop through the store
 # runs still training in this process, or followed from it, by id (for %llm_stop and the views)
 _active: dict[str, Run] = {}
+RECENT = 20  # logged steps the pace (ETA) and the token rate are measured over
 
 
 @dataclass
@@ -51,7 +53,16 @@ class RunState:
     log: str | None = None  # a detached run's log file
     reason: str | None = None  # why it ended before max_steps, e.g. early stopping
     stalled_for: float | None = None  # seconds since a running run's step last moved, when far too long
+    # (time, step, tokens seen) of the newest logged steps: the pace and the token rate over a window
+    recent: deque[tuple[float, int, float | None]] = field(default_factory=lambda: deque(maxlen=RECENT), repr=False)
     listeners: list[Callable[[RunState], None]] = field(default_factory=list, repr=False)
+
+    def logged(self, row: dict[str, Any]) -> None:
+        """Keeps a logged step's time, step and token count for the windowed pace and rate."""
+        moment, step = row.get("time"), row.get("step")
+        if isinstance(moment, int | float) and isinstance(step, int) and not isinstance(step, bool):
+            tokens = row.get("num_tokens")
+            self.recent.append((float(moment), step, tokens if isinstance(tokens, int | float) else None))
 
     def changed(self) -> None:
         for listener in list(self.listeners):
@@ -127,6 +138,8 @@ class Run:
             if "loss" in row or "eval_loss" in row
         ]
         state.eval_accuracy = next((row["eval_accuracy"] for row in reversed(metrics) if "eval_accuracy" in row), None)
+        for row in metrics[-RECENT:]:
+            state.logged(row)
         state.checkpoints = self.checkpoints
         return state
 

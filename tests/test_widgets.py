@@ -361,3 +361,23 @@ def test_every_view_escapes_a_hostile_record_and_still_shows(db, shell):
         browser.close()
     assert all(HOSTILE not in page for page in pages)
     assert all(html.escape(HOSTILE) in page for page in pages[:3])  # shown, as text
+
+
+def test_the_eta_and_the_token_rate_follow_the_newest_steps_and_read_as_numbers():
+    """The ETA uses the pace of the newest logged steps, not an average over a slow start, so it
+    does not jump; tokens/s is measured over the same window, live and in the summary, and reads
+    as 20,000, not 2e+04 (issue #18)."""
+    import time
+
+    from llm_magics.run import RunState
+    from llm_magics.widgets.progress import eta, metrics_rows
+
+    state = RunState("r", "m", "thread", status="running", step=40, total_steps=100, first_step=0)
+    state.train_started = time.time() - 1000  # the first steps were slow (loading, warm-up)
+    for step in range(21, 41):
+        state.logged({"time": 100.0 + step * 0.5, "step": step, "num_tokens": step * 10_000})
+    assert eta(state) == pytest.approx(0.5 * 60)
+    assert dict(metrics_rows(state))["tokens/s"] == "20,000"
+    state.recent.clear()
+    state.tokens_per_s = 84.64
+    assert dict(metrics_rows(state))["tokens/s"] == "84.6"

@@ -137,6 +137,7 @@ class Recorder:
         self._rows.append({"run": self.state.run_id, "model": self.state.model, **row})
         state = self.state
         state.step, state.epoch = row["step"], row.get("epoch") or state.epoch
+        state.logged(row)
         for name in _STATE_FIELDS:
             if row.get(name) is not None:
                 setattr(state, name, row[name])

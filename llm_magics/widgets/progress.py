@@ -32,13 +32,34 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 
 def eta(state: RunState) -> float | None:
-    """Seconds left, from the pace of the steps trained so far in this run."""
-    if not all(is_number(v) for v in (state.step, state.total_steps, state.first_step, state.train_started)):
+    """Seconds left, at the pace of the newest logged steps (a window, so it does not jump with
+    one slow step, nor carry the first steps' warm-up); before there are two, since training began."""
+    if not all(is_number(v) for v in (state.step, state.total_steps, state.first_step)) or state.status in FINAL:
         return None
+    if not state.total_steps:
+        return None
+    left = state.total_steps - state.step
+    (first, last) = (state.recent[0], state.recent[-1]) if len(state.recent) >= 2 else (None, None)
+    if first is not None and last is not None and last[1] > first[1]:
+        return (last[0] - first[0]) / (last[1] - first[1]) * left
     done = state.step - state.first_step
-    if not state.total_steps or state.train_started is None or done <= 0 or state.status in FINAL:
+    if state.train_started is None or done <= 0:
         return None
-    return (time.time() - state.train_started) / done * (state.total_steps - state.step)
+    return (time.time() - state.train_started) / done * left
+
+
+def tokens_rate(state: RunState) -> float | None:
+    """Tokens trained per second over the newest logged steps (the same window live and in the
+    summary); the last logged rate when the counts are missing."""
+    counted = [(moment, tokens) for moment, _, tokens in state.recent if tokens is not None]
+    if len(counted) >= 2 and counted[-1][0] > counted[0][0]:
+        return (counted[-1][1] - counted[0][1]) / (counted[-1][0] - counted[0][0])
+    return state.tokens_per_s
+
+
+def _rate(value: float | None) -> str:
+    """A rate as people read it: 12,345 or 84.6, never 1.234e+04."""
+    return shown(value, ",.0f") if is_number(value) and value >= 100 else shown(value, ".3g")
 
 
 def status_html(state: RunState) -> str:
@@ -71,7 +92,7 @@ def metrics_rows(state: RunState) -> list[tuple[str, str]]:
     rows = [("train loss", _number(state.loss)), ("eval loss", _number(state.eval_loss))]
     if state.eval_accuracy is not None:
         rows.append(("eval accuracy", shown(state.eval_accuracy, ".1%")))
-    return [*rows, ("learning rate", _number(state.learning_rate, 3)), ("tokens/s", _number(state.tokens_per_s, 4))]
+    return [*rows, ("learning rate", _number(state.learning_rate, 3)), ("tokens/s", _rate(tokens_rate(state)))]
 
 
 def steps_text(state: RunState, between: str = "/") -> str:
