@@ -144,6 +144,12 @@ def runs_table(db: DatabaseHandle, model: str | None = None) -> Table:
         db.store.model(model)  # an unknown name is an error with the close ones, not an empty table
     rows = []
     for run in db.store.list_runs(model):
+        live = active_run(run["_id"])
+        if live is not None and live.state is not None and run.get("status") in ("starting", "running"):
+            # what this kernel's view shows: the record is written every few seconds
+            state = live.state
+            run = {**run, "step": state.step, "total_steps": state.total_steps or run.get("total_steps")}
+            run["last_loss"] = state.loss if state.loss is not None else run.get("last_loss")
         steps = shown(run.get("step", 0)) + (f"/{shown(run['total_steps'])}" if run.get("total_steps") else "")
         loss, duration, left = run.get("last_loss"), run.get("duration"), eta_of(run)
         stalled = stalled_for(run)

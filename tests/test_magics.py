@@ -264,3 +264,22 @@ def test_flags_then_the_body_then_the_settings_decide_where_it_trains(flags, bod
         settings=Placement(magics.backend, magics.ray_address),
     )
     assert (where.backend, where.ray_address) == expected
+
+
+def test_the_runs_table_shows_the_step_this_kernels_live_view_shows(db):
+    """The record is written every few seconds; for a run training in this kernel %llm_runs shows
+    the live step, as the view does (issue #18: they disagreed while training)."""
+    from llm_magics import commands
+    from llm_magics.run import Control, Run, RunState
+    from llm_magics.store import now
+
+    db.store.add_run({"_id": "live1", "model": "m", "status": "running", "backend": "thread", "started": now(),
+                      "step": 10, "total_steps": 100})  # fmt: skip
+    run = Run(
+        db, "live1", RunState("live1", "m", "thread", status="running", step=37, total_steps=100, loss=1.5), Control()
+    )
+    try:
+        (row,) = commands.runs_table(db).rows
+        assert row[4] == "37/100" and row[5] == "1.5"
+    finally:
+        run.finished()
