@@ -182,26 +182,39 @@ def stored_steps(db):
     return [c["step"] for c in db.show("checkpoint", "browsed")]
 
 
-def test_delete_removes_files_and_record_and_asks_for_the_one_in_use(trained):
+def test_delete_asks_first_then_removes_files_and_record(trained):
+    """Every delete is confirmed (as the README says; before, an unselected one went at once), and
+    a new selection clears the question, the message and the answer of the old one (issue #18)."""
     db, _ = trained
     browser = CheckpointBrowser(db, "browsed")
     try:
         select_step(browser, 2)
         path = Path(browser.records[browser.table.value[0]]["path"])
-        browser.delete_button.click()  # not the one in use: gone at once
+        browser.delete_button.click()
+        assert browser.confirm.layout.display == "flex" and "steps 2: their files and records?" in (
+            browser.confirm.children[0].value
+        )
+        assert stored_steps(db) == [2, 4, 6] and path.exists()  # asked, nothing deleted yet
+        browser.output.value, browser.message.value = "<pre>an old answer</pre>", "an old message"
+        select_step(browser, 4)  # another selection: the question and the old texts go
+        assert browser.confirm.layout.display == "none" and browser.message.value == ""
+        assert "an old answer" not in browser.output.value  # the new selection's probe answers, if any
+        select_step(browser, 2)
+        browser.delete_button.click()
+        button(browser.confirm, "Yes, delete").click()
         assert stored_steps(db) == [4, 6] and not path.exists() and len(browser.table.options) == 2
         assert browser.confirm.layout.display == "none"
         select_step(browser, 4)
         browser.use_button.click()
         select_step(browser, 4)
         browser.delete_button.click()
-        assert browser.confirm.layout.display == "flex"  # asked, nothing deleted yet
+        assert "One of them is the checkpoint %llm_predict uses." in browser.confirm.children[0].value
         assert stored_steps(db) == [4, 6]
         button(browser.confirm, "Cancel").click()
         assert browser.confirm.layout.display == "none"
         assert stored_steps(db) == [4, 6] and db.store.checkpoint("browsed")["step"] == 4
         browser.delete_button.click()
-        button(browser.confirm, "Delete anyway").click()
+        button(browser.confirm, "Yes, delete").click()
         assert stored_steps(db) == [6] and browser.confirm.layout.display == "none"
         assert db.store.model("browsed")["selected"] is None
         assert [label.split()[1] for label, _ in browser.table.options] == ["6"]
@@ -381,3 +394,17 @@ def test_the_eta_and_the_token_rate_follow_the_newest_steps_and_read_as_numbers(
     state.recent.clear()
     state.tokens_per_s = 84.64
     assert dict(metrics_rows(state))["tokens/s"] == "84.6"
+
+
+def test_a_refresh_keeps_what_the_selection_shows(trained):
+    """New checkpoints arriving (a refresh) leave the selection's answer and message alone."""
+    db, _ = trained
+    browser = CheckpointBrowser(db, "browsed")
+    try:
+        select_step(browser, 4)
+        browser.output.value, browser.message.value = "<pre>an answer</pre>", "answer of browsed@4"
+        browser.refresh()
+        assert browser.output.value == "<pre>an answer</pre>" and browser.message.value == "answer of browsed@4"
+        assert [browser.records[i]["step"] for i in browser.table.value] == [4]
+    finally:
+        browser.close()

@@ -2,7 +2,7 @@
 
 Select one row and *Use* makes it the checkpoint ``%llm_predict NAME`` uses (stored in the
 database); *Generate* answers the prompt with it; select two and *Compare* answers with both
-side by side; *Delete* removes files and record (asking first for the one in use). Runs of the
+side by side; *Delete* removes files and records, once confirmed. Runs of the
 model can be compared too. Everything shown from data, prompts or answers is escaped.
 """
 
@@ -70,6 +70,7 @@ class CheckpointBrowser:
 
         self.db, self.refresh_interval, self.trust_remote_code = db, refresh_interval, trust_remote_code
         self.records: dict[str, dict[str, Any]] = {}
+        self._refreshing = False
         self._signature: Any = None
         self._stopped = threading.Event()
         self._lock = threading.RLock()
@@ -88,7 +89,7 @@ class CheckpointBrowser:
         self.confirm = w.HBox(
             [
                 w.HTML(),
-                self._button("Delete anyway", "", "llm-confirm-delete"),
+                self._button("Yes, delete", "", "llm-confirm-delete"),
                 self._button("Cancel", "", "llm-cancel-delete"),
             ]
         )
@@ -149,7 +150,7 @@ class CheckpointBrowser:
         self.confirm.children[2].on_click(lambda _: self._hide_confirm())
         self.compare_runs_button.on_click(lambda _: self.compare_runs())
         self.model.observe(lambda _: self.refresh(), names="value")
-        self.table.observe(lambda _: self._show_probes(), names="value")
+        self.table.observe(lambda _: self._selection_changed(), names="value")
 
     # --- display ---
 
@@ -175,9 +176,16 @@ class CheckpointBrowser:
             self.records = {r["_id"]: r for r in records}
             lines = _aligned([checkpoint_row(r) for r in records])
             self.header.value = f"<pre style='margin:0;font-size:12px'>{html.escape(lines[0])}</pre>"
-            selected = tuple(v for v in self.table.value if v in self.records)
-            self.table.options = [(line, r["_id"]) for line, r in zip(lines[2:], records, strict=True)]
-            self.table.value = selected
+            before = tuple(self.table.value)
+            selected = tuple(v for v in before if v in self.records)
+            self._refreshing = True  # new options reset the selection for a moment: not the user's doing
+            try:
+                self.table.options = [(line, r["_id"]) for line, r in zip(lines[2:], records, strict=True)]
+                self.table.value = selected
+            finally:
+                self._refreshing = False
+            if selected != before:  # a selected checkpoint is gone: what was shown of it goes too
+                self._selection_changed()
             runs = self.db.store.list_runs(name) if name else []
             self.runs.options = [
                 (
@@ -227,20 +235,24 @@ class CheckpointBrowser:
         chosen = self._selection(1)
         if chosen:
             self.db.store.select_checkpoint(self.model.value, chosen[0]["_id"])
+            self.refresh()  # a new list (and selection) first: the message is about it
             self._say(
                 f"%llm_predict {html.escape(self.model.value)} now uses step {html.escape(shown(chosen[0]['step']))} "
                 f"of run {html.escape(shown(chosen[0]['run']))}"
             )
-            self.refresh()
 
     def delete(self, confirmed: bool = False) -> None:
-        """Deletes the selected checkpoints; asks first when one of them is the one in use."""
+        """Deletes the selected checkpoints, files and records, once confirmed."""
         chosen = [self.records[i] for i in self.table.value if i in self.records]
         if not chosen:
             self._say("select the checkpoints to delete first")
             return
-        if any(r["selected"] for r in chosen) and not confirmed:
-            self.confirm.children[0].value = "One of them is the checkpoint %llm_predict uses. Delete it?"
+        if not confirmed:
+            steps = html.escape(", ".join(shown(r.get("step")) for r in chosen))
+            in_use = " One of them is the checkpoint %llm_predict uses." if any(r["selected"] for r in chosen) else ""
+            self.confirm.children[
+                0
+            ].value = f"Delete {len(chosen)} checkpoint(s), steps {steps}: their files and records?{in_use}"
             self.confirm.layout.display = "flex"
             return
         for record in chosen:
@@ -249,8 +261,8 @@ class CheckpointBrowser:
             self.db.store.remove_checkpoint(record)
         self._hide_confirm()
         steps = html.escape(", ".join(shown(r.get("step")) for r in chosen))
+        self.refresh()  # a new list (and selection) first: the message is about it
         self._say(f"deleted {len(chosen)} checkpoint(s): steps {steps}")
-        self.refresh()
 
     def _hide_confirm(self) -> None:
         self.confirm.layout.display = "none"
@@ -309,6 +321,15 @@ class CheckpointBrowser:
             self._say("select two or more runs to compare")
             return
         self.runs_output.value = runs_comparison_html(self.db.store, list(self.runs.value))
+
+    def _selection_changed(self) -> None:
+        """A new selection: a pending question, an old message or answer no longer apply to it."""
+        if self._refreshing:
+            return
+        self._hide_confirm()
+        self._say("")
+        self.output.value = ""
+        self._show_probes()
 
     def _show_probes(self) -> None:
         chosen = [self.records[i] for i in self.table.value if i in self.records]
