@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 STALL_AFTER = 300.0  # seconds without a new step before a running run counts as stalled (at least)
 _STALL_STEPS = 20  # ... and at least this many of its usual step times
-_ROW_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per_s")
 
 
 def _seconds(value: Any) -> float | None:
@@ -101,12 +100,7 @@ class Follower:
         state = self.state
         for row in tail:
             state.step = max(state.step, _step(row))
-            state.logged(row)
-            for name in _ROW_FIELDS:
-                if row.get(name) is not None:
-                    setattr(state, name, row[name])
-            if "loss" in row or "eval_loss" in row:
-                state.history.append({k: row[k] for k in ("step", "loss", "eval_loss") if k in row})
+            state.take(row)
             self._last_row = _step(row)
 
     def _checkpoints(self) -> None:

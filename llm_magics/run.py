@@ -24,6 +24,7 @@ DETACHED = ("process", "ray-job")  # backends whose runs outlive the kernel and 
 # runs still training in this process, or followed from it, by id (for %llm_stop and the views)
 _active: dict[str, Run] = {}
 RECENT = 20  # logged steps the pace (ETA) and the token rate are measured over
+ROW_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per_s")  # a logged row's, kept live
 
 
 @dataclass
@@ -56,6 +57,16 @@ class RunState:
     # (time, step, tokens seen) of the newest logged steps: the pace and the token rate over a window
     recent: deque[tuple[float, int, float | None]] = field(default_factory=lambda: deque(maxlen=RECENT), repr=False)
     listeners: list[Callable[[RunState], None]] = field(default_factory=list, repr=False)
+
+    def take(self, row: dict[str, Any]) -> None:
+        """A logged step's values into the state: its metrics, its point of the loss curve, and
+        its time and token count for the windowed pace and rate (the step is the caller's)."""
+        self.logged(row)
+        for name in ROW_FIELDS:
+            if row.get(name) is not None:
+                setattr(self, name, row[name])
+        if "loss" in row or "eval_loss" in row:
+            self.history.append({k: row[k] for k in ("step", "loss", "eval_loss") if k in row})
 
     def logged(self, row: dict[str, Any]) -> None:
         """Keeps a logged step's time, step and token count for the windowed pace and rate."""

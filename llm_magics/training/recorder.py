@@ -28,7 +28,6 @@ from llm_magics.store import Store, best_of, now
 
 _log = logging.getLogger(__name__)
 
-_STATE_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per_s")
 _WRITES = {
     "update_run": "the run's record",
     "add_metrics": "the metrics",
@@ -137,12 +136,7 @@ class Recorder:
         self._rows.append({"run": self.state.run_id, "model": self.state.model, **row})
         state = self.state
         state.step, state.epoch = row["step"], row.get("epoch") or state.epoch
-        state.logged(row)
-        for name in _STATE_FIELDS:
-            if row.get(name) is not None:
-                setattr(state, name, row[name])
-        if "loss" in row or "eval_loss" in row:
-            state.history.append({k: row[k] for k in ("step", "loss", "eval_loss") if k in row})
+        state.take(row)
         if time.monotonic() - self._flushed >= self.flush_interval:
             self.flush()
 
