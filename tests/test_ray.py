@@ -210,6 +210,22 @@ def _client_server_logs(temp: Path) -> str:
     return "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for log in logs)
 
 
+def _ray_head(command: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
+    """``ray start --head --block`` started, once ``port`` answers. Ray gives its processes 30 s to
+    register and a busy machine can take longer: a head that gave up is started once more."""
+    for _attempt in (1, 2):
+        head = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while head.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                return head
+            time.sleep(0.5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+    raise AssertionError(f"the Ray head did not start twice: {' '.join(command)}")
+
+
 @contextlib.contextmanager
 def _cluster_behind_ray_client(hidden: Path) -> Iterator[tuple[str, Path]]:
     """A one-node Ray cluster in its own processes, which see ``hidden`` empty (as another machine
@@ -230,14 +246,8 @@ def _cluster_behind_ray_client(hidden: Path) -> Iterator[tuple[str, Path]]:
         # failed", about one connection in three on a loaded machine. No fork handlers, no restart.
         "GRPC_ENABLE_FORK_SUPPORT": "false",
     }
-    head = subprocess.Popen([*prefix, *command], env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    head = _ray_head([*prefix, *command], env, port)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert head.poll() is None and time.monotonic() < deadline, "the Ray Client server did not start"
-            time.sleep(0.5)
         yield f"ray://127.0.0.1:{port}", temp
     finally:
         os.killpg(head.pid, signal.SIGKILL)  # a throwaway cluster: no graceful shutdown to wait for
@@ -282,14 +292,8 @@ def test_ray_detach_submits_a_ray_job_whose_driver_records_the_run_and_stops_fro
     command += [f"--dashboard-port={dashboard}", "--include-dashboard=true", "--num-cpus=2", "--disable-usage-stats"]
     command += [f"--temp-dir={temp}"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "GRPC_ENABLE_FORK_SUPPORT": "false"}
-    head = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    head = _ray_head(command, env, dashboard)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", dashboard), timeout=1):
-                break
-            assert head.poll() is None and time.monotonic() < deadline, "the cluster did not start"
-            time.sleep(0.5)
         config = small_config(max_steps=5000, save_steps=1000, eval_strategy="no")
         run = LLM("ray-job", tiny_path).fit(
             select="docs", db=db, configuration=config, ray_address=f"127.0.0.1:{port}", ray_configs=ONE_WORKER,

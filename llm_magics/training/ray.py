@@ -95,11 +95,19 @@ def start_ray(address: str | None) -> None:
     started: Future[None] = Future()
 
     def keep_ray() -> None:
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-        except BaseException as error:
-            started.set_exception(error)
-            return
+        for attempt in (1, 2):
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+                break
+            except Exception as error:
+                # Ray gives its processes 30 s to register; a busy machine can take longer: once more
+                if attempt == 2 or address is not None or "timed out during startup" not in str(error):
+                    started.set_exception(error)
+                    return
+                ray.shutdown()
+            except BaseException as error:
+                started.set_exception(error)
+                return
         started.set_result(None)
         threading.Event().wait()
 
