@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from llm_magics.db import DatabaseHandle
 
 SPEC = "ray-job.pkl"
-_AGENT_WAIT = 60.0  # seconds a cluster just started may take before it takes jobs
+_AGENT_WAIT = 180.0  # seconds a cluster just started may take before it takes jobs (minutes when busy)
 
 
 def on_this_machine(address: str | None) -> bool:
