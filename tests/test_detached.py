@@ -192,19 +192,7 @@ def _children():
 def test_a_run_started_in_a_kernel_that_shut_down_is_attached_from_a_new_one(workdir):
     """Kernel A starts a detached run and is shut down; kernel B lists it training, attaches its
     live view, waits, finds it completed with every checkpoint, and predicts with it."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    def executed(cells: list[str]) -> list[list]:
-        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-        NotebookClient(
-            notebook,
-            timeout=300,
-            kernel_name="python3",
-            coalesce_streams=True,
-            resources={"metadata": {"path": str(workdir)}},
-        ).execute()  # the kernel is shut down at the end
-        return [cell.outputs for cell in notebook.cells]
+    from test_notebook_kernel import executed  # a real kernel, shut down when its cells have run
 
     started = executed(
         [
@@ -214,7 +202,8 @@ def test_a_run_started_in_a_kernel_that_shut_down_is_attached_from_a_new_one(wor
             "%%llm_finetune m --detach -o run\nmodel: {{ base_path }}\ndata: docs\nlora_r: 4\nmax_steps: 300\n"
             "save_steps: 100\neval_steps: 100\nmax_length: 64",
             "print(run.id, run.record['owner']['pid'])",
-        ]
+        ],
+        workdir,
     )
     run_id, pid = started[3][0]["text"].split()
     os.kill(int(pid), 0)  # the training process outlived its kernel
@@ -227,7 +216,8 @@ def test_a_run_started_in_a_kernel_that_shut_down_is_attached_from_a_new_one(wor
             f"db = %llm_db\nrun = db.run('{run_id}').wait(300)\n"
             "print(run.status, [c['step'] for c in run.checkpoints])",
             'answer = %llm_predict m "### Human: 1 ### Assistant:" --max-new-tokens 4\nprint(type(answer).__name__)',
-        ]
+        ],
+        workdir,
     )
     runs = attached[1][0]["data"]["text/plain"]
     assert run_id in runs and ("running" in runs or "starting" in runs) and "process" in runs

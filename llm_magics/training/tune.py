@@ -29,23 +29,10 @@ if TYPE_CHECKING:
     from llm_magics.sweep import Sweep
 
 
-def run_on_tune(
-    jobs: list[TrainJob],
-    recorders: list[Recorder],
-    runs: list[Run],
-    sweep: Sweep,
-    control: Control,
-    storage: Path,
-    address: str | None = None,
-    on_end: Callable[[], None] | None = None,
-) -> threading.Thread:
-    """Starts the sweep's trials on Ray Tune in the background; returns the driving thread."""
-    thread = threading.Thread(
-        target=_drive,
-        args=(jobs, recorders, runs, sweep, control, storage, address, on_end),
-        daemon=True,
-        name="llm_magics-sweep",
-    )
+def run_on_tune(*args: Any) -> threading.Thread:
+    """Starts the sweep's trials on Ray Tune in the background (the arguments are ``_drive``'s);
+    returns the driving thread."""
+    thread = threading.Thread(target=_drive, args=args, daemon=True, name="llm_magics-sweep")
     thread.start()
     return thread
 
