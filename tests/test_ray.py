@@ -212,7 +212,11 @@ def _client_server_logs(temp: Path) -> str:
 
 def _ray_head(command: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
     """``ray start --head --block`` started, once ``port`` answers. Ray gives its processes 30 s to
-    register and a busy machine can take longer: a head that gave up is started once more."""
+    register and a busy machine can take longer: a head that gave up is started once more.
+
+    Each cluster gets its own dashboard-agent port: at Ray's fixed default (52365) a new head's
+    agent meets the agent of a cluster that is still going away, stays up without serving, and
+    the cluster never takes a job ("No available agent", the CI run of stop 21)."""
     for _attempt in (1, 2):
         head = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
@@ -237,6 +241,7 @@ def _cluster_behind_ray_client(hidden: Path) -> Iterator[tuple[str, Path]]:
     ray_cli = Path(sys.executable).parent / "ray"
     command = [str(ray_cli), "start", "--head", "--block", f"--port={_free_port()}", f"--ray-client-server-port={port}"]
     command += ["--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
+    command += [f"--dashboard-agent-listen-port={_free_port()}"]  # see _ray_head
     env = {
         **os.environ,
         "RAY_AUTH_MODE": "disabled",  # no token for a throwaway cluster
@@ -290,7 +295,7 @@ def test_ray_detach_submits_a_ray_job_whose_driver_records_the_run_and_stops_fro
     port, dashboard = _free_port(), _free_port()
     command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}"]
     command += [f"--dashboard-port={dashboard}", "--include-dashboard=true", "--num-cpus=2", "--disable-usage-stats"]
-    command += [f"--temp-dir={temp}"]
+    command += [f"--temp-dir={temp}", f"--dashboard-agent-listen-port={_free_port()}"]  # see _ray_head
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "GRPC_ENABLE_FORK_SUPPORT": "false"}
     head = _ray_head(command, env, dashboard)
     try:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from llm_magics.db import DatabaseHandle
 
 SPEC = "ray-job.pkl"
-_AGENT_WAIT = 180.0  # seconds a cluster just started may take before it takes jobs (minutes when busy)
+_AGENT_WAIT = 90.0  # seconds a cluster just started may take before its job agent takes jobs
 
 
 def on_this_machine(address: str | None) -> bool:
@@ -99,9 +99,20 @@ def submit(run_id: str, spec_path: Path, address: str | None) -> dict[str, str]:
         except RuntimeError as error:
             # a cluster just started takes some seconds before its job agent takes jobs
             if "No available agent" not in str(error) or time.monotonic() >= deadline:
-                raise ConfigError(f"--ray --detach: the cluster did not take the job ({error})") from None
+                raise ConfigError(f"--ray --detach: the cluster did not take the job ({error}){_hint(error)}") from None
             time.sleep(1.0)
     return {"address": jobs.get_address(), "submission_id": submission}
+
+
+def _hint(error: RuntimeError) -> str:
+    """Why a cluster's job agent may never come: its HTTP port (52365 unless set) was taken by
+    another Ray on that machine, and the agent then stays up without serving jobs."""
+    if "No available agent" not in str(error):
+        return ""
+    return (
+        "; its job agent is not serving: if another Ray runs on the head's machine, start this one"
+        " with `ray start --head --dashboard-agent-listen-port=PORT` (the agent's log says: dashboard_agent.log)"
+    )
 
 
 def job_logs(ray_job: dict[str, str]) -> str:
