@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.display import Comparison, DryRun, Table, clock, shown, shown_time
+from llm_magics.display import RUN_COLUMNS, Comparison, DryRun, Table, run_row
 from llm_magics.errors import ConfigError, RunError
 from llm_magics.refs import CheckpointRef, parse_ref, parse_target
 from llm_magics.run import Run, active_run
@@ -138,8 +138,6 @@ def checkpoints(
 def runs_table(db: DatabaseHandle, model: str | None = None) -> Table:
     """Every run (or a model's): name, id, status (stalled when its step stopped moving), backend,
     steps, last loss, ETA of an active run, started, duration."""
-    from llm_magics.follow import eta_of, stalled_for
-
     if model is not None:
         db.store.model(model)  # an unknown name is an error with the close ones, not an empty table
     rows = []
@@ -150,24 +148,8 @@ def runs_table(db: DatabaseHandle, model: str | None = None) -> Table:
             state = live.state
             run = {**run, "step": state.step, "total_steps": state.total_steps or run.get("total_steps")}
             run["last_loss"] = state.loss if state.loss is not None else run.get("last_loss")
-        steps = shown(run.get("step", 0)) + (f"/{shown(run['total_steps'])}" if run.get("total_steps") else "")
-        loss, duration, left = run.get("last_loss"), run.get("duration"), eta_of(run)
-        stalled = stalled_for(run)
-        rows.append(
-            [
-                run.get("model"),
-                run["_id"],
-                run.get("status") if stalled is None else f"stalled ({clock(stalled)} without a step)",
-                run.get("backend"),
-                steps,
-                "" if loss is None else shown(loss, ".4g"),
-                "" if left is None else clock(left),
-                shown_time(run.get("started")),
-                "" if duration is None else f"{shown(duration, '.1f')} s",
-            ]
-        )
-    columns = ["name", "run", "status", "backend", "steps", "last loss", "ETA", "started (UTC)", "duration"]
-    return Table(columns, rows, title=f"runs in {db.uri}", css_class="llm-runs")
+        rows.append([text for text, _ in run_row(run)])
+    return Table(RUN_COLUMNS, rows, title=f"runs in {db.uri}", css_class="llm-runs")
 
 
 def stop(db: DatabaseHandle, run_id: str) -> Run:

@@ -58,6 +58,32 @@ def shown_time(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, dt.datetime) else shown(value)
 
 
+RUN_COLUMNS = ["name", "run", "status", "backend", "steps", "last loss", "ETA", "started (UTC)", "duration"]
+
+
+def run_row(run: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A run record's cells under ``RUN_COLUMNS``: (text, the value it sorts by). The status of an
+    active run whose step stopped moving says for how long."""
+    import datetime as dt
+
+    from llm_magics.follow import eta_of, stalled_for
+
+    step, total = run.get("step", 0), run.get("total_steps")
+    loss, duration, left, stalled = run.get("last_loss"), run.get("duration"), eta_of(run), stalled_for(run)
+    started = run.get("started")
+    return [
+        (shown(run.get("model")), run.get("model")),
+        (shown(run.get("_id")), run.get("_id")),
+        (shown(run.get("status")) if stalled is None else f"stalled ({clock(stalled)} without a step)", None),
+        (shown(run.get("backend")), None),
+        (shown(step) + (f"/{shown(total)}" if total else ""), step if is_number(step) else None),
+        ("" if loss is None else shown(loss, ".4g"), loss if is_number(loss) else None),
+        ("" if left is None else clock(left), left),
+        (shown_time(started), started.isoformat() if isinstance(started, dt.datetime) else None),
+        ("" if duration is None else f"{shown(duration, '.1f')} s", duration if is_number(duration) else None),
+    ]
+
+
 def html_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str = "") -> str:
     head = "".join(f'<th style="{_CELL_STYLE}">{html.escape(c)}</th>' for c in columns)
     body = "".join(

@@ -36,6 +36,7 @@ LAYERS = [
     [
         "display",
         "widgets",
+        "widgets.table",
         "widgets.curve",
         "widgets.compare",
         "widgets.progress",

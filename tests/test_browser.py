@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 HOSTILE = "<img src=x onerror=window.__xss=1>"
 HOSTILE_MAGIC = "<img src=x onerror=window.__xss2=1>"
-PROBE = "### Human: what is 3?"
-PROMPTS = '"### Human: what is 3?" "### Human: what is 41?" "### Human: 7" "zzz"'
+PROBE = "### Human: What is the capital of France? ### Assistant: "
+PROMPTS = '"### Human: What is the capital of Japan? ### Assistant: " "### Human: What is 3?" "zzz"'
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Chromium is not installed (scripts/test.sh installs it as root)", allow_module_level=True)
@@ -37,16 +37,18 @@ sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
 CELLS = [
     "%load_ext llm_magics\n%config LLMMagics.update_interval = 0.2",
+    # the demo's documents (four capitals): the tiny model learns them, so the answers shown are real
     "db = %llm_db mongomock://browser\n"
     "from llm_magics import tiny_model\n"
+    "from llm_magics.demo import documents\n"
     "base_path = str(tiny_model('tiny'))\n"
-    "db['docs'].insert_many([{'text': f'### Human: what is {i}? ### Assistant: {i}', "
-    "'_fold': 'valid' if i % 8 == 0 else 'train'} for i in range(64)]);",
+    "db['docs'].insert_many(documents(64));",
     "%llm_checkpoints",
     "%%llm_finetune browser-model -o run\n"
-    "model: {{ base_path }}\ndata: docs\nbits: 4\nlora_r: 4\nmax_length: 48\nper_device_train_batch_size: 4\n"
+    "model: {{ base_path }}\ndata: docs\nbits: 4\nlora_r: 16\nlora_alpha: 32\nlearning_rate: 0.003\n"
+    "max_length: 96\nper_device_train_batch_size: 8\n"
     f"max_steps: 480\nsave_steps: 160\neval_steps: 160\neval_strategy: steps\nprobe_prompts: ['{PROBE}']\n"
-    "probe_max_new_tokens: 4",
+    "probe_max_new_tokens: 8",
     # which checkpoint %llm_predict NAME uses: its greedy answers against those of steps 160 and 480
     "\n".join(
         f"{name} = %llm_predict browser-model{ref} {PROMPTS} --max-new-tokens 8"
@@ -172,7 +174,7 @@ def test_live_view_and_checkpoint_browser(page, lab):
     view = page.locator(".llm-training-view")
     view.wait_for(timeout=120_000)
     view.locator("table.llm-probes").wait_for(timeout=120_000)
-    assert PROBE in view.locator("table.llm-probes").inner_text()
+    assert PROBE.strip() in view.locator("table.llm-probes").inner_text()
     assert "160" in view.locator("tr", has_text="checkpoints").inner_text()
     assert "completed" not in view.inner_text()
     screenshot(cell_output(page, 3), "live-view.png")
@@ -185,42 +187,65 @@ def test_live_view_and_checkpoint_browser(page, lab):
     assert "completed" in text and "480 / 480" in text
     assert summary.locator("svg.llm-curve polyline.llm-series").count() == 2  # train and eval loss
 
-    # the checkpoint browser, opened before the run, lists the checkpoints it recorded
-    options = page.locator(".llm-checkpoints select option")
-    page.wait_for_function("document.querySelectorAll('.llm-checkpoints select option').length === 3")
-    assert [label.split()[1] for label in options.all_inner_texts()] == ["160", "320", "480"]
+    # the checkpoint browser, opened before the run, lists the checkpoints it recorded in a table
+    rows = page.locator(".llm-checkpoints tbody tr[data-id]")
+    page.wait_for_function("document.querySelectorAll('.llm-checkpoints tbody tr[data-id]').length === 3")
+    assert steps_shown(page) == ["160", "320", "480"]
+    assert rows.nth(2).locator(".llm-badge-latest").count() == 1 and rows.nth(0).locator(".llm-badge").count() == 0
     differ = "; steps 160 and 480 answer differently: True"
     # nothing selected yet: %llm_predict NAME answers with the latest checkpoint
     cell_output(page, USES_CELL).get_by_text(f"answers as step [480] {differ}").wait_for(timeout=120_000)
 
-    # selecting a row shows that checkpoint's probe answers
-    page.locator(".llm-checkpoints select").select_option(index=0)
+    # a header sorts by its column (numbers as numbers, largest first), a second click reverses it
+    step_header = page.locator(".llm-checkpoints th[data-column='step']")
+    step_header.click()
+    page.wait_for_function("document.querySelector('.llm-checkpoints tbody tr td:nth-child(2)').textContent === '480'")
+    assert steps_shown(page) == ["480", "320", "160"] and "▼" in step_header.inner_text()
+    step_header.click()
+    page.wait_for_function("document.querySelector('.llm-checkpoints tbody tr td:nth-child(2)').textContent === '160'")
+
+    # clicking a row selects it and shows that checkpoint's probe answers
+    rows.nth(0).click()
     probes = page.locator(".llm-output table.llm-probes")
     probes.wait_for()
-    assert PROBE in probes.inner_text() and probes.locator("tbody td").first.inner_text() == "160"
+    assert PROBE.strip() in probes.inner_text() and probes.locator("tbody td").first.inner_text() == "160"
+    assert rows.nth(0).get_attribute("aria-selected") == "true"
     screenshot(cell_output(page, 2), "checkpoint-browser.png")
 
-    # Use on step 160 changes what %llm_predict uses
+    # Use on step 160 changes what %llm_predict uses, and its row says so
     page.locator(".llm-use").click()
     page.locator(".llm-message").get_by_text("now uses step 160").wait_for()
+    rows.nth(0).locator(".llm-badge-in-use").wait_for()
     run_cell(page, USES_CELL)
     cell_output(page, USES_CELL).get_by_text(f"answers as step [160] {differ}").wait_for(timeout=60_000)
 
-    # a prompt with HTML is shown as text and runs nothing, in the browser and in %llm_predict
+    # Ctrl-click adds a row: two selected compare; a prompt with HTML is shown as text and runs nothing
     page.locator(".llm-prompt textarea").fill(HOSTILE)
-    page.locator(".llm-checkpoints select").select_option(index=[0, 2])
+    rows.nth(2).click(modifiers=["Control"])
+    page.wait_for_function("document.querySelectorAll('.llm-checkpoints tr[aria-selected=true]').length === 2")
     page.locator(".llm-compare").click()
     compared = page.locator(".llm-output table.llm-comparison")
     compared.wait_for(timeout=60_000)
-    assert HOSTILE in compared.inner_text()
+    assert HOSTILE in compared.inner_text() and "@" in compared.locator("th").nth(2).inner_text()
     assert page.locator(".llm-output img").count() == 0
     magic_output = cell_output(page, 5).locator("table.llm-comparison")
     assert HOSTILE_MAGIC in magic_output.inner_text()
     assert cell_output(page, 5).locator("img").count() == 0
     assert page.evaluate("window.__xss === undefined && window.__xss2 === undefined")
 
-    # generate with one checkpoint
-    page.locator(".llm-checkpoints select").select_option(index=1)
+    # the runs table lists the run, completed
+    run_row = page.locator(".llm-runs-select tbody tr[data-id]")
+    assert run_row.count() == 1 and "completed" in run_row.inner_text() and "480/480" in run_row.inner_text()
+
+    # generate with one checkpoint (a plain click selects it alone)
+    rows.nth(2).click()
+    page.wait_for_function("document.querySelectorAll('.llm-checkpoints tr[aria-selected=true]').length === 1")
+    page.locator(".llm-prompt textarea").fill(PROBE)
     page.locator(".llm-generate").click()
-    page.locator(".llm-output .llm-answer").wait_for(timeout=60_000)
+    page.locator(".llm-output .llm-answer").get_by_text("Paris.").wait_for(timeout=60_000)  # it learned
     screenshot(cell_output(page, 2), "checkpoint-browser-answer.png")
+
+
+def steps_shown(page) -> list[str]:
+    """The step column of the checkpoint table, in the order shown."""
+    return page.locator(".llm-checkpoints tbody tr[data-id] td:nth-child(2)").all_inner_texts()

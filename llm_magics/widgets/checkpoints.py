@@ -1,9 +1,11 @@
 """The checkpoint browser: a model's checkpoints from the database, kept current.
 
-Select one row and *Use* makes it the checkpoint ``%llm_predict NAME`` uses (stored in the
-database); *Generate* answers the prompt with it; select two and *Compare* answers with both
-side by side; *Delete* removes files and records, once confirmed. Runs of the
-model can be compared too. Everything shown from data, prompts or answers is escaped.
+Two tables (``widgets.table``): the checkpoints and the runs of the chosen model. Click a row to
+select it (Ctrl/⌘ or Shift for several), a header to sort. *Use* makes the selected checkpoint the
+one ``%llm_predict NAME`` uses (stored in the database); *Generate* answers the prompt with it;
+select two and *Compare* answers with both side by side; *Delete* removes files and records, once
+confirmed. Select two or more runs and *Compare runs* overlays their curves. Everything shown from
+data, prompts or answers is escaped.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.api import load_llm
-from llm_magics.display import Comparison, is_number, shown, shown_time, text_table
+from llm_magics.display import RUN_COLUMNS, Comparison, is_number, run_row, shown, shown_time, text_table
 from llm_magics.widgets.compare import runs_comparison_html
 from llm_magics.widgets.progress import probes_html
+from llm_magics.widgets.table import Table
 
 if TYPE_CHECKING:
     from llm_magics.db import DatabaseHandle
 
 COLUMNS = ["run", "step", "epoch", "train loss", "eval loss", "created (UTC)", "size", "flags"]
-_STYLE = "<style>.llm-checkpoints select, .llm-runs-select select {font-family: monospace; font-size: 12px}</style>"
+_NUMERIC = {"step", "epoch", "train loss", "eval loss", "size", "last loss", "duration"}
+_RUN_COLUMNS = RUN_COLUMNS[1:]  # the model is the one chosen above the tables
+_MARKS = {"selected": "in use", "best": "best", "latest": "latest"}  # record flag: the row's badge
 
 
 def _number(value: Any) -> str:
@@ -34,10 +39,14 @@ def _size(size: Any) -> str:
     return f"{size / 1024**2:.1f} MiB" if size >= 1024**2 else f"{size / 1024:.0f} KiB"
 
 
+def marks(record: dict[str, Any]) -> list[str]:
+    """A checkpoint's badges: the one ``%llm_predict NAME`` uses, the best, the latest."""
+    return [mark for flag, mark in _MARKS.items() if record.get(flag)]
+
+
 def checkpoint_row(record: dict[str, Any]) -> list[str]:
-    """A checkpoint's row as text (the list shows text, not HTML)."""
+    """A checkpoint's row as text, under ``COLUMNS``."""
     metrics: dict[str, Any] = record["metrics"] if isinstance(record.get("metrics"), dict) else {}
-    flags = " ".join(flag for flag in ("selected", "latest", "best") if record.get(flag))
     return [
         shown(record.get("run")),
         shown(record.get("step")),
@@ -46,13 +55,42 @@ def checkpoint_row(record: dict[str, Any]) -> list[str]:
         _number(metrics.get("eval_loss")),
         shown_time(record.get("created")),
         _size(record.get("size", 0)),
-        flags,
+        ", ".join(marks(record)),
     ]
 
 
-def _aligned(rows: list[list[str]]) -> list[str]:
-    """Rows as fixed-width lines (the header first), for a monospace list."""
-    return text_table(COLUMNS, rows).splitlines()
+def _sorts_by(value: Any) -> Any:
+    """What a cell sorts by: a number as itself, a time as ISO text, anything else not at all."""
+    if is_number(value):
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else None
+
+
+def checkpoint_table_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint as a row of the table widget: its text cells, the values its columns sort by
+    and its badges (shown in the flags column)."""
+    metrics: dict[str, Any] = record["metrics"] if isinstance(record.get("metrics"), dict) else {}
+    raw = [record.get("run"), record.get("step"), record.get("epoch") or 0, metrics.get("loss")]
+    raw += [metrics.get("eval_loss"), record.get("created"), record.get("size", 0)]
+    cells = dict(zip(COLUMNS, checkpoint_row(record)[:-1], strict=False))
+    sort = {column: _sorts_by(value) for column, value in zip(COLUMNS, raw, strict=False)}
+    return {"id": str(record["_id"]), "cells": {**cells, "flags": ""}, "sort": sort, "marks": marks(record)}
+
+
+def run_table_row(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as a row of the table widget (its status as a badge when it failed or runs)."""
+    pairs = dict(zip(RUN_COLUMNS, run_row(run), strict=True))
+    status = run.get("status")
+    return {
+        "id": str(run["_id"]),
+        "cells": {column: pairs[column][0] for column in _RUN_COLUMNS},
+        "sort": {column: pairs[column][1] for column in _RUN_COLUMNS if pairs[column][1] is not None},
+        "marks": ["running"] if status in ("starting", "running") else ["failed"] if status == "failed" else [],
+    }
+
+
+def _columns(labels: list[str]) -> list[dict[str, Any]]:
+    return [{"key": label, "label": label, "numeric": label in _NUMERIC} for label in labels]
 
 
 class CheckpointBrowser:
@@ -80,8 +118,8 @@ class CheckpointBrowser:
         )
         if model is not None and model not in names:
             db.store.model(model)  # raises "no model named ..." with the close names
-        self.header = w.HTML()
-        self.table = w.SelectMultiple(options=[], rows=8, layout=w.Layout(width="100%"))
+        self.table = Table(columns=_columns(COLUMNS), marks_column="flags", empty="no checkpoints yet")
+        self.table.layout = w.Layout(max_height="18em", overflow="auto", width="100%")
         self.table.add_class("llm-checkpoints")
         self.use_button = self._button("Use", "Make the selected checkpoint the one %llm_predict uses", "llm-use")
         self.delete_button = self._button("Delete", "Delete the selected checkpoints (files and records)", "llm-delete")
@@ -104,7 +142,8 @@ class CheckpointBrowser:
         self.output.add_class("llm-output")
         self.message = w.HTML()
         self.message.add_class("llm-message")
-        self.runs = w.SelectMultiple(options=[], rows=4, layout=w.Layout(width="100%"))
+        self.runs = Table(columns=_columns(_RUN_COLUMNS), marks_column="status", empty="no runs yet")
+        self.runs.layout = w.Layout(max_height="12em", overflow="auto", width="100%")
         self.runs.add_class("llm-runs-select")
         self.compare_runs_button = self._button(
             "Compare runs", "Overlay loss curves and diff configurations", "llm-compare-runs"
@@ -113,9 +152,7 @@ class CheckpointBrowser:
         self._wire()
         self.widget = w.VBox(
             [
-                w.HTML(_STYLE),
                 self.model,
-                self.header,
                 self.table,
                 w.HBox([self.use_button, self.delete_button, self.compare_button]),
                 self.confirm,
@@ -173,28 +210,22 @@ class CheckpointBrowser:
         with self._lock:
             name = self.model.value
             records = self.db.store.list_checkpoints(name) if name else []
-            self.records = {r["_id"]: r for r in records}
-            lines = _aligned([checkpoint_row(r) for r in records])
-            self.header.value = f"<pre style='margin:0;font-size:12px'>{html.escape(lines[0])}</pre>"
-            before = tuple(self.table.value)
-            selected = tuple(v for v in before if v in self.records)
-            self._refreshing = True  # new options reset the selection for a moment: not the user's doing
+            self.records = {str(r["_id"]): r for r in records}
+            before = list(self.table.value)
+            selected = [v for v in before if v in self.records]
+            self._refreshing = True  # new rows may drop a selected one: not the user's doing
             try:
-                self.table.options = [(line, r["_id"]) for line, r in zip(lines[2:], records, strict=True)]
-                self.table.value = selected
+                with self.table.hold_sync():
+                    self.table.rows = [checkpoint_table_row(r) for r in records]
+                    self.table.value = selected
             finally:
                 self._refreshing = False
             if selected != before:  # a selected checkpoint is gone: what was shown of it goes too
                 self._selection_changed()
             runs = self.db.store.list_runs(name) if name else []
-            self.runs.options = [
-                (
-                    f"{run['_id']}  {shown(run.get('status')):<11} step {shown(run.get('step', 0)):>6}  "
-                    f"{shown_time(run.get('started'))}",
-                    run["_id"],
-                )
-                for run in runs
-            ]
+            with self.runs.hold_sync():
+                self.runs.rows = [run_table_row(run) for run in runs]
+                self.runs.value = [v for v in self.runs.value if v in {str(run["_id"]) for run in runs}]
             self._signature = self._current_signature()
 
     def _current_signature(self) -> tuple:
@@ -203,7 +234,8 @@ class CheckpointBrowser:
             return (tuple(self.db.store.model_names()),)
         model = self.db.store.models.find_one({"_id": name}) or {}
         ids = tuple(doc["_id"] for doc in self.db.store.checkpoints.find({"model": name}, {"_id": 1}))
-        runs = tuple((r["_id"], r["status"]) for r in self.db.store.runs.find({"model": name}, {"status": 1}))
+        fields = {"status": 1, "step": 1}  # the runs table shows a run's step as it trains
+        runs = tuple((r["_id"], r["status"], r.get("step")) for r in self.db.store.runs.find({"model": name}, fields))
         return ids, runs, model.get("selected")
 
     def _poll(self) -> None:
