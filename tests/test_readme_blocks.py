@@ -75,7 +75,7 @@ class Block:
     language: str
     source: str
     line: int  # where its fence is in the README
-    heading: str  # the paragraph above it
+    above: str  # the paragraph above it
 
     @property
     def first_line(self) -> str:
@@ -91,8 +91,7 @@ def readme_blocks() -> list[Block]:
     blocks = []
     for match in re.finditer(r"^```(\w*)\n(.*?)^```", text, flags=re.S | re.M):
         before = text[: match.start()].rstrip("\n")
-        heading = before.rsplit("\n\n", 1)[-1]
-        blocks.append(Block(match[1], match[2], before.count("\n") + 2, heading))
+        blocks.append(Block(match[1], match[2], before.count("\n") + 2, before.rsplit("\n\n", 1)[-1]))
     return blocks
 
 
@@ -105,9 +104,7 @@ def cells(block: Block) -> list[str]:
     while index < len(lines):
         end = index + 1
         if lines[index].startswith("%%"):
-            while end < len(lines) and not (
-                lines[end] == "" and lines[end + 1 : end + 2] and lines[end + 1][:1] == "%"
-            ):
+            while end < len(lines) and not (lines[end] == "" and "".join(lines[end + 1 : end + 2]).startswith("%")):
                 end += 1
         if lines[index].startswith("#"):
             comments.append(lines[index])
@@ -146,11 +143,11 @@ def test_the_shell_blocks_name_what_exists_and_ci_runs_the_test_command():
         if block.language != "bash":
             continue
         for line in block.source.splitlines():
-            command = shlex.split(line, comments=True)
-            if not command:
+            words = shlex.split(line, comments=True)
+            if not words:
                 continue
-            commands.append(command)
-            program, *arguments = command
+            commands.append(words)
+            program, *arguments = words
             if program == "pip":  # pip install PATH: a directory that pip can install
                 paths = [a for a in arguments if not a.startswith("-") and a != "install"]
                 assert paths and all((ROOT / p / "pyproject.toml").is_file() for p in paths), (block.where, line)
@@ -483,7 +480,7 @@ def test_the_readme_and_the_spec_run_as_pasted(workdir, tiny_path, monkeypatch):
     user = what_the_user_has(workdir, tiny_path, monkeypatch)
     profile = workdir / "ipython" / "profile_default"
     blocks = readme_blocks()
-    later = next(i for i, block in enumerate(blocks) if "in any notebook" in block.heading)
+    later = next(i for i, block in enumerate(blocks) if "in any notebook" in block.above)
     try:
         with Kernel(workdir) as kernel:
             kernel.run(user, "what the user has")
