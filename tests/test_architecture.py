@@ -36,7 +36,9 @@ LAYERS = [
     [
         "display",
         "widgets",
+        "widgets.scales",
         "widgets.curve",
+        "widgets.probes",
         "widgets.compare",
         "widgets.progress",
         "widgets.checkpoints",
