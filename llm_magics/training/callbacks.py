@@ -118,18 +118,19 @@ class ProgressCallback(TrainerCallback):
             self._row = {"step": state.global_step, "time": time.time()}
         self._row.update(numbers)
         self._row["epoch"] = state.epoch
+        moment = time.perf_counter()
         if "num_tokens" in numbers:
-            self._per_second(self._row, "tokens_per_s", numbers["num_tokens"])
+            self._per_second(self._row, "tokens_per_s", numbers["num_tokens"], moment)
         if "loss" in numbers:  # a training log (an evaluation's comes at the same step, or after it)
             batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
-            self._per_second(self._row, "samples_per_s", state.global_step * batch)
+            self._per_second(self._row, "samples_per_s", state.global_step * batch, moment)
         if self._cuda:
             self._row.update(gpu_memory())
         self._last.update(numbers)
 
-    def _per_second(self, row: dict[str, Any], name: str, seen: float) -> None:
+    def _per_second(self, row: dict[str, Any], name: str, seen: float, moment: float) -> None:
         """``row[name]``: how fast ``seen`` (a count that only grows) grew since the last log."""
-        moment, last = time.perf_counter(), self._counts.get(name)
+        last = self._counts.get(name)
         if last is not None and moment > last[0] and seen > last[1]:
             row[name] = (seen - last[1]) / (moment - last[0])
         self._counts[name] = (moment, seen)
