@@ -17,7 +17,7 @@ import html
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from llm_magics.widgets.scales import log_ticks, nice_ticks, smoothed, thinned, tick_text
 
@@ -81,15 +81,17 @@ def run_chart_svg(history: Sequence[dict[str, Any]], options: ChartOptions | Non
     """A run's chart: train and eval loss; under it, sharing the step axis, the learning rate and
     the accuracies when they were logged."""
     options = options or ChartOptions()
-
-    def points(name: str) -> list[Point]:
-        return [(row["step"], row[name]) for row in history if _finite(row.get("step")) and _finite(row.get(name))]
-
-    names = list(dict.fromkeys(name for row in history for name in row if name.endswith("accuracy")))
-    loss = Panel("loss", {name: points(name) for name in ("loss", "eval_loss")}, 150)
+    logged: dict[str, list[Point]] = {}  # every series, in one pass over the history
+    for row in history:
+        step = row.get("step")
+        if _finite(step):
+            for name, value in row.items():
+                if name != "step" and _finite(value):
+                    logged.setdefault(name, []).append((step, value))
+    loss = Panel("loss", {name: logged.get(name, []) for name in ("loss", "eval_loss")}, 150)
     train_points = len(loss.series["loss"])
     weight = options.smoothing if options.smoothing is not None else SMOOTHING * (train_points > SMOOTH_AFTER)
-    loss.smoothing = accuracy_smoothing = max(0.0, min(0.99, weight))
+    loss.smoothing = max(0.0, min(0.99, weight))
     if options.log_scale:
         loss.log = all(y > 0 for values in loss.series.values() for _, y in values)
         loss.notes.append("log scale" if loss.log else "linear: log needs values above 0")
@@ -97,8 +99,8 @@ def run_chart_svg(history: Sequence[dict[str, Any]], options: ChartOptions | Non
         loss.notes.append(f"smoothed {loss.smoothing:g}")
     panels = [
         loss,
-        Panel("learning rate", {"learning_rate": points("learning_rate")}, 56),
-        Panel("accuracy", {name: points(name) for name in names}, 56, smoothing=accuracy_smoothing),
+        Panel("learning rate", {"learning_rate": logged.get("learning_rate", [])}, 56),
+        Panel("accuracy", {k: v for k, v in logged.items() if k.endswith("accuracy")}, 56, smoothing=loss.smoothing),
     ]
     return chart_svg([panel for panel in panels if any(panel.series.values())] or [loss], width)
 
@@ -180,9 +182,9 @@ def _panel(panel: Panel, x_ticks: list[float], x_of: Scale, top: int, width: int
     for i, (name, series) in enumerate(panel.series.items()):
         color, label = palette.get(name, _PALETTE[i % len(_PALETTE)]), html.escape(_LABELS.get(name, name))
         weight = 0.0 if name.startswith("eval") or len(series) < 2 else panel.smoothing
-        lines, hover = _series(name, series, weight, color, x_of, y_of)
+        lines, hover = _series(name, label, series, weight, color, x_of, y_of)
         parts += lines
-        points += [_hover(x_of(x), y_of(y), f"step {_step(x)} · {label} {text}", top, right) for x, y, text in hover]
+        points += [_hover(px, py, text, top, right) for px, py, text in hover]
         names.append((label, color))
     legend = _legend(names, len(title), top, right) if [label for label, _ in names] != [title] else []
     return [*parts, *legend, *points, "</g>"]
@@ -203,29 +205,33 @@ def _legend(names: list[tuple[str, str]], title_length: int, top: int, right: in
 
 
 def _series(
-    name: str, series: list[Point], weight: float, color: str, x_of: Scale, y_of: Scale
+    name: str, label: str, series: list[Point], weight: float, color: str, x_of: Scale, y_of: Scale
 ) -> tuple[list[str], list[tuple[float, float, str]]]:
     """A series' lines (its raw line faint under the smoothed one when smoothed), its markers (for
-    evaluations, and a lone point), and its hover points as (x, y, value text)."""
+    evaluations, and a lone point), and its hover points as (pixel x, pixel y, label)."""
     kept = thinned(len(series))
-    raw = [series[i] for i in kept]
     smooth = smoothed([y for _, y in series], weight)
-    drawn = [(series[i][0], smooth[i]) for i in kept]
+    xs = [x_of(series[i][0]) for i in kept]
+    raw = [y_of(series[i][1]) for i in kept]
+    drawn = [y_of(smooth[i]) for i in kept] if weight else raw
     data = f'data-series="{html.escape(name)}"'
     lines = []
     if weight:
         lines.append(
             f'<polyline class="llm-raw" {data} fill="none" stroke="{color}" stroke-width="1" stroke-opacity="0.3" '
-            f'points="{_path(raw, x_of, y_of)}"/>'
+            f'points="{_path(xs, raw)}"/>'
         )
     lines.append(
         f'<polyline class="llm-series" {data} fill="none" stroke="{color}" stroke-width="{2 if weight else 1.5}" '
-        f'points="{_path(drawn, x_of, y_of)}"/>'
+        f'points="{_path(xs, drawn)}"/>'
     )
-    if name.startswith("eval") or len(raw) == 1:
-        lines += [f'<circle cx="{x_of(x):.1f}" cy="{y_of(y):.1f}" r="2.5" fill="{color}"/>' for x, y in raw]
-    texts = [f"{y:.4g}" + (f" (smoothed {s:.4g})" if weight else "") for (_, y), (_, s) in zip(raw, drawn, strict=True)]
-    return lines, [(x, s, text) for (x, s), text in zip(drawn, texts, strict=True)]
+    if name.startswith("eval") or len(kept) == 1:
+        lines += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>' for x, y in zip(xs, raw, strict=True)]
+    labels = [
+        f"step {_step(series[i][0])} · {label} {series[i][1]:.4g}" + (f" (smoothed {smooth[i]:.4g})" if weight else "")
+        for i in kept
+    ]
+    return lines, list(zip(xs, drawn, labels, strict=True))
 
 
 def _hover(px: float, py: float, label: str, top: int, right: int) -> str:
@@ -251,13 +257,13 @@ def _scale(ticks: list[float], log: bool, start: float, end: float) -> Scale:
     return at
 
 
-def _path(points: list[Point], x_of: Scale, y_of: Scale) -> str:
-    return " ".join(f"{x_of(x):.1f},{y_of(y):.1f}" for x, y in points)
+def _path(xs: list[float], ys: list[float]) -> str:
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
 
 
 def _step(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
