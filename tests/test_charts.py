@@ -265,7 +265,7 @@ def test_token_accuracy_and_every_eval_metric_show_live():
         {"step": 1, "eval_loss": 1.1, "eval_mean_token_accuracy": 0.5, "eval_entropy": 1.9, "eval_num_tokens": 9}
     )
     rows = dict(metrics_rows(state))
-    assert rows["token accuracy"] == "45.7%" and rows["eval mean token accuracy"] == "50.0%"
+    assert rows["token accuracy"] == "45.7%" and rows["eval token accuracy"] == "50.0%"
     assert rows["eval entropy"] == "1.9" and rows["eval loss"] == "1.1"
     assert "eval num tokens" not in rows and "entropy" not in rows
     assert state.history == [

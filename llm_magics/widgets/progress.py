@@ -99,13 +99,10 @@ def metrics_rows(state: RunState) -> list[tuple[str, str]]:
         rows.append(("eval accuracy", shown(state.eval_accuracy, ".1%")))
     if "mean_token_accuracy" in latest:
         rows.append(("token accuracy", shown(latest["mean_token_accuracy"], ".1%")))
-    rows += [
-        (name.replace("_", " "), shown(value, ".1%" if name.endswith("accuracy") else ".4g"))
-        for name, value in sorted(latest.items())
-        if name.startswith("eval_")
-        and name not in ("eval_loss", "eval_accuracy")
-        and not name.endswith("num_tokens")  # a count, not a metric
-    ]
+    for name, value in sorted(latest.items()):
+        if name.startswith("eval_") and name not in ("eval_loss", "eval_accuracy") and not name.endswith("num_tokens"):
+            shown_as = ".1%" if name.endswith("accuracy") else ".4g"
+            rows.append((name.replace("mean_token", "token").replace("_", " "), shown(value, shown_as)))
     rows += [("learning rate", _number(state.learning_rate, 3)), ("tokens/s", _rate(tokens_rate(state)))]
     if "samples_per_s" in latest:
         rows.append(("samples/s", _rate(latest["samples_per_s"])))
