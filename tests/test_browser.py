@@ -181,8 +181,7 @@ def test_live_view_and_checkpoint_browser(page, lab):
     chart = view.locator("svg.llm-curve")
     assert chart.locator(".llm-tick").count() >= 4 and chart.locator(".llm-grid").count() >= 4
     assert chart.locator("polyline.llm-series[data-series=learning_rate]").count() == 1
-    view.locator(".llm-chart-controls input[type=checkbox]").check()  # log scale: the chart says so
-    chart.locator(".llm-axis-title", has_text="log scale").wait_for(timeout=30_000)
+    assert view.locator(".llm-chart-controls input[type=checkbox]").is_disabled()  # the kernel is busy training
     screenshot(cell_output(page, 3), "live-view.png")
 
     # the run ends: the bar reached its total, then the view became the static summary
@@ -197,7 +196,6 @@ def test_live_view_and_checkpoint_browser(page, lab):
         "learning_rate",
         "loss",
     ]
-    assert "log scale" in summary.locator(".llm-axis-title").first.inner_text()  # the view's options, kept
     # hovering a point shows its step and value (CSS only: the summary runs no script)
     point = summary.locator(".llm-pt").last  # the topmost: no other point's target covers it
     tip = point.locator(".llm-tip")

@@ -325,6 +325,9 @@ def test_the_live_views_controls_change_the_chart_and_the_summary_keeps_them(db)
     assert "llm-raw" not in view.body.value and "loss · log scale<" in view.body.value
     assert "loss · log scale<" in summary_html(view.state, view.options)
     assert "loss · smoothed 0.6" in summary_html(view.state)  # shown without a view: the defaults
+    blocking = TrainingView(Run(db, "r2", RunState("r2", "m", "kernel"), Control()), stoppable=False)
+    assert blocking.log_scale.disabled and blocking.smoothing.disabled  # the kernel trains: it reads no change
+    assert "busy training" in blocking.log_scale.tooltip and not view.log_scale.disabled
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from llm_magics.widgets.probes import probe_grid_html
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+_BUSY = "The kernel is busy training: the chart's options change during background runs (backend: thread)"
 _STATUS_COLORS = {"completed": "#2e7d32", "failed": "#c62828", "stopped": "#ef6c00", "interrupted": "#ef6c00"}
 
 
@@ -186,8 +187,12 @@ class TrainingView:
             value=SMOOTHING, min=0, max=0.99, step=0.01, description="smoothing", continuous_update=False
         )
         self.log_scale = w.Checkbox(value=False, description="log scale", indent=False)
-        self.smoothing.observe(self._chart_changed, "value")
-        self.log_scale.observe(self._chart_changed, "value")
+        # a run training in this kernel keeps it busy: it would read the controls' changes after the run
+        busy = self.state.backend == "kernel" and not run.followed
+        for control in (self.smoothing, self.log_scale):
+            control.observe(self._chart_changed, "value")
+            control.disabled = busy
+            control.tooltip = _BUSY if busy else None
         controls = w.HBox([self.smoothing, self.log_scale])
         controls.add_class("llm-chart-controls")
         title = w.HTML(
