@@ -193,16 +193,18 @@ def test_live_view_and_checkpoint_browser(page, lab):
     series = summary.locator("svg.llm-curve polyline.llm-series")
     assert sorted(series.evaluate_all("lines => lines.map(line => line.dataset.series)")) == [
         "eval_loss",
+        "eval_mean_token_accuracy",
         "learning_rate",
         "loss",
-    ]
+        "mean_token_accuracy",
+    ]  # one line each: the loss, the learning rate, trl's token accuracies
     # hovering a point shows its step and value (CSS only: the summary runs no script)
     point = summary.locator(".llm-pt").last  # the topmost: no other point's target covers it
     tip = point.locator(".llm-tip")
     assert not tip.is_visible()
     point.locator(".llm-hit").hover(force=True)
     tip.wait_for(state="visible", timeout=10_000)
-    assert "step" in tip.inner_text()
+    assert "step" in tip.text_content()
     # the probe answers of the 3 checkpoints, a column each
     probes = summary.locator("table.llm-probe-grid")
     assert probes.locator("th.llm-step").all_inner_texts() == ["step 160", "step 320", "step 480"]
