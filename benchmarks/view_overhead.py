@@ -94,7 +94,8 @@ def view_alone(steps: int, repeats: int = 5) -> dict[str, float]:
         started = time.perf_counter()
         for step in range(1, steps + 1):
             state.step = step
-            state.history.append({"step": step, "loss": 1 / step})
+            # the chart's points of a trl run: the loss, the learning rate, the token accuracy
+            state.history.append({"step": step, "loss": 1 / step, "learning_rate": 1e-4, "mean_token_accuracy": 0.5})
             state.changed()  # at most one render is due: it comes once the interval has passed
         per_step.append((time.perf_counter() - started) / steps)
         time.sleep(UPDATE_INTERVAL + 0.1)

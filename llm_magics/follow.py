@@ -63,7 +63,7 @@ class Follower:
     def __init__(self, db: DatabaseHandle, run_id: str):
         self.db, self.run_id = db, run_id
         self.state = Run(db, run_id).stored_state()  # everything so far, once
-        self._last_row = max((row["step"] for row in self.state.history), default=-1)
+        self._last_row = max((_step(row) for row in self.state.history), default=-1)
         self._last_checkpoint = max((c["step"] for c in self.state.checkpoints), default=-1)
         self.looks = 0
         self._apply(self.db.store.runs.find_one({"_id": run_id}) or {})
@@ -107,15 +107,15 @@ class Follower:
         found = self.db.store.checkpoints.find({"run": self.run_id, "step": {"$gt": self._last_checkpoint}})
         for record in sorted(found, key=_step):
             self.state.checkpoints.append(record)
-            if record.get("probes"):
-                self.state.probes = [{"step": record["step"], **probe} for probe in record["probes"]]
+            if isinstance(record.get("probes"), list):
+                self.state.add_probes(record["step"], record["probes"])
             self._last_checkpoint = _step(record)
 
     def _apply(self, record: dict[str, Any], ended: RunState | None = None) -> None:
         state = self.state
         if ended is not None:
-            state.history, state.checkpoints = ended.history, ended.checkpoints
-            state.ended, state.eval_accuracy = ended.ended, ended.eval_accuracy
+            state.history, state.checkpoints, state.probes = ended.history, ended.checkpoints, ended.probes
+            state.ended, state.eval_accuracy, state.latest = ended.ended, ended.eval_accuracy, ended.latest
         state.status = record.get("status", state.status)
         state.error = record.get("error")
         if isinstance(record.get("step"), int):

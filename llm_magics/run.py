@@ -25,6 +25,24 @@ DETACHED = ("process", "ray-job")  # backends whose runs outlive the kernel and 
 _active: dict[str, Run] = {}
 RECENT = 20  # logged steps the pace (ETA) and the token rate are measured over
 ROW_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per_s")  # a logged row's, kept live
+# a logged row's other numbers kept live (their newest value, in RunState.latest): besides these, every eval_*
+LATEST = ("mean_token_accuracy", "samples_per_s", "gpu_memory_allocated", "gpu_memory_reserved", "gpu_memory_peak")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def chart_point(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A logged row's point of the run's chart: the step, the losses, the learning rate, the
+    accuracies and the evaluation's metrics (numbers only); None when it has none of them."""
+    point = {
+        name: value
+        for name, value in row.items()
+        if _number(value)
+        and (name in ("step", "loss", "learning_rate") or name.startswith("eval_") or name.endswith("accuracy"))
+    }
+    return point if len(point) > ("step" in point) else None
 
 
 @dataclass
@@ -48,9 +66,10 @@ class RunState:
     learning_rate: float | None = None
     tokens_per_s: float | None = None
     error: str | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the chart's points (chart_point)
+    latest: dict[str, float] = field(default_factory=dict)  # the newest of each LATEST and eval_* number
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
-    probes: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)  # {step, prompt, answer} of every probed step
     log: str | None = None  # a detached run's log file
     reason: str | None = None  # why it ended before max_steps, e.g. early stopping
     stalled_for: float | None = None  # seconds since a running run's step last moved, when far too long
@@ -59,14 +78,22 @@ class RunState:
     listeners: list[Callable[[RunState], None]] = field(default_factory=list, repr=False)
 
     def take(self, row: dict[str, Any]) -> None:
-        """A logged step's values into the state: its metrics, its point of the loss curve, and
-        its time and token count for the windowed pace and rate (the step is the caller's)."""
+        """A logged step's values into the state: its metrics, its point of the chart, and its
+        time and token count for the windowed pace and rate (the step is the caller's)."""
         self.logged(row)
         for name in ROW_FIELDS:
             if row.get(name) is not None:
                 setattr(self, name, row[name])
-        if "loss" in row or "eval_loss" in row:
-            self.history.append({k: row[k] for k in ("step", "loss", "eval_loss") if k in row})
+        self.latest.update({k: v for k, v in row.items() if (k in LATEST or k.startswith("eval_")) and _number(v)})
+        point = chart_point(row)
+        if point is not None:
+            self.history.append(point)
+
+    def add_probes(self, step: Any, probes: list[Any]) -> None:
+        """A step's probe answers, after those of the steps before (a step probed again replaces
+        its answers); entries that are not mappings (a damaged record) are left out."""
+        self.probes = [p for p in self.probes if p["step"] != step]
+        self.probes += [{**probe, "step": step} for probe in probes if isinstance(probe, dict)]
 
     def logged(self, row: dict[str, Any]) -> None:
         """Keeps a logged step's time, step and token count for the windowed pace and rate."""
@@ -142,16 +169,12 @@ class Run:
             state.first_step = record.get("first_step") or 0
         if isinstance(duration, int | float) and not isinstance(duration, bool):
             state.ended = state.started + duration
-        metrics = self.db.store.run_metrics(self.id)
-        state.history = [
-            {k: row[k] for k in ("step", "loss", "eval_loss") if k in row}
-            for row in metrics
-            if "loss" in row or "eval_loss" in row
-        ]
-        state.eval_accuracy = next((row["eval_accuracy"] for row in reversed(metrics) if "eval_accuracy" in row), None)
-        for row in metrics[-RECENT:]:
-            state.logged(row)
+        for row in self.db.store.run_metrics(self.id):  # as they were logged: the same chart and metrics
+            state.take(row)
         state.checkpoints = self.checkpoints
+        for checkpoint in state.checkpoints:
+            if isinstance(checkpoint.get("probes"), list):
+                state.add_probes(checkpoint.get("step"), checkpoint["probes"])
         return state
 
     @property

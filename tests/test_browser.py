@@ -1,7 +1,9 @@
 """The widgets in JupyterLab, driven in Debian's Chromium through Playwright.
 
 A notebook trains the tiny model; the test checks in the DOM that the live view shows the first
-checkpoint and its probe answers, reached its total and left a summary with the loss curve, that
+checkpoint, the grid of its probe answers and a chart with ticks and the learning rate, reached its
+total and left a summary whose chart shows a point's value on hover and whose grid has every
+checkpoint's probe answers, that
 the checkpoint browser lists the checkpoints and shows a selected one's probe answers, that *Use*
 changes the checkpoint `%llm_predict NAME` answers with (its answers become those of NAME@STEP),
 and that a prompt holding HTML is shown as text and runs no script. Screenshots go to
@@ -170,13 +172,18 @@ def test_live_view_and_checkpoint_browser(page, lab):
     # not awaited: the command's promise settles only when every cell has run
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
-    # the live view while it trains, after its first checkpoint: the checkpoint and its probe answers
+    # the live view while it trains, after its first checkpoint: the checkpoint, the grid of its
+    # probe answers, a chart with ticks and the learning rate under the loss
     view = page.locator(".llm-training-view")
     view.wait_for(timeout=120_000)
-    view.locator("table.llm-probes").wait_for(timeout=120_000)
-    assert PROBE.strip() in view.locator("table.llm-probes").inner_text()
+    view.locator("table.llm-probe-grid").wait_for(timeout=120_000)
+    assert PROBE.strip() in view.locator("table.llm-probe-grid").inner_text()
     assert "160" in view.locator("tr", has_text="checkpoints").inner_text()
     assert "completed" not in view.inner_text()
+    chart = view.locator("svg.llm-curve")
+    assert chart.locator(".llm-tick").count() >= 4 and chart.locator(".llm-grid").count() >= 4
+    assert chart.locator("polyline.llm-series[data-series=learning_rate]").count() == 1
+    assert view.locator(".llm-chart-controls input[type=checkbox]").is_disabled()  # the kernel is busy training
     screenshot(cell_output(page, 3), "live-view.png")
 
     # the run ends: the bar reached its total, then the view became the static summary
@@ -185,7 +192,25 @@ def test_live_view_and_checkpoint_browser(page, lab):
     assert page.evaluate("window.__maxProgress") == 100
     text = summary.inner_text()
     assert "completed" in text and "480 / 480" in text
-    assert summary.locator("svg.llm-curve polyline.llm-series").count() == 2  # train and eval loss
+    series = summary.locator("svg.llm-curve polyline.llm-series")
+    assert sorted(series.evaluate_all("lines => lines.map(line => line.dataset.series)")) == [
+        "eval_loss",
+        "eval_mean_token_accuracy",
+        "learning_rate",
+        "loss",
+        "mean_token_accuracy",
+    ]  # one line each: the loss, the learning rate, trl's token accuracies
+    # hovering a point shows its step and value (CSS only: the summary runs no script)
+    point = summary.locator(".llm-pt").last  # the topmost: no other point's target covers it
+    tip = point.locator(".llm-tip")
+    assert not tip.is_visible()
+    point.locator(".llm-hit").hover(force=True)
+    tip.wait_for(state="visible", timeout=10_000)
+    assert "step" in tip.text_content()
+    # the probe answers of the 3 checkpoints, a column each
+    probes = summary.locator("table.llm-probe-grid")
+    assert probes.locator("th.llm-step").all_inner_texts() == ["step 160", "step 320", "step 480"]
+    assert PROBE.strip() in probes.inner_text()
 
     # the checkpoint browser, opened before the run, lists the checkpoints it recorded in a table
     rows = page.locator(".llm-checkpoints tbody tr[data-id]")

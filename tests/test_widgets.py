@@ -116,9 +116,10 @@ def test_probe_answers_are_stored_with_each_checkpoint_and_shown_escaped(trained
     for checkpoint in db.show("checkpoint", "browsed"):
         assert [p["prompt"] for p in checkpoint["probes"]] == [HOSTILE, "### Human: 2 ### Assistant:"]
         assert all(isinstance(p["answer"], str) for p in checkpoint["probes"])
-    assert run.state.probes and run.state.probes[0]["step"] == 6
+    assert [p["step"] for p in run.state.probes] == [2, 2, 4, 4, 6, 6]  # every checkpoint's, oldest first
     page = summary_html(run.state)
     assert HOSTILE not in page and "&lt;img src=x" in page
+    assert 'class="llm-probe-grid"' in page and page.count('<th class="llm-step"') == 3
 
 
 def test_the_browser_lists_the_checkpoints_with_flags(trained):
@@ -321,7 +322,7 @@ def test_probe_steps_answer_between_saves_in_the_live_state(db, tiny_path):
         max_steps=6, save_steps=6, eval_strategy="no", probe_prompts=["hi"], probe_steps=2, probe_max_new_tokens=2
     )
     LLM("probed", tiny_path).fit(select="docs", db=db, configuration=config, on_start=watch)
-    assert {(2,), (4,), (6,)} <= set(seen)
+    assert {(2,), (2, 4), (2, 4, 6)} <= set(seen)  # each probed step's answers join the earlier ones
 
 
 def test_every_view_escapes_a_hostile_record_and_still_shows(db, shell):

@@ -54,12 +54,14 @@ class ProgressCallback(TrainerCallback):
         self.early = early  # transformers' EarlyStoppingCallback, when the run has one
         self._row: dict[str, Any] | None = None
         self._last: dict[str, Any] = {}
-        self._tokens: tuple[float, float] | None = None  # (time, tokens seen) at the last log
+        self._counts: dict[str, tuple[float, float]] = {}  # (time, tokens or samples seen) at the last log
+        self._cuda = False  # whether the logged rows carry the GPU's memory
         self.stopped = False
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        self._cuda = _cuda()
         if state.is_world_process_zero:
             self.sink(
                 {
@@ -116,17 +118,22 @@ class ProgressCallback(TrainerCallback):
             self._row = {"step": state.global_step, "time": time.time()}
         self._row.update(numbers)
         self._row["epoch"] = state.epoch
-        self._tokens_per_second(self._row, numbers)
+        moment = time.perf_counter()
+        if "num_tokens" in numbers:
+            self._per_second(self._row, "tokens_per_s", numbers["num_tokens"], moment)
+        if "loss" in numbers:  # a training log (an evaluation's comes at the same step, or after it)
+            batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+            self._per_second(self._row, "samples_per_s", state.global_step * batch, moment)
+        if self._cuda:
+            self._row.update(gpu_memory())
         self._last.update(numbers)
 
-    def _tokens_per_second(self, row: dict[str, Any], numbers: dict[str, Any]) -> None:
-        seen = numbers.get("num_tokens")
-        if seen is None:
-            return
-        moment = time.perf_counter()
-        if self._tokens is not None and moment > self._tokens[0] and seen > self._tokens[1]:
-            row["tokens_per_s"] = (seen - self._tokens[1]) / (moment - self._tokens[0])
-        self._tokens = (moment, seen)
+    def _per_second(self, row: dict[str, Any], name: str, seen: float, moment: float) -> None:
+        """``row[name]``: how fast ``seen`` (a count that only grows) grew since the last log."""
+        last = self._counts.get(name)
+        if last is not None and moment > last[0] and seen > last[1]:
+            row[name] = (seen - last[1]) / (moment - last[0])
+        self._counts[name] = (moment, seen)
 
     def on_save(
         self,
@@ -181,3 +188,23 @@ class ProgressCallback(TrainerCallback):
         if self._row is not None:
             self.sink({"kind": "log", **self._row})
             self._row = None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def gpu_memory() -> dict[str, int]:
+    """This process's GPU memory, in bytes, over its devices: allocated to tensors, reserved by
+    torch's caching allocator, and the peak allocated. These read the allocator's counters: no
+    synchronization with the device, so a logging step costs nothing more."""
+    import torch
+
+    devices = range(torch.cuda.device_count())
+    return {
+        "gpu_memory_allocated": sum(torch.cuda.memory_allocated(d) for d in devices),
+        "gpu_memory_reserved": sum(torch.cuda.memory_reserved(d) for d in devices),
+        "gpu_memory_peak": sum(torch.cuda.max_memory_allocated(d) for d in devices),
+    }

@@ -158,12 +158,12 @@ class Recorder:
         }
         self.state.checkpoints.append(record)
         if event.get("probes"):
-            self.state.probes = [{"step": event["step"], **probe} for probe in event["probes"]]
+            self.state.add_probes(event["step"], event["probes"])
         if self.outbox.write("add_checkpoint", record, upload=self.upload):
             self._prune()
 
     def _on_probe(self, event: dict[str, Any]) -> None:
-        self.state.probes = [{"step": event["step"], **probe} for probe in event["probes"]]
+        self.state.add_probes(event["step"], event["probes"])
 
     def _on_summary(self, event: dict[str, Any]) -> None:
         self._summary = {k: v for k, v in event.items() if k != "kind"}

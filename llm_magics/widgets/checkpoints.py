@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from llm_magics.api import load_llm
 from llm_magics.display import RUN_COLUMNS, Comparison, is_number, run_row, shown, shown_time, text_table
 from llm_magics.widgets.compare import runs_comparison_html
-from llm_magics.widgets.progress import probes_html
+from llm_magics.widgets.probes import probes_html
 from llm_magics.widgets.table import Table
 
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""The live training view: progress, metrics, status, loss curve and a Stop button.
+"""The live training view: progress, metrics, status, the chart and its options, probe answers
+and a Stop button.
 
 It reads the run's live state only. Updates are throttled to ``update_interval`` and sent in one
 batch (``hold_sync``), however fast the steps come; only widget traits are set, so a training
@@ -9,6 +10,7 @@ registers it with IPython).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import threading
 import time
@@ -19,11 +21,13 @@ from llm_magics.display import NOTHING, clock, is_number, shown
 from llm_magics.follow import follow
 from llm_magics.run import DETACHED, Run, RunState
 from llm_magics.store import FINAL
-from llm_magics.widgets.curve import loss_svg
+from llm_magics.widgets.curve import SMOOTHING, ChartOptions, run_chart_svg
+from llm_magics.widgets.probes import probe_grid_html
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+_BUSY = "The kernel is busy training: the chart's options change during background runs (backend: thread)"
 _STATUS_COLORS = {"completed": "#2e7d32", "failed": "#c62828", "stopped": "#ef6c00", "interrupted": "#ef6c00"}
 
 
@@ -88,11 +92,33 @@ def log_html(state: RunState, lines: int = 15) -> str:
 
 
 def metrics_rows(state: RunState) -> list[tuple[str, str]]:
-    """(name, value) of the run's latest metrics, as text."""
+    """(name, value) of the run's latest metrics, as text; the accuracies, evaluation metrics,
+    samples/s and GPU memory only when the run logs them."""
+    latest = state.latest
     rows = [("train loss", _number(state.loss)), ("eval loss", _number(state.eval_loss))]
     if state.eval_accuracy is not None:
         rows.append(("eval accuracy", shown(state.eval_accuracy, ".1%")))
-    return [*rows, ("learning rate", _number(state.learning_rate, 3)), ("tokens/s", _rate(tokens_rate(state)))]
+    if "mean_token_accuracy" in latest:
+        rows.append(("token accuracy", shown(latest["mean_token_accuracy"], ".1%")))
+    for name, value in sorted(latest.items()):
+        if name.startswith("eval_") and name not in ("eval_loss", "eval_accuracy") and not name.endswith("num_tokens"):
+            shown_as = ".1%" if name.endswith("accuracy") else ".4g"
+            rows.append((name.replace("mean_token", "token").replace("_", " "), shown(value, shown_as)))
+    rows += [("learning rate", _number(state.learning_rate, 3)), ("tokens/s", _rate(tokens_rate(state)))]
+    if "samples_per_s" in latest:
+        rows.append(("samples/s", _rate(latest["samples_per_s"])))
+    memory = gpu_memory_text(latest)
+    return [*rows, ("GPU memory", memory)] if memory else rows
+
+
+def gpu_memory_text(latest: dict[str, float]) -> str | None:
+    """'1.2 / 1.5 GiB (peak 1.4 GiB)': allocated / reserved, and the peak allocated; None without
+    a GPU."""
+    allocated, reserved, peak = (latest.get(f"gpu_memory_{name}") for name in ("allocated", "reserved", "peak"))
+    if allocated is None or reserved is None or peak is None:
+        return None
+    unit, size = ("GiB", 2**30) if max(allocated, reserved, peak) >= 2**30 else ("MiB", 2**20)
+    return f"{allocated / size:.1f} / {reserved / size:.1f} {unit} (peak {peak / size:.1f} {unit})"
 
 
 def steps_text(state: RunState, between: str = "/") -> str:
@@ -107,22 +133,9 @@ def text_summary(state: RunState) -> str:
     return " · ".join(parts)
 
 
-def probes_html(probes: list[dict[str, Any]]) -> str:
-    if not probes:
-        return ""
-    rows = "".join(
-        f"<tr><td>{html.escape(str(p.get('step', '')))}</td><td><code>{html.escape(p['prompt'])}</code></td>"
-        f"<td><code>{html.escape(p['answer'])}</code></td></tr>"
-        for p in probes
-    )
-    return (
-        '<table class="llm-probes"><thead><tr><th>step</th><th>probe prompt</th><th>answer</th></tr></thead>'
-        f"<tbody>{rows}</tbody></table>"
-    )
-
-
-def summary_html(state: RunState) -> str:
-    """The static record of a finished run: status, metrics, loss curve, probe answers."""
+def summary_html(state: RunState, options: ChartOptions | None = None) -> str:
+    """The static record of a finished run: status, metrics, the chart (drawn with ``options``,
+    those the live view had at the end), the grid of probe answers."""
     facts = [
         ("status", status_html(state)),
         ("steps", html.escape(steps_text(state, " / "))),
@@ -136,15 +149,16 @@ def summary_html(state: RunState) -> str:
     return (
         f'<div class="llm-summary"><div><b>{title}</b></div>'
         f'<div style="display:flex;gap:16px;align-items:flex-start"><table>{rows}</table>'
-        f"{loss_svg(state.history)}</div>{probes_html(state.probes)}{log_html(state)}</div>"
+        f"{run_chart_svg(state.history, options)}</div>{probe_grid_html(state.probes)}{log_html(state)}</div>"
     )
 
 
 class TrainingView:
     """The widget tree of one run, updated from its live state at most every ``update_interval`` s.
 
-    Three widgets only (the bar, one HTML body, the Stop button), so that a render is at most
-    three messages to the browser whatever changed.
+    A render sets three widgets only (the bar, one HTML body, the Stop button), so that it is at
+    most three messages to the browser whatever changed. The chart's controls (smoothing, log
+    scale) change its options, and render at once.
     """
 
     def __init__(self, run: Run, update_interval: float = 0.5, stoppable: bool = True):
@@ -168,10 +182,23 @@ class TrainingView:
         )
         self.stop_button.disabled = not stoppable
         self.stop_button.on_click(self._stop)
+        self.options = ChartOptions()  # smoothing: the default for the run's length, until it is moved
+        self.smoothing = w.FloatSlider(
+            value=SMOOTHING, min=0, max=0.99, step=0.01, description="smoothing", continuous_update=False
+        )
+        self.log_scale = w.Checkbox(value=False, description="log scale", indent=False)
+        # a run training in this kernel keeps it busy: it would read the controls' changes after the run
+        busy = self.state.backend == "kernel" and not run.followed
+        for control in (self.smoothing, self.log_scale):
+            control.observe(self._chart_changed, "value")
+            control.disabled = busy
+            control.tooltip = _BUSY if busy else None
+        controls = w.HBox([self.smoothing, self.log_scale])
+        controls.add_class("llm-chart-controls")
         title = w.HTML(
             f"<b>{html.escape(self.state.model)}</b> · run <code>{self.state.run_id}</code> · {self.state.backend}"
         )
-        self.widget = w.VBox([title, w.HBox([self.progress, self.stop_button]), self.body])
+        self.widget = w.VBox([title, w.HBox([self.progress, self.stop_button]), self.body, controls])
         self.widget.add_class("llm-training-view")
         self.render()
         self.state.listeners.append(self.changed)
@@ -221,14 +248,19 @@ class TrainingView:
             self.progress.max = max(1, state.total_steps if is_number(state.total_steps) else 1)
             self.progress.value = min(state.step if is_number(state.step) else 0, self.progress.max)
             self.progress.bar_style = {"completed": "success", "failed": "danger"}.get(state.status, "info")
-        self.body.value = body_html(state)
+        self.body.value = body_html(state, self.options)
         if state.status in FINAL:
             self.stop_button.disabled = True
 
     def finish(self) -> None:
         """Leaves the static summary in the output (a saved notebook shows it without a kernel)."""
         if self._handle is not None:
-            self._handle.update(_Summary(self.state))
+            self._handle.update(_Summary(self.state, self.options))
+
+    def _chart_changed(self, change: dict[str, Any]) -> None:
+        smoothing = self.smoothing.value if change["owner"] is self.smoothing else self.options.smoothing
+        self.options = dataclasses.replace(self.options, smoothing=smoothing, log_scale=self.log_scale.value)
+        self.render()
 
     def _stop(self, _button: Any) -> None:
         self.stop_button.disabled = True
@@ -236,8 +268,8 @@ class TrainingView:
         self.run.stop()
 
 
-def body_html(state: RunState) -> str:
-    """Everything of the live view but the bar and the button, as one HTML value."""
+def body_html(state: RunState, options: ChartOptions | None = None) -> str:
+    """Everything of the live view but the bar, the button and the chart's controls, as one HTML value."""
     line = (
         f'<span class="llm-steps">step {html.escape(steps_text(state))}</span> · '
         f"epoch {html.escape(shown(state.epoch, '.2f'))} · "
@@ -252,12 +284,13 @@ def body_html(state: RunState) -> str:
     )
     return (
         f"<div>{line}</div><div style='display:flex;gap:16px;align-items:flex-start'>"
-        f"<table>{metrics}</table>{loss_svg(state.history)}</div>{probes_html(state.probes)}{log_html(state)}"
+        f"<table>{metrics}</table>{run_chart_svg(state.history, options)}</div>"
+        f"{probe_grid_html(state.probes)}{log_html(state)}"
     )
 
 
-def summary_bundle(state: RunState) -> dict[str, str]:
-    return {"text/html": summary_html(state), "text/plain": text_summary(state)}
+def summary_bundle(state: RunState, options: ChartOptions | None = None) -> dict[str, str]:
+    return {"text/html": summary_html(state, options), "text/plain": text_summary(state)}
 
 
 def run_bundle(run: Run) -> dict[str, str]:
@@ -294,8 +327,8 @@ def stoppable(run: Run) -> bool:
 
 
 class _Summary:
-    def __init__(self, state: RunState):
-        self.state = state
+    def __init__(self, state: RunState, options: ChartOptions):
+        self.state, self.options = state, options
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, str]:
-        return summary_bundle(self.state)
+        return summary_bundle(self.state, self.options)
