@@ -160,6 +160,7 @@ def cell_output(page, index: int):
 
 def screenshot(locator, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
+    locator.page.add_style_tag(content=".Toastify { display: none !important; }")  # JupyterLab's news question
     locator.screenshot(path=ARTIFACTS / name)
     if os.environ.get("LLM_MAGICS_SCREENSHOTS") == "docs":
         (REPO / "docs").mkdir(exist_ok=True)
