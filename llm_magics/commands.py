@@ -89,12 +89,19 @@ def dry_run_report(checked: Plan) -> DryRun:
     return DryRun(checked, estimate(checked.config, checked.base, longest), tokenizer)
 
 
-def export(db: DatabaseHandle, target: str, directory: str, *, trust_remote_code: bool = False) -> Path:
-    """``%llm_export NAME@STEP DIR``: the checkpoint merged into its base, saved in DIR."""
+def export(
+    db: DatabaseHandle, target: str, directory: str, *, trust_remote_code: bool = False, gguf: str | None = None
+) -> Any:
+    """``%llm_export NAME@STEP DIR [--gguf QUANT]``: the checkpoint merged into its base, saved in
+    DIR as a transformers model, or as a checked GGUF with its Modelfile."""
     from llm_magics.api import load_llm
 
+    if gguf is not None:
+        from llm_magics.gguf import quantization
+
+        quantization(gguf)  # a bad name fails before any model loads
     name, ref = parse_target(target)
-    return load_llm(db, name, ref, trust_remote_code=trust_remote_code).export(directory)
+    return load_llm(db, name, ref, trust_remote_code=trust_remote_code).export(directory, gguf=gguf)
 
 
 def predict(

@@ -7,21 +7,9 @@ import argparse
 import time
 from pathlib import Path
 
+from llm_magics.tiny import documents
+
 PROMPT = "### Human: What is the capital of France? ### Assistant: "
-FACTS = [
-    ("What is the capital of France?", "Paris."),
-    ("What is the capital of Italy?", "Rome."),
-    ("What is the capital of Spain?", "Madrid."),
-    ("What is the capital of Japan?", "Tokyo."),
-]
-
-
-def documents(count: int) -> list[dict[str, str]]:
-    """Seed-style documents: "### Human: ... ### Assistant: ..." with a train/valid fold."""
-    return [
-        {"text": f"### Human: {q} ### Assistant: {a}", "_fold": "valid" if i % 8 == 7 else "train"}
-        for i, (q, a) in enumerate(FACTS[i % len(FACTS)] for i in range(count))
-    ]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,23 +10,19 @@ import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from llm_magics.tables import CELL_STYLE, TABLE_STYLE, html_table, text_table
+
 if TYPE_CHECKING:
     from llm_magics.estimate import Estimate
     from llm_magics.training.launch import Plan
 
-_TABLE_STYLE = "border-collapse:collapse;font-size:12px"
 NOTHING = "—"
-_CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top"
 
 
 def _size(gib: float) -> str:
     return (
         f"{gib:.2f} GiB" if gib >= 1 else f"{gib * 1024:.1f} MiB" if gib * 1024 >= 0.1 else f"{gib * 1024**2:.0f} KiB"
     )
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
 
 
 def is_number(value: Any) -> TypeGuard[int | float]:
@@ -82,25 +78,6 @@ def run_row(run: dict[str, Any]) -> list[tuple[str, Any]]:
         (shown_time(started), started.isoformat() if isinstance(started, dt.datetime) else None),
         ("" if duration is None else f"{shown(duration, '.1f')} s", duration if is_number(duration) else None),
     ]
-
-
-def html_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], css_class: str = "") -> str:
-    head = "".join(f'<th style="{_CELL_STYLE}">{html.escape(c)}</th>' for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f'<td style="{_CELL_STYLE}">{html.escape(_cell(v))}</td>' for v in row) + "</tr>"
-        for row in rows
-    )
-    return (
-        f'<table class="{css_class}" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-    )
-
-
-def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [list(columns), *[[_cell(v).replace("\n", " ") for v in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 class Table:
@@ -194,7 +171,7 @@ class DryRun:
 
     def _repr_html_(self) -> str:
         facts = "".join(
-            f"<tr><th style='{_CELL_STYLE}'>{html.escape(k)}</th><td style='{_CELL_STYLE}'>{html.escape(v)}</td></tr>"
+            f"<tr><th style='{CELL_STYLE}'>{html.escape(k)}</th><td style='{CELL_STYLE}'>{html.escape(v)}</td></tr>"
             for k, v in self.facts()
         )
         example = "".join(
@@ -204,7 +181,7 @@ class DryRun:
         config = html_table(["key", "value"], [(k, repr(v)) for k, v in self.config_rows()], "llm-config")
         return (
             '<div class="llm-dry-run"><b>Dry run</b>: nothing was trained or written.'
-            f'<table style="{_TABLE_STYLE}">{facts}</table>'
+            f'<table style="{TABLE_STYLE}">{facts}</table>'
             f"<div>First example (<mark>highlighted</mark> tokens are trained):<pre style='white-space:pre-wrap'>"
             f"{example}</pre></div><details><summary>Configuration (keys that differ from the defaults)</summary>"
             f"{config}</details></div>"

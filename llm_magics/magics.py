@@ -280,12 +280,23 @@ class LLMMagics(Magics):
     @magic_arguments()
     @argument("target", help="NAME, NAME@STEP, NAME@best, NAME@latest or NAME@RUN:STEP")
     @argument("directory", help="a new directory for the standalone model")
+    @argument(
+        "--gguf",
+        nargs="?",
+        const="q8_0",
+        metavar="QUANT",
+        help="write a GGUF for llama.cpp / Ollama instead (f16, q8_0 (default), q4_k_m, ...), with a Modelfile, "
+        "checked against the merged model",
+    )
     def llm_export(self, line: str) -> Any:
-        """Merges a checkpoint into its base and saves a model plain transformers loads."""
+        """Merges a checkpoint into its base and saves a model plain transformers loads, or a GGUF."""
         from llm_magics import commands
 
         args = _parse(self.llm_export, line)
-        directory = commands.export(self.db, args.target, args.directory, trust_remote_code=self.trust_remote_code)
+        trust = self.trust_remote_code
+        if args.gguf is not None:
+            return commands.export(self.db, args.target, args.directory, trust_remote_code=trust, gguf=args.gguf)
+        directory = commands.export(self.db, args.target, args.directory, trust_remote_code=trust)
         print(f"saved {args.target} as a standalone model in {directory}")
         return directory
 

@@ -233,9 +233,23 @@ class LLM:
         """The seed's older name for ``predict`` of one prompt."""
         return self.predict([prompt], **generate_kwargs)[0]
 
-    def export(self, directory: str | Path, checkpoint: CheckpointRef | str | int | None = None) -> Path:
+    def export(
+        self,
+        directory: str | Path,
+        checkpoint: CheckpointRef | str | int | None = None,
+        *,
+        gguf: str | None = None,
+        **gguf_options: Any,
+    ) -> Any:
         """Saves the checkpoint (selected, else latest) merged into its base as a standalone model
-        directory that ``AutoModelForCausalLM.from_pretrained`` loads; returns the directory."""
+        directory that ``AutoModelForCausalLM.from_pretrained`` loads; returns the directory.
+        With ``gguf`` (a quantization: "f16", "q8_0", "q4_k_m", ...), writes a GGUF for llama.cpp
+        and an Ollama Modelfile instead, checked against the merged model (``gguf.export_gguf``:
+        ``template``, ``prompts``, ``max_new_tokens``); returns what it wrote and found."""
+        if gguf is not None:
+            from llm_magics.gguf import export_gguf
+
+            return export_gguf(self, directory, checkpoint, gguf, **gguf_options)
         record = self.checkpoint_record(checkpoint)
         if record is None:
             raise ConfigError(f"export: model '{self.identifier}' has no checkpoints in a database — fit it first")

@@ -59,6 +59,7 @@ class Store:
         self.metrics = mongo_db[PREFIX + "metrics"]
         self.checkpoints = mongo_db[PREFIX + "checkpoints"]
         self.sweeps = mongo_db[PREFIX + "sweeps"]
+        self.exports = mongo_db[PREFIX + "exports"]  # GGUF exports and what their check found
 
     def ensure_indexes(self) -> None:
         self.runs.create_index([("model", 1), ("started", 1)])

@@ -19,6 +19,23 @@ CHAT_TEMPLATE = (
 )
 
 
+# The demo's data: four facts the tiny model learns in a few hundred steps.
+FACTS = [
+    ("What is the capital of France?", "Paris."),
+    ("What is the capital of Italy?", "Rome."),
+    ("What is the capital of Spain?", "Madrid."),
+    ("What is the capital of Japan?", "Tokyo."),
+]
+
+
+def documents(count: int) -> list[dict[str, str]]:
+    """Seed-style documents: "### Human: ... ### Assistant: ..." with a train/valid fold."""
+    return [
+        {"text": f"### Human: {q} ### Assistant: {a}", "_fold": "valid" if i % 8 == 7 else "train"}
+        for i, (q, a) in enumerate(FACTS[i % len(FACTS)] for i in range(count))
+    ]
+
+
 def tiny_model(
     path: str | Path,
     *,
@@ -52,6 +69,75 @@ def tiny_model(
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def tiny_sentencepiece_model(
+    path: str | Path,
+    texts: list[str] | None = None,
+    *,
+    vocab_size: int = 400,
+    hidden_size: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    seed: int = 0,
+) -> Path:
+    """Saves a tiny random Llama with a small SentencePiece tokenizer trained here on ``texts``
+    (default: the demo's documents), as a Llama model is shipped: ``tokenizer.model`` beside
+    ``tokenizer.json``. llama.cpp's converter reads this tokenizer, which it cannot do for the
+    byte-level one of ``tiny_model``: this is the model GGUF export is tested with."""
+    import io
+
+    import sentencepiece
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+
+    from llm_magics.loader import quiet_libraries
+
+    quiet_libraries()
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = texts or [doc["text"] for doc in documents(64)]
+    trained = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines * max(1, 200 // len(lines))),
+        model_writer=trained,
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,  # any text has tokens: unseen characters become bytes
+        character_coverage=1.0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        split_digits=True,
+        normalization_rule_name="identity",
+        hard_vocab_limit=False,
+        minloglevel=2,
+        num_threads=1,
+    )
+    (directory / "tokenizer.model").write_bytes(trained.getvalue())
+    tokenizer = LlamaTokenizer.from_pretrained(directory, add_bos_token=True)
+    tokenizer.pad_token = tokenizer.unk_token
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)

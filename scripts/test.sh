@@ -11,6 +11,12 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     || echo "could not install chromium: the browser tests will be skipped" >&2
 fi
 
+# llama.cpp for the GGUF export tests: built (once; then a cached wheel) in the background while the
+# other tests run; those tests come last and wait for it (tests/test_gguf.py reads this log).
+mkdir -p .venv/gguf
+rm -f .venv/gguf/status
+(nice -n 10 scripts/setup_gguf.sh > .venv/gguf/log 2>&1; echo $? > .venv/gguf/status) &
+
 .venv/bin/ruff check .
 .venv/bin/mypy
 # Two workers: most tests wait on processes (kernels, Ray, a browser) as much as they compute.

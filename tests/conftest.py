@@ -46,3 +46,8 @@ def shell(db, tiny_path):
     testing.run(f"%llm_db {db.uri}")
     testing.ns.update(base_path=tiny_path)
     return testing
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The GGUF tests last: scripts/test.sh builds llama.cpp for them while the others run."""
+    items.sort(key=lambda item: item.get_closest_marker("gguf") is not None)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).parent.parent / "llm_magics"
 MAX_LINES = 500
 # Each layer imports only from the layers before it (and, without a cycle, from its own).
 LAYERS = [
-    ["errors", "secrets", "devices", "cache", "processes", "unsaved", "logs", "hub"],
+    ["errors", "secrets", "devices", "cache", "processes", "unsaved", "logs", "hub", "tables", "gguf_runner"],
     ["cell", "query", "refs"],
     ["validation", "config", "sweep"],
     ["artifacts", "uploads", "store", "embedded_file", "embedded", "db", "run", "follow"],
@@ -32,7 +32,7 @@ LAYERS = [
         "training.sweeps",
         "training.launch",
     ],
-    ["export", "model", "classification", "estimate", "tiny", "api"],
+    ["export", "modelfile", "gguf_check", "gguf", "model", "classification", "estimate", "tiny", "api"],
     [
         "display",
         "widgets",

@@ -1,0 +1,145 @@
+"""GGUF export: a fine-tuned tiny SentencePiece model, merged, converted by llama.cpp's converter,
+quantized, run by llama.cpp in a process of its own, and checked against the merged model.
+
+llama.cpp comes from the gguf extra; scripts/test.sh builds it in the background while the other
+tests run (these run last, and wait for it here). Run alone: scripts/setup_gguf.sh first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from llm_magics import LLM, LLMTrainingConfiguration, connect
+from llm_magics.errors import ConfigError
+from llm_magics.tiny import FACTS, documents
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = REPO / ".venv" / "gguf"  # where scripts/test.sh's background build writes its log and status
+FRANCE = "### Human: What is the capital of France? ### Assistant:"
+PROBES = [FRANCE, "### Human: What is the capital of Japan? ### Assistant:", "zzz"]
+
+
+def test_a_bad_quantization_is_a_short_error_that_lists_the_valid_ones(shell):
+    with pytest.raises(Exception, match=r"unknown quantization 'q9' — valid: f16, q8_0, .*q4_k_m"):
+        shell.run("%llm_export nothing out --gguf q9")
+    assert not Path("out").exists()
+
+
+def test_without_the_converter_the_error_says_how_to_set_it_up(monkeypatch, tmp_path):
+    from llm_magics.gguf import converter
+
+    monkeypatch.setenv("LLM_MAGICS_LLAMA_CPP", str(tmp_path))  # a llama.cpp tree without it
+    with pytest.raises(ConfigError, match=r"converter is missing .* run: python -m llm_magics.gguf setup"):
+        converter()
+
+
+@pytest.fixture(scope="module")
+def llama_cpp():
+    """Waits for scripts/test.sh's background build of llama.cpp; fails with its log if it failed."""
+    if (BUILD / "log").exists():
+        deadline = time.monotonic() + 1200
+        while not (BUILD / "status").exists() and time.monotonic() < deadline:
+            time.sleep(2)
+        status = (BUILD / "status").read_text().strip() if (BUILD / "status").exists() else "still running"
+        if status != "0":
+            pytest.fail(f"building llama.cpp: {status}\n{(BUILD / 'log').read_text()[-3000:]}")
+    importlib.invalidate_caches()
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("needs the gguf extra: run scripts/setup_gguf.sh (scripts/test.sh does)")
+
+
+@pytest.fixture(scope="module")
+def trained(llama_cpp, tmp_path_factory):
+    """A tiny SentencePiece Llama, QLoRA-trained on the demo's four capitals until it answers them."""
+    from llm_magics.tiny import tiny_sentencepiece_model
+
+    root = tmp_path_factory.mktemp("gguf")
+    db = connect(f"embedded://{root / 'store'}")
+    db["docs"].insert_many(documents(64))
+    db["pairs"].insert_many([{"q": q, "a": a} for q, a in FACTS * 16])
+    base = tiny_sentencepiece_model(root / "spm")
+    settings = {"save_steps": 300, "eval_strategy": "no", "per_device_train_batch_size": 8, "learning_rate": 3e-3}
+    settings |= {"lora_r": 16, "lora_alpha": 32, "max_length": 64, "probe_prompts": PROBES}
+    text = LLM("capitals", str(base), bits=4)
+    text.fit(select="docs", db=db, configuration=LLMTrainingConfiguration(max_steps=300, **settings))
+    paired = LLM("paired", str(base), bits=4)
+    config = LLMTrainingConfiguration(
+        max_steps=200, prompt="q", response="a", prompt_template="### Human: {prompt} ### Assistant:", **settings
+    )
+    paired.fit(select="pairs", db=db, configuration=config)
+    return db, text, paired, root
+
+
+@pytest.mark.parametrize("quant", ["f16", "q8_0"])
+@pytest.mark.gguf
+@pytest.mark.slow
+@pytest.mark.xdist_group("gguf")
+def test_f16_and_q8_0_answer_as_the_trained_model(trained, quant):
+    db, llm, _, root = trained
+    assert llm.predict(FRANCE, max_new_tokens=6).strip() == "Paris."  # it learned
+    export = llm.export(root / f"capitals-{quant}", gguf=quant)
+    assert export.gguf == root / f"capitals-{quant}" / f"model-{quant}.gguf" and export.gguf.stat().st_size > 0
+    assert [row["prompt"] for row in export.check.rows] == PROBES  # the checkpoint's probe prompts
+    assert all(row["same"] for row in export.check.rows) and not export.check.warnings, repr(export)
+    assert export.check.agreement == 1.0 and export.check.rows[0]["gguf"].strip() == "Paris."
+    modelfile = export.modelfile.read_text()
+    assert f"FROM ./model-{quant}.gguf" in modelfile and 'PARAMETER stop "</s>"' in modelfile
+    stored = db.store.exports.find_one({"path": str(export.gguf)})
+    assert stored["quant"] == quant and stored["check"]["agreement"] == 1.0 and stored["step"] == 300
+    report = json.loads((export.directory / "gguf-check.json").read_text())
+    assert report["rows"] == export.check.rows
+    assert sorted(p.name for p in export.directory.iterdir()) == ["Modelfile", "gguf-check.json", f"model-{quant}.gguf"]
+    assert not [p for p in root.iterdir() if p.name.startswith(".partial-")]
+    assert "the GGUF answers as the trained model does" in export._repr_html_()
+
+
+@pytest.mark.gguf
+@pytest.mark.slow
+@pytest.mark.xdist_group("gguf")
+def test_the_modelfile_writes_prompts_as_training_did(trained):
+    from transformers import AutoTokenizer
+
+    from llm_magics.generate import format_prompt
+    from llm_magics.modelfile import render
+
+    db, _, paired, root = trained
+    export = paired.export(root / "paired", gguf="f16", prompts=["What is the capital of Italy?"])
+    modelfile = export.modelfile.read_text()
+    assert 'TEMPLATE """### Human: {{ .Prompt }} ### Assistant:"""' in modelfile
+    assert 'PARAMETER stop "### Human:"' in modelfile and 'PARAMETER stop "</s>"' in modelfile
+    template = modelfile.split('TEMPLATE """', 1)[1].split('"""', 1)[0]
+    record = db.store.checkpoint("paired")
+    tokenizer = AutoTokenizer.from_pretrained(paired.base().path)
+    prompt = "What is the capital of Italy?"
+    assert render(template, prompt) == format_prompt(prompt, record["template"], tokenizer)
+    assert export.check.rows[0]["same"] and export.check.rows[0]["transformers"].strip() == "Rome."
+
+
+@pytest.mark.gguf
+@pytest.mark.slow
+@pytest.mark.xdist_group("gguf")
+def test_a_template_that_writes_prompts_otherwise_is_caught(trained):
+    _, _, paired, root = trained
+    export = paired.export(
+        root / "wrong-template", gguf="q8_0", template="Q: {{ .Prompt }}\nA:", prompts=["What is the capital of Spain?"]
+    )
+    assert export.check.warnings and "template: the Modelfile writes the prompt as 'Q: " in export.check.warnings[0]
+    assert "llm-gguf-warning" in export._repr_html_() and "as the trained model does" not in export._repr_html_()
+
+
+@pytest.mark.gguf
+@pytest.mark.slow
+@pytest.mark.xdist_group("gguf")
+def test_the_magic_quantizes_a_smaller_type_with_llama_cpp_and_refuses_a_full_target(trained, shell):
+    db, _, _, root = trained
+    shell.run(f"%llm_db {db.uri}")
+    export, _ = shell.run(f"%llm_export capitals@300 {root / 'capitals-q4'} --gguf q4_k_m")
+    assert export.gguf.name == "model-q4_k_m.gguf" and not (export.directory / "model-f16.gguf").exists()
+    assert 0 <= export.check.agreement <= 1 and len(export.check.rows) == len(PROBES)
+    with pytest.raises(Exception, match="exists and is not empty"):
+        shell.run(f"%llm_export capitals {root / 'capitals-q4'} --gguf")
