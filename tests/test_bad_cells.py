@@ -51,7 +51,10 @@ CASES = [
     ("%%llm_finetune m\n" + VALID + "select: docs", "data and select: give one"),
     ("%%llm_finetune m\n" + VALID + "bits: 4\nuse_lora: false", "bits: a quantized model trains only through LoRA"),
     ("%llm_finetune m", "the configuration is missing: put YAML lines such as 'model: "),
-    ("%llm_export m", "the following arguments are required: directory — usage: %llm_export target directory"),
+    (
+        "%llm_export m",
+        "the following arguments are required: directory — usage: %llm_export [--gguf [QUANT]] target directory",
+    ),
     ("%llm_finetune m --config missing.yaml", "--config: no file 'missing.yaml'"),
     ("%%llm_finetune m\n" + VALID.replace("data: docs", "data: empty"), "collection 'empty' has no documents"),
     ("%%llm_finetune m\n" + VALID + "messages: text", "text: must be a list of {role, content} messages"),
