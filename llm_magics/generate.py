@@ -35,7 +35,7 @@ def generate(
     kwargs.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
     kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
     texts = [format_prompt(p, template, tokenizer) for p in prompts]
-    ids = [_prompt_ids(tokenizer, text) for text in texts]
+    ids = [prompt_ids(tokenizer, text) for text in texts]
     width = max(len(row) for row in ids)
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([[pad] * (width - len(row)) + row for row in ids], device=model.device)
@@ -50,7 +50,8 @@ def generate(
     return tokenizer.batch_decode(output[:, width:], skip_special_tokens=True)
 
 
-def _prompt_ids(tokenizer: Any, text: str) -> list[int]:
+def prompt_ids(tokenizer: Any, text: str) -> list[int]:
+    """A formatted prompt's token ids as generation feeds them (no EOS at its end)."""
     ids = tokenizer(text, add_special_tokens=True)["input_ids"]
     # tokenizers that end every text with EOS (ByT5, T5) would tell the model the prompt is over
     if ids and tokenizer.eos_token_id is not None and ids[-1] == tokenizer.eos_token_id:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -145,7 +146,7 @@ def export_gguf(
         started = time.perf_counter()
         result = check(merged, gguf, kind, kind in CONVERTED, written, asked, max_new_tokens)
         seconds["check"] = time.perf_counter() - started
-        _remove_tree(merged)
+        shutil.rmtree(merged)  # the GGUF is what was asked for
         result.write(partial)
     export = GGUFExport(target, target / gguf.name, kind, result, seconds)
     if llm.db is not None:
@@ -168,12 +169,6 @@ def _run(command: list[str], what: str) -> None:
     if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()[-5:]
         raise ConfigError(f"gguf: {what} failed (exit {done.returncode}): " + " / ".join(last))
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def main() -> None:

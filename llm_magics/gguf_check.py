@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.errors import ConfigError
-from llm_magics.generate import _prompt_ids, format_prompt
+from llm_magics.generate import format_prompt, prompt_ids
 from llm_magics.modelfile import go_template, modelfile, prompt_parts, render, stops
 from llm_magics.tables import html_table, text_table
 
@@ -158,7 +158,7 @@ def check(
     ours = []
     for prompt in prompts:
         text = format_prompt(prompt, written.format, tokenizer)
-        ids = _prompt_ids(tokenizer, text)
+        ids = prompt_ids(tokenizer, text)
         with torch.inference_mode():
             new = model.generate(
                 torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 # "### Human: ... ### Assistant: ..." turns, as in the seed's data; the assistant's part is
 # also marked for generation, for tools that read those markers.
@@ -49,8 +50,7 @@ def tiny_model(
     The tokenizer (``ByT5Tokenizer``) needs no vocabulary files, so nothing is downloaded.
     Returns the directory, which ``LLM(model_name_or_path=...)`` and ``model:`` accept.
     """
-    import torch
-    from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import ByT5Tokenizer
 
     from llm_magics.loader import quiet_libraries
 
@@ -58,25 +58,7 @@ def tiny_model(
     directory = Path(path)
     tokenizer = ByT5Tokenizer()
     tokenizer.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 2),
-        max_position_embeddings=2048,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return _with_random_llama(directory, tokenizer, hidden_size=hidden_size, layers=layers, heads=heads, seed=seed)
 
 
 def tiny_sentencepiece_model(
@@ -96,8 +78,7 @@ def tiny_sentencepiece_model(
     import io
 
     import sentencepiece
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+    from transformers import LlamaTokenizer
 
     from llm_magics.loader import quiet_libraries
 
@@ -127,6 +108,16 @@ def tiny_sentencepiece_model(
     tokenizer = LlamaTokenizer.from_pretrained(directory, add_bos_token=True)
     tokenizer.pad_token = tokenizer.unk_token
     tokenizer.chat_template = CHAT_TEMPLATE
+    return _with_random_llama(directory, tokenizer, hidden_size=hidden_size, layers=layers, heads=heads, seed=seed)
+
+
+def _with_random_llama(
+    directory: Path, tokenizer: Any, *, hidden_size: int, layers: int, heads: int, seed: int
+) -> Path:
+    """Saves ``tokenizer`` and a tiny Llama with random weights sized for it to ``directory``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
@@ -136,7 +127,7 @@ def tiny_sentencepiece_model(
         num_key_value_heads=max(1, heads // 2),
         max_position_embeddings=2048,
         pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
+        bos_token_id=tokenizer.bos_token_id,  # None for the byte-level tokenizer: it has none
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
     )
