@@ -90,10 +90,17 @@ def dry_run_report(checked: Plan) -> DryRun:
 
 
 def export(
-    db: DatabaseHandle, target: str, directory: str, *, trust_remote_code: bool = False, gguf: str | None = None
+    db: DatabaseHandle,
+    target: str,
+    directory: str,
+    *,
+    trust_remote_code: bool = False,
+    gguf: str | None = None,
+    **gguf_options: Any,
 ) -> Any:
     """``%llm_export NAME@STEP DIR [--gguf QUANT]``: the checkpoint merged into its base, saved in
-    DIR as a transformers model, or as a checked GGUF with its Modelfile."""
+    DIR as a transformers model, or as a checked GGUF with its Modelfile (``gguf_options``: those
+    of ``gguf.export_gguf``)."""
     from llm_magics.api import load_llm
 
     if gguf is not None:
@@ -101,7 +108,8 @@ def export(
 
         quantization(gguf)  # a bad name fails before any model loads
     name, ref = parse_target(target)
-    return load_llm(db, name, ref, trust_remote_code=trust_remote_code).export(directory, gguf=gguf)
+    model = load_llm(db, name, ref, trust_remote_code=trust_remote_code)
+    return model.export(directory, gguf=gguf, **gguf_options) if gguf is not None else model.export(directory)
 
 
 def predict(

@@ -24,6 +24,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,18 @@ def quantization(name: str) -> str:
     if kind not in CONVERTED + QUANTIZED:
         raise ConfigError(f"gguf: unknown quantization '{name}' — valid: {', '.join(CONVERTED + QUANTIZED)}")
     return kind
+
+
+def stages(kind: str) -> list[str]:
+    """What an export of type ``kind`` does, in order: the stages it reports to ``progress``."""
+    converted = kind if kind in CONVERTED else "f16"
+    quantize = [] if kind in CONVERTED else [f"quantizing to {kind} with llama.cpp"]
+    return [
+        "merging the adapter into its base",
+        f"converting to {converted} with llama.cpp's converter",
+        *quantize,
+        "checking the GGUF's answers against the trained model",
+    ]
 
 
 def llama_cpp_version() -> str:
@@ -116,11 +129,13 @@ def export_gguf(
     template: str | None = None,
     prompts: list[str] | None = None,
     max_new_tokens: int = 16,
+    progress: Callable[[str], None] | None = None,
 ) -> GGUFExport:
     """Writes ``model-QUANT.gguf`` and its ``Modelfile`` into ``directory`` and checks the GGUF
     against the merged model (the table is also written there, as ``gguf-check.json``).
     ``template`` replaces the Modelfile's prompt template (Go syntax); the check says whether it
-    writes prompts as training did."""
+    writes prompts as training did. ``progress`` is called with each of ``stages(quant)`` as it
+    starts."""
     from llm_magics.artifacts import written_whole
     from llm_magics.gguf_check import GGUFExport, check, check_prompts, write_modelfile
 
@@ -134,18 +149,24 @@ def export_gguf(
         raise ConfigError(f"gguf: model '{llm.identifier}' has no checkpoints in a database — fit it first")
     asked = check_prompts(llm, record, prompts)
     seconds: dict[str, float] = {}
+    clock = _Stages(stages(kind), seconds, progress)
     with written_whole(target, replace=False) as partial:
-        started = time.perf_counter()
+        clock.next("merge")
         merged = llm.export(partial / ".merged", checkpoint)
-        seconds["merge"] = time.perf_counter() - started
         gguf = partial / f"model-{kind}.gguf"
-        started = time.perf_counter()
-        _convert(script, merged, gguf, kind)
-        seconds["convert and quantize"] = time.perf_counter() - started
+        first = gguf if kind in CONVERTED else gguf.with_name("model-f16.gguf")
+        clock.next("convert")
+        command = [sys.executable, str(script), str(merged), "--outfile", str(first), "--outtype"]
+        _run([*command, kind if kind in CONVERTED else "f16"], "llama.cpp's converter")
+        if kind not in CONVERTED:
+            clock.next("quantize")
+            quantize = [sys.executable, "-m", "llm_magics.gguf_runner", "quantize", str(first), str(gguf), kind]
+            _run(quantize, "quantizing")
+            first.unlink()
         written = write_modelfile(partial, gguf.name, merged, record, llm.identifier, template)
-        started = time.perf_counter()
+        clock.next("check")
         result = check(merged, gguf, kind, kind in CONVERTED, written, asked, max_new_tokens)
-        seconds["check"] = time.perf_counter() - started
+        clock.next(None)
         shutil.rmtree(merged)  # the GGUF is what was asked for
         result.write(partial)
     export = GGUFExport(target, target / gguf.name, kind, result, seconds)
@@ -154,14 +175,21 @@ def export_gguf(
     return export
 
 
-def _convert(script: Path, merged: Path, gguf: Path, kind: str) -> None:
-    """The converter, then llama.cpp's quantizer for the types the converter does not write."""
-    first = gguf if kind in CONVERTED else gguf.with_name("model-f16.gguf")
-    command = [sys.executable, str(script), str(merged), "--outfile", str(first), "--outtype"]
-    _run([*command, kind if kind in CONVERTED else "f16"], "llama.cpp's converter")
-    if kind not in CONVERTED:
-        _run([sys.executable, "-m", "llm_magics.gguf_runner", "quantize", str(first), str(gguf), kind], "quantizing")
-        first.unlink()
+class _Stages:
+    """Times an export's stages into ``seconds`` and tells ``progress`` as each one starts."""
+
+    def __init__(self, labels: list[str], seconds: dict[str, float], progress: Callable[[str], None] | None):
+        self.labels, self.seconds, self.progress = iter(labels), seconds, progress
+        self.current: str | None = None
+        self.started = time.perf_counter()
+
+    def next(self, name: str | None) -> None:
+        now = time.perf_counter()
+        if self.current is not None:
+            self.seconds[self.current] = now - self.started
+        self.current, self.started = name, now
+        if name is not None and self.progress is not None:
+            self.progress(next(self.labels))
 
 
 def _run(command: list[str], what: str) -> None:

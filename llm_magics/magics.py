@@ -295,7 +295,18 @@ class LLMMagics(Magics):
         args = _parse(self.llm_export, line)
         trust = self.trust_remote_code
         if args.gguf is not None:
-            return commands.export(self.db, args.target, args.directory, trust_remote_code=trust, gguf=args.gguf)
+            from llm_magics.gguf import quantization, stages
+
+            labels = stages(quantization(args.gguf))  # a bad name fails before any model loads
+            count = iter(range(1, len(labels) + 1))
+            return commands.export(
+                self.db,
+                args.target,
+                args.directory,
+                trust_remote_code=trust,
+                gguf=args.gguf,
+                progress=lambda stage: print(f"[{next(count)}/{len(labels)}] {stage}…", flush=True),
+            )
         directory = commands.export(self.db, args.target, args.directory, trust_remote_code=trust)
         print(f"saved {args.target} as a standalone model in {directory}")
         return directory

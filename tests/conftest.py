@@ -15,6 +15,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest
 from helpers import Shell
 
+pytest_plugins = ["browser_lab"]  # JupyterLab and a browser page, for the browser tests
+
 
 @pytest.fixture(scope="session")
 def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> str:

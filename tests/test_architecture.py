@@ -41,6 +41,7 @@ LAYERS = [
         "widgets.curve",
         "widgets.probes",
         "widgets.compare",
+        "widgets.export",
         "widgets.progress",
         "widgets.checkpoints",
         "widgets.sweep",

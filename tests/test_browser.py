@@ -12,30 +12,14 @@ test-artifacts/ (and to docs/ with LLM_MAGICS_SCREENSHOTS=docs).
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-import nbformat
 import pytest
+from browser_lab import cell_output, open_notebook, run_cell, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(1200)]  # minutes more under load
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO / "test-artifacts"
 HOSTILE = "<img src=x onerror=window.__xss=1>"
 HOSTILE_MAGIC = "<img src=x onerror=window.__xss2=1>"
 PROBE = "### Human: What is the capital of France? ### Assistant: "
 PROMPTS = '"### Human: What is the capital of Japan? ### Assistant: " "### Human: What is 3?" "zzz"'
-
-if not Path(CHROMIUM).exists():
-    pytest.skip("Chromium is not installed (scripts/test.sh installs it as root)", allow_module_level=True)
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
 CELLS = [
     "%load_ext llm_magics\n%config LLMMagics.update_interval = 0.2",
@@ -71,100 +55,6 @@ new MutationObserver(() => {
   }
 }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['style']});
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lab")
-    port, token = free_port(), secrets.token_hex(12)
-    command = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        "--no-browser",
-        f"--port={port}",
-        "--ip=127.0.0.1",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.expose_app_in_browser=True",
-        "--allow-root",
-    ]
-    log = (root / "server.log").open("w")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield {"root": root, "url": f"http://127.0.0.1:{port}", "token": token}
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def page(lab):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        yield page
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=ARTIFACTS / "last-page.png", full_page=True)  # what the page showed at the end
-        (ARTIFACTS / "last-page.txt").write_text(page.locator(".jp-Notebook").inner_text())
-        browser.close()
-
-
-def open_notebook(page, lab, name: str, cells: list[str]) -> None:
-    notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(source) for source in cells],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-    )
-    nbformat.write(notebook, lab["root"] / name)
-    page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
-    page.wait_for_function(
-        "window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'", timeout=120_000
-    )
-
-
-def run_cell(page, index: int) -> None:
-    page.evaluate(
-        f"""() => {{
-        const panel = window.jupyterapp.shell.currentWidget;
-        panel.content.activeCellIndex = {index};
-        window.jupyterapp.commands.execute('notebook:run-cell');
-    }}"""
-    )
-
-
-def cell_output(page, index: int):
-    return page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea")
-
-
-def screenshot(locator, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    locator.page.add_style_tag(content=".Toastify { display: none !important; }")  # JupyterLab's news question
-    locator.screenshot(path=ARTIFACTS / name)
-    if os.environ.get("LLM_MAGICS_SCREENSHOTS") == "docs":
-        (REPO / "docs").mkdir(exist_ok=True)
-        shutil.copy(ARTIFACTS / name, REPO / "docs" / name)
 
 
 def test_live_view_and_checkpoint_browser(page, lab):

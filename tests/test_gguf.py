@@ -143,3 +143,51 @@ def test_the_magic_quantizes_a_smaller_type_with_llama_cpp_and_refuses_a_full_ta
     assert 0 <= export.check.agreement <= 1 and len(export.check.rows) == len(PROBES)
     with pytest.raises(Exception, match="exists and is not empty"):
         shell.run(f"%llm_export capitals {root / 'capitals-q4'} --gguf")
+
+
+@pytest.mark.gguf
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+@pytest.mark.xdist_group("gguf")
+def test_the_checkpoint_browser_exports_with_progress_and_shows_the_check(trained, page, lab):
+    from browser_lab import cell_output, open_notebook, run_cell, screenshot
+
+    db, _, _, root = trained
+    target = root / "from-the-browser"
+    cells = ["%load_ext llm_magics", f"%llm_db embedded://{root / 'store'}", "%llm_checkpoints capitals"]
+    open_notebook(page, lab, "export.ipynb", cells)
+    for index in range(len(cells)):
+        run_cell(page, index)
+    browser = cell_output(page, 2).locator(".llm-checkpoint-browser")
+    browser.locator(".llm-checkpoints tbody tr[data-id]").first.click()
+    browser.locator(".llm-export-path input").fill(str(target))
+    assert browser.locator(".llm-export-format select").input_value() == "GGUF q8_0"  # the default
+    page.evaluate(WATCH_STATUS)
+    browser.locator(".llm-export").click()
+    table = browser.locator(".llm-export-output table.llm-gguf-check")
+    table.wait_for(timeout=600_000)
+    stages = page.evaluate("window.__exportStages")
+    assert [stage.split(": ", 1)[1] for stage in stages] == [
+        "1/3 merging the adapter into its base…",
+        "2/3 converting to q8_0 with llama.cpp's converter…",
+        "3/3 checking the GGUF's answers against the trained model…",
+    ]
+    assert "the GGUF answers as the trained model does" in browser.locator(".llm-export-output").inner_text()
+    france = table.locator("tbody tr").first  # the rows follow the probe prompts
+    assert france.locator("td").first.inner_text().strip() == FRANCE
+    assert france.locator("td").nth(2).inner_text().strip() == "Paris." and "yes" in france.inner_text()
+    assert f"wrote {target / 'model-q8_0.gguf'}" in browser.locator(".llm-export-status").inner_text()
+    assert "width: 100%" in browser.locator(".llm-export-progress .progress-bar").get_attribute("style")
+    assert (target / "Modelfile").is_file() and db.store.exports.find_one({"path": str(target / "model-q8_0.gguf")})
+    screenshot(cell_output(page, 2), "checkpoint-browser-export.png")
+
+
+# Records each stage the export shows, in order.
+WATCH_STATUS = """
+window.__exportStages = [];
+new MutationObserver(() => {
+  const text = document.querySelector('.llm-export-status')?.innerText || '';
+  if (text.endsWith('…') && !window.__exportStages.includes(text)) window.__exportStages.push(text);
+}).observe(document.body, {subtree: true, childList: true, characterData: true});
+"""

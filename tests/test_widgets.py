@@ -182,6 +182,37 @@ def test_use_changes_what_predict_uses_and_survives_a_new_handle(trained):
         browser.close()
 
 
+def test_export_writes_the_selected_checkpoint_with_its_progress_and_says_what_is_missing(trained, tmp_path):
+    """The browser's Export (its GGUF path, with llama.cpp, is in tests/test_gguf.py)."""
+    import json
+
+    db, _ = trained
+    browser = CheckpointBrowser(db, "browsed")
+    panel, target = browser.exporter, tmp_path / "exported"
+    shown = []
+    panel.status.observe(lambda change: shown.append(change.new), names="value")
+    try:
+        panel.start().join()
+        assert "write the directory to export to first" in panel.status.value and panel.progress.bar_style == "danger"
+        panel.path.value = str(target)
+        browser.table.value = tuple(browser.records)[:2]
+        panel.start().join()
+        assert "select one checkpoint to export" in panel.status.value and not target.exists()
+        select_step(browser, 4)
+        panel.format.value = "merged"
+        shown.clear()
+        assert panel.start().join() is None and not panel.button.disabled
+        assert shown[0].startswith("browsed@") and shown[0].endswith(":4: 1/1 merging the adapter into its base…")
+        assert f"saved as a standalone model in <code>{target}</code>" in panel.status.value
+        assert (panel.progress.value, panel.progress.bar_style) == (1, "success")
+        assert json.loads((target / "llm_magics.json").read_text())["step"] == 4
+        panel.format.value = "q8_0"
+        panel.start().join()
+        assert "exists and is not empty" in panel.status.value and panel.progress.bar_style == "danger"
+    finally:
+        browser.close()
+
+
 def stored_steps(db):
     return [c["step"] for c in db.show("checkpoint", "browsed")]
 

@@ -4,8 +4,9 @@ Two tables (``widgets.table``): the checkpoints and the runs of the chosen model
 select it (Ctrl/⌘ or Shift for several), a header to sort. *Use* makes the selected checkpoint the
 one ``%llm_predict NAME`` uses (stored in the database); *Generate* answers the prompt with it;
 select two and *Compare* answers with both side by side; *Delete* removes files and records, once
-confirmed. Select two or more runs and *Compare runs* overlays their curves. Everything shown from
-data, prompts or answers is escaped.
+confirmed; *Export* writes the selected checkpoint (else the one in use) as a checked GGUF or a
+merged model (``widgets.export``). Select two or more runs and *Compare runs* overlays their
+curves. Everything shown from data, prompts or answers is escaped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from llm_magics.api import load_llm
 from llm_magics.display import RUN_COLUMNS, Comparison, is_number, run_row, shown, shown_time, text_table
+from llm_magics.errors import ConfigError
 from llm_magics.widgets.compare import runs_comparison_html
+from llm_magics.widgets.export import ExportPanel
 from llm_magics.widgets.probes import probes_html
 from llm_magics.widgets.table import Table
 
@@ -149,6 +152,7 @@ class CheckpointBrowser:
             "Compare runs", "Overlay loss curves and diff configurations", "llm-compare-runs"
         )
         self.runs_output = w.HTML()
+        self.exporter = ExportPanel(self._to_export, self._load)
         self._wire()
         self.widget = w.VBox(
             [
@@ -160,6 +164,7 @@ class CheckpointBrowser:
                 self.prompt,
                 w.HBox([self.generate_button, self.max_new_tokens]),
                 self.output,
+                self.exporter.widget,
                 w.HTML("<b>Runs</b>"),
                 self.runs,
                 self.compare_runs_button,
@@ -340,9 +345,23 @@ class CheckpointBrowser:
             self._say(f"checkpoint {names} is gone (pruned or deleted since the list was read); the list is refreshed")
         return not gone
 
+    def _load(self, name: str, ref: str | None) -> Any:
+        return load_llm(self.db, name, ref, trust_remote_code=self.trust_remote_code)
+
+    def _to_export(self) -> tuple[str, str | None]:
+        """The checkpoint *Export* writes: the selected one, else the one ``%llm_predict`` uses."""
+        chosen = [self.records[i] for i in self.table.value if i in self.records]
+        if not self.model.value or not self.records:
+            raise ConfigError("no checkpoints to export yet")
+        if len(chosen) > 1:
+            raise ConfigError("select one checkpoint to export (none: the one %llm_predict uses)")
+        if not self._still_there(chosen):
+            raise ConfigError("the selected checkpoint is gone: select another")
+        return self.model.value, self._ref(chosen[0]) if chosen else None
+
     def _answer(self, ref: str | None, prompt: str) -> str:
         """The checkpoint's answer: generated text, or a classifier's label."""
-        model = load_llm(self.db, self.model.value, ref, trust_remote_code=self.trust_remote_code)
+        model = self._load(self.model.value, ref)
         if model.task == "text-classification":
             return model.predict([prompt])[0]
         return model.predict([prompt], max_new_tokens=self.max_new_tokens.value)[0]
