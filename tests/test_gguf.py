@@ -138,7 +138,14 @@ def test_a_template_that_writes_prompts_otherwise_is_caught(trained):
 def test_the_magic_quantizes_a_smaller_type_with_llama_cpp_and_refuses_a_full_target(trained, shell):
     db, _, _, root = trained
     shell.run(f"%llm_db {db.uri}")
-    export, _ = shell.run(f"%llm_export capitals@300 {root / 'capitals-q4'} --gguf q4_k_m")
+    export, captured = shell.run(f"%llm_export capitals@300 {root / 'capitals-q4'} --gguf q4_k_m")
+    assert captured.stdout.splitlines()[:4] == [
+        "[1/4] merging the adapter into its base…",
+        "[2/4] converting to f16 with llama.cpp's converter…",
+        "[3/4] quantizing to q4_k_m with llama.cpp…",
+        "[4/4] checking the GGUF's answers against the trained model…",
+    ]
+    assert list(export.seconds) == ["merge", "convert", "quantize", "check"]
     assert export.gguf.name == "model-q4_k_m.gguf" and not (export.directory / "model-f16.gguf").exists()
     assert 0 <= export.check.agreement <= 1 and len(export.check.rows) == len(PROBES)
     with pytest.raises(Exception, match="exists and is not empty"):
