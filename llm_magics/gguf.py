@@ -15,6 +15,7 @@ Nothing downloads during an export.
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 import importlib.util
 import os
@@ -153,6 +154,7 @@ def export_gguf(
     with written_whole(target, replace=False) as partial:
         clock.next("merge")
         merged = llm.export(partial / ".merged", checkpoint)
+        gc.collect()  # the merge's copy of the model: the converter reads its own from disk
         gguf = partial / f"model-{kind}.gguf"
         first = gguf if kind in CONVERTED else gguf.with_name("model-f16.gguf")
         clock.next("convert")

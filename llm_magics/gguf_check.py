@@ -13,6 +13,7 @@ the EOS token (one stops where the other goes on), or the quantization.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import html
 import json
 import subprocess
@@ -165,6 +166,8 @@ def check(
             )[0, len(ids) :].tolist()
         reference = new[: new.index(eos) + 1] if eos in new else new  # with its EOS when it stopped
         ours.append({"text": text, "ids": ids, "reference": reference})
+    del model  # llama.cpp loads the GGUF next, in a process of its own: one model in memory at a time
+    gc.collect()
     theirs = _llama_cpp(gguf, written.template, prompts, ours, max_new_tokens)
     result = CheckResult([])
     for prompt, mine, other in zip(prompts, ours, theirs, strict=True):
@@ -201,9 +204,19 @@ def _llama_cpp(
         [sys.executable, "-m", "llm_magics.gguf_runner"], input=json.dumps(job), capture_output=True, text=True
     )
     if done.returncode != 0:
-        last = " / ".join(done.stderr.strip().splitlines()[-3:])
-        raise ConfigError(f"gguf: llama.cpp could not run the exported file (exit {done.returncode}): {last}")
+        why = _why(done.stderr)
+        raise ConfigError(f"gguf: llama.cpp could not run the exported file (exit {done.returncode}): {why}")
     return json.loads(done.stdout)
+
+
+def _why(log: str) -> str:
+    """llama.cpp's words for a failure: the last lines of its log before Python's traceback, and
+    the error that ended the process."""
+    lines = [line.strip() for line in log.strip().splitlines() if line.strip()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("Traceback")), len(lines))
+    said = [line for line in lines[:start] if not line.startswith(("llama_model_loader: - kv", "print_info:"))]
+    error = [lines[-1]] if start < len(lines) else []
+    return " / ".join(said[-4:] + error)
 
 
 def _problem(

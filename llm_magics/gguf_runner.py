@@ -9,6 +9,7 @@ and the transformers model's greedy answer (token ids). Writes JSON on stdout: p
 ids llama.cpp tokenized the text to, its greedy answer (ids and text), and at each position of the
 transformers answer whether llama.cpp's most likely next token is the same (top-1 agreement,
 teacher-forced on the transformers answer, so one early difference does not count for the rest).
+llama.cpp's own log goes to stderr: when it cannot load a file, its last lines say why.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def check(job: dict[str, Any]) -> list[dict[str, Any]]:
     import numpy as np
     from llama_cpp import Llama
 
-    llm = Llama(model_path=job["gguf"], n_ctx=job["n_ctx"], logits_all=True, verbose=False, n_threads=job["threads"])
+    llm = Llama(model_path=job["gguf"], n_ctx=job["n_ctx"], logits_all=True, verbose=True, n_threads=job["threads"])
     try:
         eos, add_bos = llm.token_eos(), llm._model.add_bos_token()
         results = []

@@ -153,6 +153,25 @@ def test_the_magic_quantizes_a_smaller_type_with_llama_cpp_and_refuses_a_full_ta
 
 
 @pytest.mark.gguf
+@pytest.mark.slow
+@pytest.mark.xdist_group("gguf")
+def test_a_gguf_llama_cpp_cannot_load_is_an_error_in_llama_cpps_words(trained):
+    """A file llama.cpp refuses (here: cut short, as a full disk leaves it) ends the check with
+    llama.cpp's own reason, not a bare exit status; llama.cpp's process ends, the caller's does not."""
+    from llm_magics.gguf_check import _llama_cpp
+
+    _, _, paired, root = trained
+    export = paired.export(root / "whole", gguf="f16", prompts=["What is the capital of Spain?"])
+    cut = root / "cut.gguf"
+    cut.write_bytes(export.gguf.read_bytes()[: export.gguf.stat().st_size // 2])
+    ours = [{"ids": [1, 2, 3], "reference": [4]}]
+    refused = r"could not run the exported file .*(data is not within|failed to load)"
+    with pytest.raises(ConfigError, match=refused) as error:
+        _llama_cpp(cut, "{{ .Prompt }}", ["Spain?"], ours, 4)
+    assert "Traceback" not in str(error.value) and len(str(error.value)) < 1000
+
+
+@pytest.mark.gguf
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
