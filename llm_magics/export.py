@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from llm_magics.artifacts import is_adapter, written_whole
 from llm_magics.errors import ConfigError
+from llm_magics.hub import local_file
 from llm_magics.loader import BaseModel, load_base_model, load_tokenizer
 
 INFO = "llm_magics.json"  # where the checkpoint came from, and the prompt format it was trained with
+# The base's SentencePiece model: transformers 5 saves a tokenizer as tokenizer.json only, but
+# llama.cpp's converter reads the vocabulary (and pads it to the model's vocab_size) from this file.
+SENTENCEPIECE = "tokenizer.model"
 
 
 def export_model(directory: str | Path, checkpoint: Path, base: BaseModel, info: dict[str, Any]) -> Path:
@@ -34,5 +39,7 @@ def export_model(directory: str | Path, checkpoint: Path, base: BaseModel, info:
     with written_whole(target, replace=False) as partial:
         model.save_pretrained(partial, safe_serialization=True)
         load_tokenizer(base.path, base.tokenizer_kwargs).save_pretrained(partial)
+        if not (partial / SENTENCEPIECE).exists() and (kept := local_file(base.path, SENTENCEPIECE)):
+            shutil.copyfile(kept, partial / SENTENCEPIECE)
         (partial / INFO).write_text(json.dumps(info, indent=2) + "\n")
     return target

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from pathlib import Path
 from urllib.parse import urlsplit
 
 PROBE_SECONDS = 3.0
@@ -29,6 +30,21 @@ def cached(name: str) -> bool:
         return isinstance(try_to_load_from_cache(name, "config.json"), str)
     except Exception:  # a name the Hub would refuse: the loader says why
         return False
+
+
+def local_file(name: str, filename: str) -> Path | None:
+    """The file ``filename`` of model ``name`` on this machine (its directory, else the Hub
+    cache), or None; never downloads."""
+    if Path(name).expanduser().is_dir():
+        path = Path(name).expanduser() / filename
+        return path if path.is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, filename)
+    except Exception:  # a name the Hub would refuse
+        return None
+    return Path(found) if isinstance(found, str) else None
 
 
 def reachable(url: str, seconds: float = PROBE_SECONDS) -> bool:

@@ -70,11 +70,13 @@ def tiny_sentencepiece_model(
     layers: int = 2,
     heads: int = 4,
     seed: int = 0,
+    rows: int | None = None,
 ) -> Path:
     """Saves a tiny random Llama with a small SentencePiece tokenizer trained here on ``texts``
     (default: the demo's documents), as a Llama model is shipped: ``tokenizer.model`` beside
     ``tokenizer.json``. llama.cpp's converter reads this tokenizer, which it cannot do for the
-    byte-level one of ``tiny_model``: this is the model GGUF export is tested with."""
+    byte-level one of ``tiny_model``: this is the model GGUF export is tested with. ``rows``: the
+    embedding's rows when more than the tokens (released models often pad them to a round number)."""
     import io
 
     import sentencepiece
@@ -108,18 +110,19 @@ def tiny_sentencepiece_model(
     tokenizer = LlamaTokenizer.from_pretrained(directory, add_bos_token=True)
     tokenizer.pad_token = tokenizer.unk_token
     tokenizer.chat_template = CHAT_TEMPLATE
-    return _with_random_llama(directory, tokenizer, hidden_size=hidden_size, layers=layers, heads=heads, seed=seed)
+    shape = {"hidden_size": hidden_size, "layers": layers, "heads": heads, "seed": seed}
+    return _with_random_llama(directory, tokenizer, **shape, rows=rows)
 
 
 def _with_random_llama(
-    directory: Path, tokenizer: Any, *, hidden_size: int, layers: int, heads: int, seed: int
+    directory: Path, tokenizer: Any, *, hidden_size: int, layers: int, heads: int, seed: int, rows: int | None = None
 ) -> Path:
     """Saves ``tokenizer`` and a tiny Llama with random weights sized for it to ``directory``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=max(rows or 0, len(tokenizer)),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=layers,

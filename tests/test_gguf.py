@@ -172,6 +172,25 @@ def test_a_gguf_llama_cpp_cannot_load_is_an_error_in_llama_cpps_words(trained):
 
 
 @pytest.mark.gguf
+@pytest.mark.slow
+@pytest.mark.xdist_group("gguf")
+def test_a_model_with_more_embedding_rows_than_tokens_exports(llama_cpp, db, tmp_path):
+    """Released models often pad the embedding past the tokenizer (Llama 3: 128256 rows); the
+    merged model keeps the base's tokenizer.model, from which llama.cpp's converter pads the
+    vocabulary to the rows (without it, llama.cpp refuses the file: the shapes differ)."""
+    from llm_magics.tiny import tiny_sentencepiece_model
+
+    base = tiny_sentencepiece_model(tmp_path / "padded", rows=512)
+    db["docs"].insert_many(documents(16))
+    llm = LLM("padded", str(base))
+    settings = {"eval_strategy": "no", "per_device_train_batch_size": 4, "probe_prompts": [FRANCE]}
+    llm.fit(select="docs", db=db, configuration=LLMTrainingConfiguration(max_steps=2, save_steps=2, **settings))
+    export = llm.export(tmp_path / "out", gguf="f16")
+    assert export.gguf.is_file() and len(export.check.rows) == 1
+    assert not [w for w in export.check.warnings if "tokenizer:" in w or "template:" in w], export.check.warnings
+
+
+@pytest.mark.gguf
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
