@@ -7,8 +7,9 @@ arguments, it checks a GGUF:
 Reads a JSON job on stdin: the GGUF path, and per prompt the text as the GGUF's template wrote it
 and the transformers model's greedy answer (token ids). Writes JSON on stdout: per prompt, the
 ids llama.cpp tokenized the text to, its greedy answer (ids and text), and at each position of the
-transformers answer whether llama.cpp's most likely next token is the same (top-1 agreement,
-teacher-forced on the transformers answer, so one early difference does not count for the rest).
+transformers answer llama.cpp's most likely next token and by how much llama.cpp prefers it to
+the transformers token (0 where they agree); teacher-forced on the transformers answer, so one
+early difference does not count for the rest.
 llama.cpp's own log goes to stderr: when it cannot load a file, its last lines say why.
 """
 
@@ -41,13 +42,15 @@ def check(job: dict[str, Any]) -> list[dict[str, Any]]:
             theirs = item["reference"]  # the transformers answer, with its EOS when it stopped
             llm.reset()
             llm.eval(ids + theirs[:-1] if theirs else ids)
-            top = [int(np.argmax(llm.scores[len(ids) - 1 + i])) for i in range(len(theirs))]
+            rows = [llm.scores[len(ids) - 1 + i] for i in range(len(theirs))]
+            top = [int(np.argmax(row)) for row in rows]
             results.append(
                 {
                     "ids": ids,
                     "answer_ids": answer,
                     "answer": llm.detokenize(answer).decode("utf-8", errors="replace"),
-                    "agree": [a == b for a, b in zip(top, theirs, strict=True)],
+                    "top": top,
+                    "lead": [float(row[a] - row[b]) for row, a, b in zip(rows, top, theirs, strict=True)],
                 }
             )
         return results

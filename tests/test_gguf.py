@@ -85,17 +85,37 @@ def test_f16_and_q8_0_answer_as_the_trained_model(trained, quant):
     export = llm.export(root / f"capitals-{quant}", gguf=quant)
     assert export.gguf == root / f"capitals-{quant}" / f"model-{quant}.gguf" and export.gguf.stat().st_size > 0
     assert [row["prompt"] for row in export.check.rows] == PROBES  # the checkpoint's probe prompts
-    assert all(row["same"] for row in export.check.rows) and not export.check.warnings, repr(export)
-    assert export.check.agreement == 1.0 and export.check.rows[0]["gguf"].strip() == "Paris."
+    # what it learned, exactly; on the nonsense probe a near tie may go either way (the check's note says so)
+    assert export.check.rows[0]["same"] and export.check.rows[1]["same"], repr(export)
+    assert all(row["same"] or row["tie"] for row in export.check.rows) and not export.check.warnings, repr(export)
+    assert export.check.agreement >= 0.9 and export.check.rows[0]["gguf"].strip() == "Paris."
     modelfile = export.modelfile.read_text()
     assert f"FROM ./model-{quant}.gguf" in modelfile and 'PARAMETER stop "</s>"' in modelfile
     stored = db.store.exports.find_one({"path": str(export.gguf)})
-    assert stored["quant"] == quant and stored["check"]["agreement"] == 1.0 and stored["step"] == 300
+    assert stored["quant"] == quant and stored["check"]["rows"] == export.check.rows and stored["step"] == 300
     report = json.loads((export.directory / "gguf-check.json").read_text())
     assert report["rows"] == export.check.rows
     assert sorted(p.name for p in export.directory.iterdir()) == ["Modelfile", "gguf-check.json", f"model-{quant}.gguf"]
     assert not [p for p in root.iterdir() if p.name.startswith(".partial-")]
     assert "the GGUF answers as the trained model does" in export._repr_html_()
+
+
+def test_a_near_tie_that_the_quantization_explains_is_a_note_and_a_wider_move_is_not():
+    """Where the answers part, the trained model's logits for its token and llama.cpp's were 0.002
+    apart and llama.cpp's 0.003 the other way: the pair moved 0.005, 3% of the logits' spread (0.17),
+    within what q8_0 does, not what f16 does."""
+    import numpy as np
+
+    from llm_magics.gguf_check import near_tie
+
+    logits = np.array([0.0, 0.3, 0.302, -0.1], dtype=np.float32)  # spread (std) 0.17
+    mine = {"reference": [5, 2, 0], "logits": [np.zeros(4), logits, np.zeros(4)]}
+    other = {"top": [5, 1, 0], "lead": [0.0, 0.003, 0.0]}
+    tie = near_tie(mine, other, "q8_0")
+    assert tie["token"] == 2 and (tie["ours"], tie["theirs"]) == (2, 1) and tie["moved"] == pytest.approx(0.005, 1e-3)
+    assert near_tie(mine, other, "f16") is None
+    assert near_tie(mine, {**other, "lead": [0.0, 0.05, 0.0]}, "q8_0") is None  # moved 0.052: beyond q8_0
+    assert near_tie(mine, {**other, "top": [5, 2, 0]}, "q8_0") is None  # no token differs
 
 
 @pytest.mark.gguf
