@@ -245,6 +245,7 @@ def test_the_checkpoint_browser_exports_with_progress_and_shows_the_check(traine
     assert f"wrote {target / 'model-q8_0.gguf'}" in browser.locator(".llm-export-status").inner_text()
     assert "width: 100%" in browser.locator(".llm-export-progress .progress-bar").get_attribute("style")
     assert (target / "Modelfile").is_file() and db.store.exports.find_one({"path": str(target / "model-q8_0.gguf")})
+    page.set_viewport_size({"width": page.viewport_size["width"], "height": 1600})  # the whole table, notes too
     screenshot(cell_output(page, 2), "checkpoint-browser-export.png")
 
 
