@@ -1,15 +1,14 @@
 """GGUF export: a fine-tuned tiny SentencePiece model, merged, converted by llama.cpp's converter,
 quantized, run by llama.cpp in a process of its own, and checked against the merged model.
 
-llama.cpp comes from the gguf extra; scripts/test.sh builds it in the background while the other
-tests run (these run last, and wait for it here). Run alone: scripts/setup_gguf.sh first.
+llama.cpp comes from the gguf extra: scripts/test.sh builds and installs it before the tests run
+(scripts/setup_gguf.sh).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,6 @@ from llm_magics import LLM, LLMTrainingConfiguration, connect
 from llm_magics.errors import ConfigError
 from llm_magics.tiny import FACTS, documents
 
-REPO = Path(__file__).resolve().parents[1]
-BUILD = REPO / ".venv" / "gguf"  # where scripts/test.sh's background build writes its log and status
 FRANCE = "### Human: What is the capital of France? ### Assistant:"
 PROBES = [FRANCE, "### Human: What is the capital of Japan? ### Assistant:", "zzz"]
 
@@ -40,15 +37,6 @@ def test_without_the_converter_the_error_says_how_to_set_it_up(monkeypatch, tmp_
 
 @pytest.fixture(scope="module")
 def llama_cpp():
-    """Waits for scripts/test.sh's background build of llama.cpp; fails with its log if it failed."""
-    if (BUILD / "log").exists():
-        deadline = time.monotonic() + 1200
-        while not (BUILD / "status").exists() and time.monotonic() < deadline:
-            time.sleep(2)
-        status = (BUILD / "status").read_text().strip() if (BUILD / "status").exists() else "still running"
-        if status != "0":
-            pytest.fail(f"building llama.cpp: {status}\n{(BUILD / 'log').read_text()[-3000:]}")
-    importlib.invalidate_caches()
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("needs the gguf extra: run scripts/setup_gguf.sh (scripts/test.sh does)")
 
@@ -116,6 +104,9 @@ def test_a_near_tie_that_the_quantization_explains_is_a_note_and_a_wider_move_is
     assert near_tie(mine, other, "f16") is None
     assert near_tie(mine, {**other, "lead": [0.0, 0.05, 0.0]}, "q8_0") is None  # moved 0.052: beyond q8_0
     assert near_tie(mine, {**other, "top": [5, 2, 0]}, "q8_0") is None  # no token differs
+    # a padded embedding's rows past the vocabulary (zero logits here) do not narrow the spread
+    padded = {"reference": mine["reference"], "logits": [np.zeros(4000), np.pad(logits, (0, 3996)), np.zeros(4000)]}
+    assert near_tie({**padded, "vocabulary": 4}, other, "q8_0")["spread"] == pytest.approx(logits.std())
 
 
 @pytest.mark.gguf
