@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from formatting import ms, ratio, secs, table
+from report_gguf import GGUF_TITLE, gguf_goals, gguf_result
+
 TRAINING_GOAL, PREDICT_GOAL, FAR_FASTER = 1.03, 1.05, 10.0
 GPU_COMMANDS = (
     "python benchmarks/gpu_qlora.py --shape 1b --json",
@@ -16,27 +19,11 @@ GPU_COMMANDS = (
 )
 
 
-def _x(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"x{value:.{digits}f}"
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
-def _s(seconds: float) -> str:
-    return f"{seconds:.2f} s"
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return [*lines, *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows), ""]
-
-
 def markdown(results: dict[str, Any]) -> str:
     by_name = {entry["name"].split()[0]: entry for entry in results["benchmarks"]}
     gpu = [entry for entry in results["benchmarks"] if entry["name"].startswith("gpu_qlora")]
-    goals = goal_rows(by_name, gpu)
+    gguf = [entry for entry in results["benchmarks"] if entry["name"].startswith("gguf_export")]
+    goals = goal_rows(by_name, gpu) + gguf_goals(gguf)
     lines = [
         "# Benchmarks",
         "",
@@ -70,6 +57,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _section(by_name["detached"], detached_section)
     if "sweep" in by_name:
         lines += _section(by_name["sweep"], sweep_section)
+    if gguf:
+        lines += [f"## {SECTION_TITLES['gguf_export']}", ""]
+        lines += [line for entry in gguf for line in _section(entry, gguf_result)[2:]]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -105,7 +95,7 @@ def machine_section(results: dict[str, Any]) -> list[str]:
     return [
         "## Machine",
         "",
-        *_table(["", ""], rows),
+        *table(["", ""], rows),
         "Other processes may share the machine: each benchmark below gives the load average (1 minute)"
         " before and after it. On a CPU, torch runs with one thread (`--threads 1`): with its default"
         " of one thread per core, every operation waits whenever another process holds one of the"
@@ -133,7 +123,7 @@ def rerun_section() -> list[str]:
 
 def goals_section(goals: list[dict[str, Any]]) -> list[str]:
     rows = [[g["what"], g["goal"], g["measured"], "met" if g["met"] else "**not met**"] for g in goals]
-    lines = ["## Goals", "", *_table(["what", "goal", "measured", ""], rows)]
+    lines = ["## Goals", "", *table(["what", "goal", "measured", ""], rows)]
     missed = [g for g in goals if not g["met"]]
     if missed:
         lines += ["### Goals not met", ""]
@@ -209,7 +199,7 @@ def training_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "what": f"training loop, {name}",
                 "goal": f"≤ {TRAINING_GOAL}",
-                "measured": f"{_x(r['loop_median_of_rounds'])} (ratio of medians {_x(r['loop'])})",
+                "measured": f"{ratio(r['loop_median_of_rounds'])} (ratio of medians {ratio(r['loop'])})",
                 "met": r["loop_median_of_rounds"] <= TRAINING_GOAL,
                 "why": why,
             }
@@ -223,7 +213,7 @@ def view_goal(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "what": "training loop, live view on / off",
         "goal": f"≤ {TRAINING_GOAL}",
-        "measured": f"{_x(cpu['median_of_rounds'])} CPU time (wall time {_x(wall['median_of_rounds'])})",
+        "measured": f"{ratio(cpu['median_of_rounds'])} CPU time (wall time {ratio(wall['median_of_rounds'])})",
         "met": cpu["median_of_rounds"] <= TRAINING_GOAL,
         "why": f"The view's own work timed alone comes to {alone['share_of_loop']:.2%} of the loop, against the"
         f" {cpu['median_of_rounds'] - 1:.1%} measured; the rounds' CPU-time ratios range from {spread}. More"
@@ -249,9 +239,9 @@ def predict_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "what": f"warm prediction, {name}",
                 "goal": f"≤ {PREDICT_GOAL}",
-                "measured": f"{_x(paired)} (ratio of medians {_x(warm['ratios'][name])})",
+                "measured": f"{ratio(paired)} (ratio of medians {ratio(warm['ratios'][name])})",
                 "met": paired <= PREDICT_GOAL,
-                "why": f"A call took {extra:.2f} ms more than generate's {_ms(generate)} for"
+                "why": f"A call took {extra:.2f} ms more than generate's {ms(generate)} for"
                 f" {result['max_new_tokens']} tokens (medians). All of {arm} but `model.generate` (stubbed) takes"
                 f" {whole:.2f} ms a call; timed alone: {pieces}.{rest} The cost is fixed per call, so its share"
                 " falls with longer answers and larger models.",
@@ -264,15 +254,15 @@ def predict_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def switch_goal(shape: str, switch: dict[str, Any]) -> dict[str, Any]:
     first = switch["reload / first use"]
-    parts = ", ".join(f"{name} {_ms(s)}" for name, s in switch["first_use_parts_median_s"].items())
+    parts = ", ".join(f"{name} {ms(s)}" for name, s in switch["first_use_parts_median_s"].items())
     return {
         "what": f"checkpoint switch against a full reload ({shape} model), first use of a checkpoint",
         "goal": f"far faster (here: ≥ x{FAR_FASTER:.0f})",
-        "measured": f"{_x(first, 1)} (a checkpoint used before: {_x(switch['reload / used before'], 1)})",
+        "measured": f"{ratio(first, 1)} (a checkpoint used before: {ratio(switch['reload / used before'], 1)})",
         "met": first >= FAR_FASTER,
-        "why": f"A full reload took {_ms(switch['full_reload_median_s'])} and a first switch"
-        f" {_ms(switch['first_use_median_s'])}, of which (medians): {parts}; the rest is the one-token answer"
-        f" (a switch to a checkpoint used before, which loads nothing, took {_ms(switch['used_before_median_s'])})."
+        "why": f"A full reload took {ms(switch['full_reload_median_s'])} and a first switch"
+        f" {ms(switch['first_use_median_s'])}, of which (medians): {parts}; the rest is the one-token answer"
+        f" (a switch to a checkpoint used before, which loads nothing, took {ms(switch['used_before_median_s'])})."
         " These random models load from the page cache in well under a second, so a reload costs about"
         " what peft's `load_adapter` does for a first switch. A reload grows with the base (seconds to"
         " minutes for a real model read from disk) and a switch does not: measuring on a real-size base"
@@ -305,16 +295,17 @@ SECTION_TITLES = {
     "store": "8. The embedded store against mongomock and plain sqlite3",
     "detached": "9. Detached runs (`--detach`) against a run in the kernel; following a run",
     "sweep": "10. A sweep on Ray Tune against its trials one after another in the kernel",
+    "gguf_export": GGUF_TITLE,
 }
 
 
 def load_ext_section(result: dict[str, Any]) -> list[str]:
     ours = result["%load_ext llm_magics"]["median_s"]
     rows = [
-        [f"`{name}`", _ms(r["median_s"]), _x(r["median_s"] / ours, 1), ", ".join(r["heavy_modules"]) or "none"]
+        [f"`{name}`", ms(r["median_s"]), ratio(r["median_s"] / ours, 1), ", ".join(r["heavy_modules"]) or "none"]
         for name, r in result.items()
     ]
-    lines = _table(["", "median", "x `%load_ext llm_magics`", "heavy modules imported"], rows)
+    lines = table(["", "median", "x `%load_ext llm_magics`", "heavy modules imported"], rows)
     if "%load_ext sql (jupysql)" not in result:
         lines += ["jupysql is not installed, so `%load_ext sql` was not measured (`pip install jupysql`).", ""]
     return [
@@ -327,7 +318,7 @@ def load_ext_section(result: dict[str, Any]) -> list[str]:
 
 def training_section(result: dict[str, Any]) -> list[str]:
     rows = [
-        [name, _s(arm["loop_median_s"]), _s(arm["call_median_s"]), ", ".join(f"{t:.2f}" for t in arm["loop_s"])]
+        [name, secs(arm["loop_median_s"]), secs(arm["call_median_s"]), ", ".join(f"{t:.2f}" for t in arm["loop_s"])]
         for name, arm in result["arms"].items()
     ]
     losses = sorted({loss for arm in result["arms"].values() for loss in arm["train_loss"]})
@@ -337,7 +328,13 @@ def training_section(result: dict[str, Any]) -> list[str]:
         else f"not identical: {', '.join(f'{loss:.6f}' for loss in losses)}"
     )
     ratio_rows = [
-        [name, _x(r["loop"]), _x(r["loop_median_of_rounds"]), f"{r['loop_extra_ms_per_step']:+.2f} ms", _x(r["call"])]
+        [
+            name,
+            ratio(r["loop"]),
+            ratio(r["loop_median_of_rounds"]),
+            f"{r['loop_extra_ms_per_step']:+.2f} ms",
+            ratio(r["call"]),
+        ]
         for name, r in result["ratios"].items()
     ]
     hooks = [[name, f"{value:.1f} µs"] for name, value in result["hooks_us"].items()]
@@ -352,11 +349,11 @@ def training_section(result: dict[str, Any]) -> list[str]:
         f" trainer arguments that differ (ours, plain): {differences}; final train loss {same_loss}."
         f" Live view renders in each `%%llm_finetune` run: {renders}.",
         "",
-        *_table(["arm", "loop (median)", "call (median)", "loop per round, s"], rows),
-        *_table(["ratio", "loop (of medians)", "loop (median of rounds)", "loop, per step", "whole call"], ratio_rows),
+        *table(["arm", "loop (median)", "call (median)", "loop per round, s"], rows),
+        *table(["ratio", "loop (of medians)", "loop (median of rounds)", "loop, per step", "whole call"], ratio_rows),
         "Our hooks timed alone (no training; the callback fed the events of 5000 logged steps):",
         "",
-        *_table(["", "time"], hooks),
+        *table(["", "time"], hooks),
     ]
 
 
@@ -365,10 +362,10 @@ def predict_section(result: dict[str, Any]) -> list[str]:
     rows = [
         [
             name,
-            _ms(arm["median_s"]),
+            ms(arm["median_s"]),
             f"{arm['extra_ms_per_call']:+.2f} ms",
-            _x(warm["ratios"].get(f"{name} / generate")),
-            _x(warm["paired_ratios"].get(f"{name} / generate")),
+            ratio(warm["ratios"].get(f"{name} / generate")),
+            ratio(warm["paired_ratios"].get(f"{name} / generate")),
         ]
         for name, arm in warm["arms"].items()
     ]
@@ -377,11 +374,11 @@ def predict_section(result: dict[str, Any]) -> list[str]:
         [
             shape,
             s["checkpoints"],
-            _ms(s["first_use_median_s"]),
-            _ms(s["used_before_median_s"]),
-            _ms(s["full_reload_median_s"]),
-            _x(s["reload / first use"], 1),
-            _x(s["reload / used before"], 1),
+            ms(s["first_use_median_s"]),
+            ms(s["used_before_median_s"]),
+            ms(s["full_reload_median_s"]),
+            ratio(s["reload / first use"], 1),
+            ratio(s["reload / used before"], 1),
             s["base_loads_during_switches"],
             s["adapters_kept_loaded"],
         ]
@@ -392,17 +389,17 @@ def predict_section(result: dict[str, Any]) -> list[str]:
         f" (greedy; min_new_tokens equal), same PeftModel, same token ids; same answer from every call:"
         f" **{warm['same_answers']}**.",
         "",
-        *_table(["arm", "median", "extra per call", "ratio of medians", "median of paired ratios"], rows),
+        *table(["arm", "median", "extra per call", "ratio of medians", "median of paired ratios"], rows),
         "Paired: each round's calls ran back to back within a fraction of a second, so their ratio is not"
         " moved by the machine's load drifting between rounds; the goal is checked on it.",
         "",
         "What llm_magics repeats on every warm call, each timed alone:",
         "",
-        *_table(["", "per call"], parts),
+        *table(["", "per call"], parts),
         "Checkpoint switch: `db.load('model', NAME, checkpoint=STEP).predict(...)`, one-token answers, against"
         " a full reload (`from_pretrained` + `PeftModel.from_pretrained` + generate).",
         "",
-        *_table(
+        *table(
             [
                 "model",
                 "checkpoints",
@@ -424,22 +421,22 @@ def data_section(result: dict[str, Any]) -> list[str]:
         f"{result['docs']} documents (question/answer texts of about 180 bytes), ByT5 tokenizer, max_length 512;"
         " each case in a fresh process; peak memory: the peak resident memory added by the build (VmHWM"
         " reset before it). The embedded store was filled once beforehand"
-        f" ({_s(result['fill_embedded_s'])}).",
+        f" ({secs(result['fill_embedded_s'])}).",
         "",
     ]
     for store in ("mongomock", "embedded"):
         summary = result[store]
         rows = [
-            [arm, f"{v['docs_per_s']:.0f}", _s(v["s"]), f"{v['peak_mib']:.0f} MiB", v["rows"], v["tokens"]]
+            [arm, f"{v['docs_per_s']:.0f}", secs(v["s"]), f"{v['peak_mib']:.0f} MiB", v["rows"], v["tokens"]]
             for arm, v in summary["arms"].items()
         ]
         wrap = summary["arms"]["llm_magics"]["dataset_wrap_peak_mib"]
         lines += [
-            f"**{store}** — speed llm_magics / plain {_x(summary['speed llm_magics / plain'], 2)}, peak memory"
-            f" {_x(summary['peak memory llm_magics / plain'], 2)}; same rows and tokens:"
+            f"**{store}** — speed llm_magics / plain {ratio(summary['speed llm_magics / plain'], 2)}, peak memory"
+            f" {ratio(summary['peak memory llm_magics / plain'], 2)}; same rows and tokens:"
             f" **{summary['same rows and tokens']}**.",
             "",
-            *_table(["", "docs/s", "time", "peak memory added", "rows", "tokens"], rows),
+            *table(["", "docs/s", "time", "peak memory added", "rows", "tokens"], rows),
             f"Wrapping llm_magics' token table ({wrap['table_mib']:.0f} MiB) in a `datasets.Dataset`:"
             f" `Dataset(table)` adds a peak of {wrap['Dataset(table)']:.0f} MiB"
             " (datasets fingerprints a table given without a fingerprint by hashing all of it);"
@@ -452,8 +449,8 @@ def data_section(result: dict[str, Any]) -> list[str]:
 
 def background_section(result: dict[str, Any]) -> list[str]:
     keys = ("return_s", "running_s", "first_step_s", "done_s", "loop_s")
-    rows = [[name, *(_s(arm[k]) if k in arm else "—" for k in keys)] for name, arm in result["arms"].items()]
-    ratio_rows = [[name, _x(r["done"], 2), _x(r["loop"], 2)] for name, r in result["ratios"].items()]
+    rows = [[name, *(secs(arm[k]) if k in arm else "—" for k in keys)] for name, arm in result["arms"].items()]
+    ratio_rows = [[name, ratio(r["done"], 2), ratio(r["loop"], 2)] for name, r in result["ratios"].items()]
     lines = [
         f"{result['steps']} steps, {result['batch_size']} examples a step (Ray: {result.get('ray_workers', 2)}"
         " workers with half each), medians of"
@@ -463,16 +460,16 @@ def background_section(result: dict[str, Any]) -> list[str]:
     ]
     if "ray_init_s" in result:
         lines += [
-            f"Measured apart, before the runs: `ray.init` {_s(result['ray_init_s'])}; a Ray Train worker group"
+            f"Measured apart, before the runs: `ray.init` {secs(result['ray_init_s'])}; a Ray Train worker group"
             f" of {result['ray_workers']} CPU workers around a loop that does nothing"
-            f" {_s(result['empty_worker_group_s'])}. A `--ray` run's time to 'running' includes the latter,"
+            f" {secs(result['empty_worker_group_s'])}. A `--ray` run's time to 'running' includes the latter,"
             " plus loading the model in each worker.",
             "",
         ]
     return [
         *lines,
-        *_table(["arm", "cell returns", "running", "first step shown", "done", "loop"], rows),
-        *_table(["ratio", "whole run", "training loop"], ratio_rows),
+        *table(["arm", "cell returns", "running", "first step shown", "done", "loop"], rows),
+        *table(["ratio", "whole run", "training loop"], ratio_rows),
     ]
 
 
@@ -480,8 +477,8 @@ def view_section(result: dict[str, Any]) -> list[str]:
     rows = [
         [
             name,
-            _s(arm["loop_median_s"]),
-            _s(arm["cpu_median_s"]),
+            secs(arm["loop_median_s"]),
+            secs(arm["cpu_median_s"]),
             ", ".join(f"{t:.2f}" for t in arm["loop_s"]),
             ", ".join(str(n) for n in arm["renders"]),
             f"{arm['renders_per_s']:.2f}",
@@ -489,7 +486,7 @@ def view_section(result: dict[str, Any]) -> list[str]:
         for name, arm in result["arms"].items()
     ]
     ratio_rows = [
-        [name, _x(r["of_medians"]), _x(r["median_of_rounds"]), ", ".join(f"{x:.3f}" for x in r["per_round"])]
+        [name, ratio(r["of_medians"]), ratio(r["median_of_rounds"]), ", ".join(f"{x:.3f}" for x in r["per_round"])]
         for name, r in (("wall time", result["ratios"]["loop"]), ("CPU time", result["ratios"]["cpu"]))
     ]
     shape, alone, cpu = result["shape"], result["view_alone"], result["ratios"]["cpu"]["per_round"]
@@ -503,11 +500,11 @@ def view_section(result: dict[str, Any]) -> list[str]:
         " run (other processes stretch it less than the wall time; the goal is checked on it). Same final train"
         f" loss in every run: **{result['same_train_loss']}**.",
         "",
-        *_table(
+        *table(
             ["arm", "wall (median)", "CPU (median)", "wall per round, s", "renders per run", "renders per second"],
             rows,
         ),
-        *_table(["view on / view off", "of medians", "median of rounds", "per round"], ratio_rows),
+        *table(["view on / view off", "of medians", "median of rounds", "per round"], ratio_rows),
         f"The rounds' CPU-time ratios spread from {min(cpu):.3f} to {max(cpu):.3f}: the other processes on the"
         " machine move a run by more than the goal's 3%, so these ratios bound the view's cost only as closely as"
         " the load allows. The view's own work timed alone (no training; best of 5):"
@@ -530,7 +527,7 @@ def store_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "what": "embedded store, insert_many against mongomock in memory",
             "goal": f"≤ {STORE_INSERT_GOAL}",
-            "measured": f"{_x(worst, 2)} at worst ({', '.join(f'{int(n):,}' for n in result['sizes'])} documents)",
+            "measured": f"{ratio(worst, 2)} at worst ({', '.join(f'{int(n):,}' for n in result['sizes'])} documents)",
             "met": worst <= STORE_INSERT_GOAL,
             "why": "The share above mongomock is encoding each document to BSON and SQLite's inserts (section 8).",
         },
@@ -538,7 +535,7 @@ def store_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             "what": "embedded store, a run-record write while another process inserts: next to"
             f" {writes[-1]['neighbours']:,} / {writes[0]['neighbours']:,} documents",
             "goal": f"≤ {STORE_WRITE_GOAL} (the cost follows what changed, not the store's size)",
-            "measured": _x(flat, 2),
+            "measured": ratio(flat, 2),
             "met": flat <= STORE_WRITE_GOAL,
             "why": "See section 8.",
         },
@@ -558,18 +555,18 @@ def store_section(result: dict[str, Any]) -> list[str]:
     for count, size in result["sizes"].items():
         arms = size["arms"]
         rows = [
-            [case, _s(arm["insert_many_s"]), _s(arm["find_s"]) if "find_s" in arm else "—"]
+            [case, secs(arm["insert_many_s"]), secs(arm["find_s"]) if "find_s" in arm else "—"]
             for case, arm in arms.items()
         ]
         ours = arms["embedded"]
         lines += [
             f"**{int(count):,} documents** — insert_many embedded / mongomock"
-            f" {_x(size['insert_many embedded / mongomock'], 2)}, embedded / sqlite3"
-            f" {_x(size['insert_many embedded / sqlite3'], 2)}; find embedded / mongomock"
-            f" {_x(size['find embedded / mongomock'], 2)}. Opening the embedded store {_s(ours['open_s'])},"
-            f" its first find {_s(ours['first_find_s'])}.",
+            f" {ratio(size['insert_many embedded / mongomock'], 2)}, embedded / sqlite3"
+            f" {ratio(size['insert_many embedded / sqlite3'], 2)}; find embedded / mongomock"
+            f" {ratio(size['find embedded / mongomock'], 2)}. Opening the embedded store {secs(ours['open_s'])},"
+            f" its first find {secs(ours['first_find_s'])}.",
             "",
-            *_table(["store", "insert_many", "find"], rows),
+            *table(["store", "insert_many", "find"], rows),
         ]
     write_rows = [
         [
@@ -588,7 +585,7 @@ def store_section(result: dict[str, Any]) -> list[str]:
         " through a lock file, so the tight loop does not starve the run's writes; after the other process's"
         " commit, the write reads only what changed in its own collection.",
         "",
-        *_table(["documents next door", "alone (median)", "while another inserts (median)", "p95"], write_rows),
+        *table(["documents next door", "alone (median)", "while another inserts (median)", "p95"], write_rows),
     ]
 
 
@@ -618,7 +615,7 @@ def gpu_result(result: dict[str, Any]) -> list[str]:
             continue
         memory = f"{v['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in v else f"{v['peak_rss_added_mib']:.0f} MiB (RSS)"
         mfu = f"{v['mfu']:.1%}" if "mfu" in v else "—"
-        rows.append([arm, f"{v['tokens_per_s']:.0f}", memory, mfu, _s(v["loop_s"]), f"{v['loss']:.4f}"])
+        rows.append([arm, f"{v['tokens_per_s']:.0f}", memory, mfu, secs(v["loop_s"]), f"{v['loss']:.4f}"])
     peak = result["peak_flops"]
     return [
         f"Shape {result['shape']} ({result['parameters']:,} parameters) on {result['device']}: batch"
@@ -627,7 +624,7 @@ def gpu_result(result: dict[str, Any]) -> list[str]:
         + (f" peak {peak / 1e12:.0f} TFLOP/s ({result['peak_flops_source']})." if peak else " no peak known here.")
         + " gpu_qlora.py's docstring says what the 6N estimate leaves out.",
         "",
-        *_table(["arm", "tokens/s", "peak memory", "MFU", "loop", "last loss"], rows),
+        *table(["arm", "tokens/s", "peak memory", "MFU", "loop", "last loss"], rows),
     ]
 
 
@@ -642,14 +639,14 @@ def detached_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "what": "detached run, training loop against the same run in the kernel",
             "goal": f"≤ {DETACHED_LOOP_GOAL}",
-            "measured": _x(loop, 3),
+            "measured": ratio(loop, 3),
             "met": loop <= DETACHED_LOOP_GOAL,
             "why": "The process trains with the kernel's code; its heartbeat looks at the store once a second.",
         },
         {
             "what": f"following a run: a view's look at step {sizes[-1]} against step {sizes[0]}",
             "goal": f"≤ {FOLLOW_GOAL} (the cost does not grow with the run)",
-            "measured": _x(look, 2),
+            "measured": ratio(look, 2),
             "met": look <= FOLLOW_GOAL,
             "why": "See section 9.",
         },
@@ -658,7 +655,7 @@ def detached_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def detached_section(result: dict[str, Any]) -> list[str]:
     keys = ("return_s", "first_step_s", "done_s", "loop_s")
-    rows = [[name, *(_s(arm[k]) if k in arm else "—" for k in keys)] for name, arm in result["arms"].items()]
+    rows = [[name, *(secs(arm[k]) if k in arm else "—" for k in keys)] for name, arm in result["arms"].items()]
     follow_rows = [
         [
             f"{int(steps):,}",
@@ -674,9 +671,9 @@ def detached_section(result: dict[str, Any]) -> list[str]:
         " process has started Python, imported torch, transformers and trl, loaded the model, trained a step,"
         " and the view has looked at the store (every 0.5 s); a blocking cell shows nothing until it returns (—).",
         "",
-        *_table(["arm", "cell returns", "first step shown", "done", "loop"], rows),
-        f"Training loop, detached / kernel: {_x(result['loop --detach / kernel'], 3)}; the whole run:"
-        f" {_x(result['done --detach / kernel'], 2)} (the process's start).",
+        *table(["arm", "cell returns", "first step shown", "done", "loop"], rows),
+        f"Training loop, detached / kernel: {ratio(result['loop --detach / kernel'], 3)}; the whole run:"
+        f" {ratio(result['done --detach / kernel'], 2)} (the process's start).",
         "",
         "Following a run: another connection writes one logged step (its metrics row and its run record)"
         " before each look of the view; the look reads the run record, which carries the newest 100 rows,"
@@ -684,22 +681,22 @@ def detached_section(result: dict[str, Any]) -> list[str]:
         " collection would cost instead (the embedded store, like mongomock, scans a collection to filter it)."
         " The first look reads the run's whole history once.",
         "",
-        *_table(["run at step", "a look", "the first look", "new rows read from the metrics instead"], follow_rows),
+        *table(["run at step", "a look", "the first look", "new rows read from the metrics instead"], follow_rows),
     ]
 
 
 def sweep_section(result: dict[str, Any]) -> list[str]:
     sweep, kernel = result["sweep"], result["kernel"]
     rows = [
-        ["4 runs one after another in the kernel", "—", "—", _s(kernel["done_s"])],
-        ["the sweep (2 trials at a time)", _s(sweep["return_s"]), _s(sweep["first_step_s"]), _s(sweep["done_s"])],
+        ["4 runs one after another in the kernel", "—", "—", secs(kernel["done_s"])],
+        ["the sweep (2 trials at a time)", secs(sweep["return_s"]), secs(sweep["first_step_s"]), secs(sweep["done_s"])],
     ]
     return [
         f"A 2 x 2 grid (learning rate, LoRA rank), {result['steps']} steps a trial, the tiny model, no scheduler"
         " (both arms train the same steps), on the machine's two CPUs. The sweep's first step comes after Ray"
         " starts, a trial's actor starts and loads the model; the kernel arm was warmed up by a run before.",
         "",
-        *_table(["arm", "cell returns", "first step shown", "done"], rows),
-        f"Sweep / sequential: {_x(result['sweep / kernel'], 2)}.",
+        *table(["arm", "cell returns", "first step shown", "done"], rows),
+        f"Sweep / sequential: {ratio(result['sweep / kernel'], 2)}.",
         "",
     ]

@@ -82,6 +82,9 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
         (name, [f"{name}.py", *args, *([] if name in ("load_ext", "data_path", "store") else cpu)])
         for name, args in sizes.items()
     ]
+    steps.append(("gguf_export tiny", ["gguf_export.py", "--shape", "tiny", *cpu]))
+    if not quick:  # random weights in Llama-3.2-1B's shape: about 15 minutes on two CPU cores
+        steps.append(("gguf_export 1b", ["gguf_export.py", "--shape", "1b", *([] if cuda else ["--threads", "2"])]))
     if not cuda:
         return [*steps, ("gpu_qlora", ["gpu_qlora.py", "--shape", "tiny", *cpu])]
     shapes = ["1b"] if quick else ["1b", "8b"]

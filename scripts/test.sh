@@ -3,6 +3,12 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not browser" -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# llama.cpp for the GGUF export tests: its wheel builds (once; then it is cached) while setup.sh
+# installs the rest, at full speed, before the tests load both cores.
+build_log=$(mktemp)
+scripts/setup_gguf.sh wheel > "$build_log" 2>&1 &
+build=$!
 scripts/setup.sh dev
 
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
@@ -11,11 +17,13 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     || echo "could not install chromium: the browser tests will be skipped" >&2
 fi
 
-# llama.cpp for the GGUF export tests: built (once; then a cached wheel) in the background while the
-# other tests run; those tests come last and wait for it (tests/test_gguf.py reads this log).
-mkdir -p .venv/gguf
-rm -f .venv/gguf/status
-(nice -n 10 scripts/setup_gguf.sh > .venv/gguf/log 2>&1; echo $? > .venv/gguf/status) &
+if ! wait "$build"; then
+  cat "$build_log" >&2
+  echo "building llama-cpp-python failed (above)" >&2
+  exit 1
+fi
+rm -f "$build_log"
+scripts/setup_gguf.sh
 
 .venv/bin/ruff check .
 .venv/bin/mypy

@@ -52,8 +52,8 @@ HUB_REVISION = "0123456789abcdef0123456789abcdef01234567"  # any commit hash: re
 LEFT_OUT = {
     "%%llm_finetune my-model -o sweep": "6 trials of 400 steps on Ray Tune: minutes on 2 CPU cores, past this "
     "test's time; tests/test_sweep.py and notebooks/sweeps.ipynb (tests/test_notebooks.py) run sweeps",
-    "%llm_export my-model@best gguf/my-model --gguf q8_0": "needs llama.cpp (the gguf extra, built in the "
-    "background while these tests run) and a tokenizer llama.cpp's converter reads, which the README's byte-level "
+    "%llm_export my-model@best gguf/my-model --gguf q8_0": "needs llama.cpp (the gguf extra, which scripts/test.sh "
+    "builds before these tests run) and a tokenizer llama.cpp's converter reads, which the README's byte-level "
     "tiny model has not; tests/test_gguf.py exports a tiny SentencePiece model the same way, through this magic too",
 }
 
