@@ -144,6 +144,7 @@ def export_gguf(
     target = Path(directory).expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"gguf: '{directory}' exists and is not empty — give a new directory")
+    llama_cpp_version()  # a short error naming the install, even where LLM_MAGICS_LLAMA_CPP has the converter
     script = converter()
     record = llm.checkpoint_record(checkpoint)
     if record is None:

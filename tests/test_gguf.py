@@ -110,6 +110,19 @@ def test_a_near_tie_that_the_quantization_explains_is_a_note_and_a_wider_move_is
 
 
 @pytest.mark.gguf
+@pytest.mark.xdist_group("gguf")
+def test_without_llama_cpp_the_error_names_the_install_and_nothing_is_written(trained, monkeypatch):
+    _, llm, _, root = trained
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else find_spec(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"export to GGUF needs llama.cpp — pip install 'llm_magics\[gguf\]'"):
+        llm.export(root / "no-extra", gguf="q8_0")
+    assert not (root / "no-extra").exists()
+
+
+@pytest.mark.gguf
 @pytest.mark.slow
 @pytest.mark.xdist_group("gguf")
 def test_the_modelfile_writes_prompts_as_training_did(trained):
