@@ -283,7 +283,10 @@ def _feed(db: Any, steps: int, with_view: bool) -> tuple[float, Any, Any]:
     view = TrainingView(run, update_interval=0.5) if with_view else None
     recorder = Recorder(db.store, run.state, flush_interval=float("inf"))
     callback = ProgressCallback(recorder)
-    args, control = SimpleNamespace(num_train_epochs=1, eval_strategy="no"), TrainerControl()
+    args = SimpleNamespace(
+        num_train_epochs=1, eval_strategy="no", train_batch_size=8, gradient_accumulation_steps=1, world_size=1
+    )
+    control = TrainerControl()
     state = TrainerState(max_steps=steps + 1, is_world_process_zero=True)
     callback.on_train_begin(args, state, control)
     started = time.perf_counter()
