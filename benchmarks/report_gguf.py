@@ -6,8 +6,9 @@ from typing import Any
 
 from formatting import secs, table
 
+from llm_magics.gguf import CONVERTED as EXACT  # the types whose greedy answers must stay the same
+
 GGUF_TITLE = "11. GGUF export: merge, convert, quantize, check; how closely each GGUF answers"
-EXACT = ("f16", "bf16", "f32", "q8_0")  # the types whose greedy answers must equal the trained model's
 OURS_GOAL = 0.03  # what llm_magics adds, as a share of the export's wall time
 HEADER = ["type", "merge", "convert", "quantize", "check", "in all", "llm_magics' own", "size", "same answers"]
 HEADER += ["top-1 agreement", "warnings"]

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 # llama.cpp for the GGUF export tests: its wheel builds (once; then it is cached) while setup.sh
 # installs the rest, at full speed, before the tests load both cores.
 build_log=$(mktemp)
+trap 'rm -f "$build_log"' EXIT
 scripts/setup_gguf.sh wheel > "$build_log" 2>&1 &
 build=$!
 scripts/setup.sh dev
@@ -22,7 +23,7 @@ if ! wait "$build"; then
   echo "building llama-cpp-python failed (above)" >&2
   exit 1
 fi
-rm -f "$build_log"
+rm -f "$build_log"  # (exec below ends the shell without its EXIT trap)
 scripts/setup_gguf.sh
 
 .venv/bin/ruff check .

@@ -77,6 +77,9 @@ def test_f16_and_q8_0_answer_as_the_trained_model(trained, quant):
     assert export.check.rows[0]["same"] and export.check.rows[1]["same"], repr(export)
     assert all(row["same"] or row["tie"] for row in export.check.rows) and not export.check.warnings, repr(export)
     assert export.check.agreement >= 0.9 and export.check.rows[0]["gguf"].strip() == "Paris."
+    for row in (row for row in export.check.rows if row["tie"]):  # a near tie is said so, with its numbers
+        assert f"near tie at token {row['tie']['token']}" in repr(export), repr(export)
+        assert any(note.startswith(f"{row['prompt']!r}: the answers part at token") for note in export.check.notes)
     modelfile = export.modelfile.read_text()
     assert f"FROM ./model-{quant}.gguf" in modelfile and 'PARAMETER stop "</s>"' in modelfile
     stored = db.store.exports.find_one({"path": str(export.gguf)})
