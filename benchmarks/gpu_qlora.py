@@ -48,15 +48,8 @@ from typing import Any
 
 from workload import emit, peak_rss, quiet, reset_peak_rss, workdir
 
-LLAMA = {"rope_theta": 500000.0, "max_position_embeddings": 131072, "vocab_size": 128256}
-SHAPES = {
-    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-             "num_key_value_heads": 2, "vocab_size": 384, "max_position_embeddings": 2048},
-    "1b": {**LLAMA, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
-           "num_attention_heads": 32, "num_key_value_heads": 8, "tie_word_embeddings": True},
-    "8b": {**LLAMA, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-           "num_attention_heads": 32, "num_key_value_heads": 8, "tie_word_embeddings": False},
-}  # fmt: skip
+from llm_magics.tiny import SHAPES, shaped_model
+
 RUN = {"tiny": (2, 64, 8), "1b": (4, 1024, 30), "8b": (2, 1024, 20)}  # batch size, seq, steps
 # dense bfloat16 peak of a GPU, TFLOP/s, by a part of its name (first match)
 PEAK_TFLOPS = (
@@ -98,23 +91,7 @@ def available(arm: str, cuda: bool) -> str | None:
 
 def build_model(shape: str, directory: Path) -> Path:
     """A random-weight Llama of ``shape`` with the ByT5 tokenizer, saved once in ``directory``."""
-    import torch
-    from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
-
-    path = directory / f"llama-{shape}"
-    if (path / "config.json").is_file():
-        return path
-    tokenizer = ByT5Tokenizer()
-    config = LlamaConfig(
-        **SHAPES[shape], pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None
-    )
-    cuda = torch.cuda.is_available()
-    torch.manual_seed(0)
-    with torch.device("cuda" if cuda else "cpu"):  # 8B parameters initialize in seconds on a GPU
-        model = LlamaForCausalLM(config).to(torch.bfloat16 if cuda else torch.float32)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return shaped_model(directory / f"llama-{shape}", shape)
 
 
 def parameter_count(path: Path) -> int:
@@ -148,8 +125,27 @@ def ours(path: Path, args: argparse.Namespace, changes: dict[str, Any], out: Pat
     run = LLM("bench-qlora", str(path), bits=4).fit(select="docs", db=db, configuration=config)
     if run.status != "completed":
         raise RuntimeError(f"run {run.status}: {run.error}")
-    rows = [(row["time"], row["num_tokens"]) for row in run.db.store.run_metrics(run.id) if "num_tokens" in row]
-    return {"loop_s": run.record["summary"]["train_runtime"], "logs": rows, "loss": run.record["last_loss"]}
+    metrics = run.db.store.run_metrics(run.id)
+    rows = [(row["time"], row["num_tokens"]) for row in metrics if "num_tokens" in row]
+    last = metrics[-1] if metrics else {}
+    return {
+        "loop_s": run.record["summary"]["train_runtime"],
+        "logs": rows,
+        "loss": run.record["last_loss"],
+        "first_loss": next((row["loss"] for row in metrics if "loss" in row), None),
+        "estimate_gib": estimated_gib(config, path, args.seq),
+        # what the live view shows: GPU memory and samples/s must be there, and non-zero, on a GPU
+        "view": {key: last[key] for key in ("samples_per_s", "gpu_memory_peak", "gpu_memory_allocated") if key in last},
+        "bf16": config.training_arguments().bf16,  # bf16: null resolves to the GPU's support
+    }
+
+
+def estimated_gib(config: Any, path: Path, seq: int) -> float:
+    """``--dry-run``'s memory estimate for this arm, for documents of ``seq`` tokens."""
+    from llm_magics.estimate import estimate
+    from llm_magics.loader import BaseModel
+
+    return estimate(config, BaseModel(str(path), bits=4), seq).total_gib
 
 
 def plain(path: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:

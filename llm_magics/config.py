@@ -249,11 +249,16 @@ class LLMTrainingConfiguration(SFTConfig):
 
         values = {name: getattr(self, name) for name in _sft_field_names()}
         values.update(overrides)
-        # transformers 5 renamed gradient_checkpointing; pass the new name so it does not warn
-        checkpointing = values.pop("gradient_checkpointing")
-        if values["activation_checkpointing"] is None:
-            values["activation_checkpointing"] = bool(checkpointing)
-        values["gradient_checkpointing"] = None
+        if "activation_checkpointing" in values:
+            # transformers 5.2x renamed gradient_checkpointing; pass the new name so it does not warn
+            checkpointing = values.pop("gradient_checkpointing")
+            if values["activation_checkpointing"] is None:
+                values["activation_checkpointing"] = bool(checkpointing)
+            values["gradient_checkpointing"] = None
+        else:  # an earlier transformers 5 knows the old names only
+            values["gradient_checkpointing"] = bool(values["gradient_checkpointing"])
+            if "activation_checkpointing_kwargs" in values:
+                values["gradient_checkpointing_kwargs"] = values.pop("activation_checkpointing_kwargs")
         values["resume_from_checkpoint"] = None  # where to resume is the run's plan, passed to train()
         if not torch.cuda.is_available():
             values["dataloader_pin_memory"] = False

@@ -61,6 +61,47 @@ def tiny_model(
     return _with_random_llama(directory, tokenizer, hidden_size=hidden_size, layers=layers, heads=heads, seed=seed)
 
 
+# Random Llamas with the architecture of released models, for the GPU tier and benchmarks: what is
+# timed and measured (memory, tokens/s, a reload) depends on the shape, not on the weights.
+_LLAMA_3 = {"rope_theta": 500000.0, "max_position_embeddings": 131072, "vocab_size": 128256}
+SHAPES: dict[str, dict[str, Any]] = {
+    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "vocab_size": 384, "max_position_embeddings": 2048},
+    "1b": {**_LLAMA_3, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+           "num_attention_heads": 32, "num_key_value_heads": 8, "tie_word_embeddings": True},  # Llama-3.2-1B
+    "8b": {**_LLAMA_3, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+           "num_attention_heads": 32, "num_key_value_heads": 8, "tie_word_embeddings": False},  # Llama-3.1-8B
+}  # fmt: skip
+
+
+def shaped_model(path: str | Path, shape: str) -> Path:
+    """Saves a random-weight Llama of a released model's ``shape`` (a key of ``SHAPES``) with the
+    byte-level tokenizer, once: an existing save in ``path`` is reused. Built on the GPU in
+    bfloat16 where there is one (8B parameters initialize in seconds there), else in float32."""
+    import torch
+    from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
+
+    directory = Path(path)
+    if (directory / "config.json").is_file():
+        return directory
+    tokenizer = ByT5Tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(
+        **SHAPES[shape], pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None
+    )
+    cuda = torch.cuda.is_available()
+    torch.manual_seed(0)
+    with torch.device("cuda" if cuda else "cpu"):
+        model = LlamaForCausalLM(config).to(torch.bfloat16 if cuda else torch.float32)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    del model
+    if cuda:
+        torch.cuda.empty_cache()
+    return directory
+
+
 def tiny_sentencepiece_model(
     path: str | Path,
     texts: list[str] | None = None,
