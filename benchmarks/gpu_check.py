@@ -102,30 +102,36 @@ def run_stages(args: argparse.Namespace) -> dict[str, Any]:
     report["environment"] = last_json(environment["stdout"]) or {}
     report["version_differences"] = differences(report["environment"].get("versions", {}), ours())
 
-    tests = [python, "-m", "pytest", "tests/test_gpu.py", "-m", "gpu", "-p", "no:browser_lab", "-p", "no:cacheprovider"]
-    # another machine's library versions warn about other things: shown, not failures, there
-    tests += ["-o", "filterwarnings=default", "-q", "-s", "-rA"]
-    report["stages"].append(stage("GPU test tier", tests, left(60 if args.cpu_smoke else 240), env))
+    def run_tier() -> None:
+        tests = [python, "-m", "pytest", "tests/test_gpu.py", "-m", "gpu", "-p", "no:browser_lab", "-p", "no:cacheprovider"]
+        # another machine's library versions warn about other things: shown, not failures, there
+        tests += ["-o", "filterwarnings=default", "-q", "-s", "-rA"]
+        report["stages"].append(stage("GPU test tier", tests, left(60 if args.cpu_smoke else 240), env))
 
-    # one stage per arm, so that a slow arm costs only its own figures; the model is built once
-    smoke_arms = ["llm.fit defaults", "plain trl+peft+bnb defaults"]
-    shapes = [("tiny", smoke_arms, ["--steps", "4"])] if args.cpu_smoke \
-        else [("1b", list(VARIANTS), []), ("8b", smoke_arms, ["--steps", "10"])]  # fmt: skip
     report["benchmarks"] = {}
-    models = Path(args.models)
-    for shape, arms, extra in shapes:
+
+    def benchmark(shape: str, arms: list[str], extra: list[str]) -> None:
+        """One stage per arm, so that a slow arm costs only its own figures; the model is built once."""
         for arm in arms:
             name = f"gpu_qlora {shape}: {arm}"
             if deadline - time.monotonic() < (20 if args.cpu_smoke else 90):
                 report["stages"].append({"name": name, "status": "not run: no time left", "seconds": 0})
                 continue
-            command = [python, "benchmarks/gpu_qlora.py", "--shape", shape, "--models", str(models), "--json"]
+            command = [python, "benchmarks/gpu_qlora.py", "--shape", shape, "--models", args.models, "--json"]
             ran = stage(name, [*command, "--arms", arm, *extra], left(240), env)
             report["stages"].append(ran)
             result = last_json(ran["stdout"])
             if result:
-                merged = report["benchmarks"].setdefault(shape, {**result, "arms": {}})
-                merged["arms"].update(result["arms"])
+                report["benchmarks"].setdefault(shape, {**result, "arms": {}})["arms"].update(result["arms"])
+
+    two = ["llm.fit defaults", "plain trl+peft+bnb defaults"]
+    if args.cpu_smoke:
+        run_tier()
+        benchmark("tiny", two, ["--steps", "4"])
+    else:  # the 1B figures first: they are what a lent GPU is for
+        benchmark("1b", list(VARIANTS), [])
+        run_tier()
+        benchmark("8b", two, ["--steps", "10"])
     return report
 
 
