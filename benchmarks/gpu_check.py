@@ -103,7 +103,8 @@ def run_stages(args: argparse.Namespace) -> dict[str, Any]:
     report["version_differences"] = differences(report["environment"].get("versions", {}), ours())
 
     def run_tier() -> None:
-        tests = [python, "-m", "pytest", "tests/test_gpu.py", "-m", "gpu", "-p", "no:browser_lab", "-p", "no:cacheprovider"]
+        tests = [python, "-m", "pytest", "tests/test_gpu.py", "-m", "gpu", "-p", "no:browser_lab"]
+        tests += ["-p", "no:cacheprovider"]
         # another machine's library versions warn about other things: shown, not failures, there
         tests += ["-o", "filterwarnings=default", "-q", "-s", "-rA"]
         report["stages"].append(stage("GPU test tier", tests, left(60 if args.cpu_smoke else 240), env))
