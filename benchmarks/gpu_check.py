@@ -157,6 +157,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["| arm | tokens/s | peak GPU GiB | estimate GiB | MFU | loss | note |", "|---" * 7 + "|"]
         for arm, values in result["arms"].items():
             lines.append(_arm_row(arm, values))
+    lines += ["", *report.get("notes", [])]
     tests = next((s for s in report["stages"] if s["name"] == "GPU test tier"), None)
     if tests:
         lines += ["", "## GPU test tier", "", "```", *tests["stdout"].strip().splitlines()[-30:], "```"]

@@ -69,7 +69,8 @@ def merged_note(results: dict[str, Any]) -> list[str]:
         f"Rerun alone and merged in afterwards by `{run['run_command']}` on {run['date']} (git"
         f" {run['machine']['git']}, {run['total_seconds'] / 60:.1f} minutes): {', '.join(run['benchmarks'])}."
         " Its section gives its command and the load around it."
-        + ("" if run["machine"]["cpu"] == results["machine"]["cpu"] else f" CPU: {run['machine']['cpu']}.")
+        + ("" if run["machine"]["cpu"] == results["machine"]["cpu"] else f" Machine: {run['machine']['cpu']}.")
+        + ("" if run["machine"]["gpu"] == results["machine"]["gpu"] else f" GPU: {run['machine']['gpu']}.")
         + "\n"
         for run in results.get("merged", [])
     ]
@@ -275,8 +276,12 @@ def _section(entry: dict[str, Any], render: Callable[[dict[str, Any]], list[str]
     head = [
         f"## {SECTION_TITLES[entry['name'].split()[0]]}",
         "",
-        f"`{entry['command']}` — {entry['seconds']:.0f} s, load average {entry['load_before']:.1f} before,"
-        f" {entry['load_after']:.1f} after.",
+        f"`{entry['command']}` — {entry['seconds']:.0f} s"
+        + (
+            f", load average {entry['load_before']:.1f} before, {entry['load_after']:.1f} after."
+            if "load_before" in entry
+            else "."
+        ),
         "",
     ]
     if "result" not in entry:
@@ -611,20 +616,22 @@ def gpu_result(result: dict[str, Any]) -> list[str]:
     rows = []
     for arm, v in result["arms"].items():
         if "tokens_per_s" not in v:
-            rows.append([arm, v.get("skipped") or f"failed: {v.get('error')}", "", "", "", ""])
+            rows.append([arm, v.get("skipped") or f"failed: {v.get('error')}", "", "", "", "", ""])
             continue
         memory = f"{v['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in v else f"{v['peak_rss_added_mib']:.0f} MiB (RSS)"
         mfu = f"{v['mfu']:.1%}" if "mfu" in v else "—"
-        rows.append([arm, f"{v['tokens_per_s']:.0f}", memory, mfu, secs(v["loop_s"]), f"{v['loss']:.4f}"])
+        estimate = f"{v['estimate_gib']:.2f} GiB" if "estimate_gib" in v else "—"
+        rows.append([arm, f"{v['tokens_per_s']:.0f}", memory, estimate, mfu, secs(v["loop_s"]), f"{v['loss']:.4f}"])
     peak = result["peak_flops"]
     return [
         f"Shape {result['shape']} ({result['parameters']:,} parameters) on {result['device']}: batch"
         f" {result['batch_size']} x max_length {result['seq']}, {result['steps']} steps, tokens/s after step"
         f" {result['warmup']}. MFU = 6 · N · tokens/s / peak, N = all parameters;"
         + (f" peak {peak / 1e12:.0f} TFLOP/s ({result['peak_flops_source']})." if peak else " no peak known here.")
-        + " gpu_qlora.py's docstring says what the 6N estimate leaves out.",
+        + " gpu_qlora.py's docstring says what the 6N estimate leaves out."
+        + (f" {result['note']}" if "note" in result else ""),
         "",
-        *table(["arm", "tokens/s", "peak memory", "MFU", "loop", "last loss"], rows),
+        *table(["arm", "tokens/s", "peak memory", "`--dry-run` estimate", "MFU", "loop", "last loss"], rows),
     ]
 
 

@@ -8,6 +8,8 @@ load average around it (other processes share the machine: it says how quiet it 
     python benchmarks/run.py            # default sizes (about 10 minutes on 2 CPU cores)
     python benchmarks/run.py --quick    # small sizes: a smoke run of every script
     python benchmarks/run.py --only view_overhead --merge results.json  # rerun one, keep the others
+    python benchmarks/run.py --gpu-check benchmarks/gpu/REPORT.json --merge benchmarks/results.json
+        # the gpu_qlora figures of scripts/gpu_check.sh's report (a lent GPU machine) join the others
 
 On a machine with a CUDA GPU, gpu_qlora.py runs the 1B and 8B shapes; elsewhere its CPU smoke run
 (``--shape tiny``). On a CPU, torch gets one thread (``--threads 1``, see BENCHMARKS.md).
@@ -182,7 +184,19 @@ def main(argv: list[str] | None = None) -> None:
         help="results saved by --save-json: the benchmarks run now replace theirs, the file is updated and the"
         " Markdown written from all of them",
     )
+    parser.add_argument(
+        "--gpu-check",
+        metavar="JSON",
+        help="a report of scripts/gpu_check.sh: its gpu_qlora figures replace those of --merge's file; run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.gpu_check:
+        if not args.merge:
+            parser.error("--gpu-check needs --merge (the results its figures join)")
+        results = merged(json.loads(Path(args.merge).read_text()), from_gpu_check(Path(args.gpu_check)))
+        Path(args.merge).write_text(json.dumps(results, indent=1))
+        Path(args.output).write_text(report.markdown(results))
+        return
     if args.from_json:
         Path(args.output).write_text(report.markdown(json.loads(Path(args.from_json).read_text())))
         return
@@ -213,6 +227,42 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.save_json).write_text(json.dumps(results, indent=1))
     Path(args.output).write_text(report.markdown(results))
     print(f"[run] wrote {args.output} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+def from_gpu_check(path: Path) -> dict[str, Any]:
+    """scripts/gpu_check.sh's report as the results of a run: one gpu_qlora entry per shape."""
+    check = json.loads(path.read_text())
+    environment = check["environment"]
+    entries = []
+    for shape, result in check["benchmarks"].items():
+        stages = [s for s in check["stages"] if s["name"].startswith(f"gpu_qlora {shape}:")]
+        entries.append(
+            {
+                "name": f"gpu_qlora {shape}",
+                "command": f"scripts/gpu_check.sh ({path.name}): python benchmarks/gpu_qlora.py --shape {shape}, "
+                "one arm per process",
+                "seconds": sum(s["seconds"] for s in stages),
+                "returncode": 0,
+                "result": {**result, "note": _versions_note(check)},
+            }
+        )
+    versions = {name: version or "not installed" for name, version in environment["versions"].items()}
+    gpu = f"{environment['gpu']} ({environment['gpu_memory_gib']:.0f} GiB), CUDA {environment['cuda']}"
+    return {
+        "run_command": check.get("command", "scripts/gpu_check.sh"),
+        "date": check.get("date", path.stem),
+        "total_seconds": sum(s["seconds"] for s in check["stages"]),
+        "machine": {"cpu": "a lent GPU machine", "gpu": gpu, "python": environment["python"], "git": _git(),
+                    "packages": versions},  # fmt: skip
+        "benchmarks": entries,
+    }
+
+
+def _versions_note(check: dict[str, Any]) -> str:
+    found = check["environment"]["versions"]
+    named = ", ".join(f"{name} {found[name]}" for name in ("torch", "transformers", "peft", "trl", "bitsandbytes"))
+    differ = check.get("version_differences")
+    return f"The machine's own libraries: {named}" + (f" ({'; '.join(differ)})." if differ else ".")
 
 
 def merged(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
