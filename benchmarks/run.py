@@ -252,8 +252,13 @@ def from_gpu_check(path: Path) -> dict[str, Any]:
         "run_command": check.get("command", "scripts/gpu_check.sh"),
         "date": check.get("date", path.stem),
         "total_seconds": sum(s["seconds"] for s in check["stages"]),
-        "machine": {"cpu": "a lent GPU machine", "gpu": gpu, "python": environment["python"], "git": _git(),
-                    "packages": versions},  # fmt: skip
+        "machine": {
+            "cpu": "a lent GPU machine",
+            "gpu": gpu,
+            "python": environment["python"],
+            "git": _git(),
+            "packages": versions,
+        },
         "benchmarks": entries,
     }
 
