@@ -1,6 +1,6 @@
 """Data path: documents in the store -> the tokenized training set, against plain ``datasets``.
 
-- llm_magics: ``llm_magics.data.build(db, config, tokenizer)`` (streams the cursor in batches,
+- llm_magics: ``llm_magics.data.training_set.build(db, config.data_keys(), tokenizer)`` (streams the cursor in batches,
   keeps token arrays only);
 - plain: ``datasets.Dataset.from_list(list(collection.find({}, {"_id": 0})))`` then
   ``.map(tokenizer, batched=True)`` (``_id`` is projected out: an ObjectId is not an Arrow type).
@@ -34,9 +34,9 @@ MAX_LENGTH = 512
 
 def ours(db: Any, tokenizer: Any, collection: str = "docs") -> Any:
     from llm_magics import LLMTrainingConfiguration
-    from llm_magics.data import build
+    from llm_magics.data.training_set import build
 
-    return build(db, LLMTrainingConfiguration(data=collection, max_length=MAX_LENGTH), tokenizer).train
+    return build(db, LLMTrainingConfiguration(data=collection, max_length=MAX_LENGTH).data_keys(), tokenizer).train
 
 
 def plain(db: Any, tokenizer: Any, collection: str = "docs") -> Any:
@@ -55,7 +55,7 @@ def child(arm: str, store: str, root: Path, count: int) -> dict[str, Any]:
     import pyarrow.compute as pc
 
     from llm_magics import connect
-    from llm_magics.loader import load_tokenizer
+    from llm_magics.models.loader import load_tokenizer
 
     quiet()
     tokenizer = load_tokenizer(str(root / "tiny"))

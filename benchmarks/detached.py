@@ -75,8 +75,8 @@ def run_cell(shell: Any, code: str) -> dict[str, Any]:
 def follow_cost(root: Path, steps: int) -> dict[str, float]:
     """The view's look at a run at ``steps``, another connection writing one logged step before each."""
     from llm_magics import connect
-    from llm_magics.follow import Follower
-    from llm_magics.store import now
+    from llm_magics.runs.follow import Follower
+    from llm_magics.store.records import now
 
     uri = f"embedded://{root / f'follow-{steps}'}"
     writer, reader = connect(uri), connect(uri)  # two connections: two caches, as two processes have

@@ -44,7 +44,7 @@ TRAIN = {
 
 def build(shape: str, root: Path) -> Path:
     """The base model of ``shape``, saved in ``root``."""
-    from llm_magics.tiny import tiny_sentencepiece_model
+    from llm_magics.models.tiny import tiny_sentencepiece_model
 
     path = tiny_sentencepiece_model(root / f"base-{shape}")
     if shape == "tiny":
@@ -66,7 +66,7 @@ def build(shape: str, root: Path) -> Path:
 
 def train(shape: str, root: Path) -> dict[str, Any]:
     from llm_magics import LLM, LLMTrainingConfiguration, connect
-    from llm_magics.tiny import FACTS, documents
+    from llm_magics.models.tiny import FACTS, documents
 
     db = connect(f"embedded://{root / 'store'}")
     db["docs"].insert_many(documents(64))

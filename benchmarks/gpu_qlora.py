@@ -48,7 +48,7 @@ from typing import Any
 
 from workload import emit, peak_rss, quiet, reset_peak_rss, workdir
 
-from llm_magics.tiny import SHAPES, shaped_model
+from llm_magics.models.tiny import SHAPES, shaped_model
 
 RUN = {"tiny": (2, 64, 8), "1b": (4, 1024, 30), "8b": (2, 1024, 20)}  # batch size, seq, steps
 # dense bfloat16 peak of a GPU, TFLOP/s, by a part of its name (first match)
@@ -142,8 +142,8 @@ def ours(path: Path, args: argparse.Namespace, changes: dict[str, Any], out: Pat
 
 def estimated_gib(config: Any, path: Path, seq: int) -> float:
     """``--dry-run``'s memory estimate for this arm, for documents of ``seq`` tokens."""
-    from llm_magics.estimate import estimate
-    from llm_magics.loader import BaseModel
+    from llm_magics.models.estimate import estimate
+    from llm_magics.models.loader import BaseModel
 
     return estimate(config, BaseModel(str(path), bits=4), seq).total_gib
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from workload import common_options, documents, emit, interleaved, median, quiet, ratio, tiny, use_threads, workdir
 
-from llm_magics.loader import load_cached
+from llm_magics.models.loader import load_cached
 
 GOAL = 1.05  # ratio of warm prediction times
 PROMPT = "### Human: what does the model learn from? ### Assistant:"
@@ -185,7 +185,7 @@ def clocked(times: dict[str, list[float]]) -> Iterator[None]:
     ``PeftModel.load_adapter`` and llm_magics' check of the checkpoint's files (sha256)."""
     import peft
 
-    from llm_magics import model  # the module whose LLM calls local_copy: it finds the timed one
+    from llm_magics.api.database import llm as model  # the module whose LLM calls local_copy: it finds the timed one
 
     def timing(owner: Any, attribute: str, label: str) -> Any:
         original = getattr(owner, attribute)

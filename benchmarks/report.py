@@ -445,7 +445,7 @@ def data_section(result: dict[str, Any]) -> list[str]:
             f"Wrapping llm_magics' token table ({wrap['table_mib']:.0f} MiB) in a `datasets.Dataset`:"
             f" `Dataset(table)` adds a peak of {wrap['Dataset(table)']:.0f} MiB"
             " (datasets fingerprints a table given without a fingerprint by hashing all of it);"
-            f" `Dataset(table, fingerprint=...)`, as `llm_magics.data` does, adds"
+            f" `Dataset(table, fingerprint=...)`, as `llm_magics.data.training_set` does, adds"
             f" {wrap['Dataset(table, fingerprint=...)']:.0f} MiB.",
             "",
         ]

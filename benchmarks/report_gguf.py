@@ -6,7 +6,7 @@ from typing import Any
 
 from formatting import secs, table
 
-from llm_magics.gguf import CONVERTED as EXACT  # the types whose greedy answers must stay the same
+from llm_magics.export.gguf import CONVERTED as EXACT  # the types whose greedy answers must stay the same
 
 GGUF_TITLE = "11. GGUF export: merge, convert, quantize, check; how closely each GGUF answers"
 OURS_GOAL = 0.03  # what llm_magics adds, as a share of the export's wall time

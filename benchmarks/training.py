@@ -166,11 +166,11 @@ def _result(metrics: dict[str, Any], call_s: float) -> dict[str, Any]:
 
 def checks(bench: Bench) -> dict[str, Any]:
     """Both sides get the same token ids and the same trainer arguments (differences listed)."""
-    from llm_magics.data import build
-    from llm_magics.loader import load_tokenizer
+    from llm_magics.data.training_set import build
+    from llm_magics.models.loader import load_tokenizer
 
     config = bench.config(2, "check").replace(data="docs", model=bench.base)
-    ours = build(bench.db, config, load_tokenizer(bench.base)).train["input_ids"]
+    ours = build(bench.db, config.data_keys(), load_tokenizer(bench.base)).train["input_ids"]
     plain = plain_trl(bench, 2, with_ids=True)["input_ids"]
     ours_args = config.training_arguments(
         output_dir="x", save_total_limit=None, report_to="none", disable_tqdm=True, activation_checkpointing_kwargs=None
@@ -272,7 +272,7 @@ def _feed(db: Any, steps: int, with_view: bool) -> tuple[float, Any, Any]:
 
     from transformers import TrainerControl, TrainerState
 
-    from llm_magics.run import Control, Run, RunState
+    from llm_magics.runs.run import Control, Run, RunState
     from llm_magics.training.callbacks import ProgressCallback
     from llm_magics.training.recorder import Recorder
     from llm_magics.widgets.progress import TrainingView

@@ -53,7 +53,7 @@ def fit(base: str, db: Any, root: Path, steps: int, view: bool) -> dict[str, Any
     from transformers import set_seed
 
     from llm_magics import LLM, LLMTrainingConfiguration
-    from llm_magics.store import FINAL
+    from llm_magics.store.records import FINAL
     from llm_magics.widgets.progress import TrainingView
 
     views: list[TrainingView] = []
@@ -84,7 +84,7 @@ def fit(base: str, db: Any, root: Path, steps: int, view: bool) -> dict[str, Any
 
 def view_alone(steps: int, repeats: int = 5) -> dict[str, float]:
     """Seconds of the view's work per step notified and per render, fed a run's steps without training."""
-    from llm_magics.run import Control, Run, RunState
+    from llm_magics.runs.run import Control, Run, RunState
     from llm_magics.widgets.progress import TrainingView
 
     per_step, per_render = [], []

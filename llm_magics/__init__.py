@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llm_magics.run import Run
+    from llm_magics.runs.run import Run
 
 # bitsandbytes logs a warning at import on CPUs with AVX512-BF16 when an optional kernel cannot
 # be downloaded; it says nothing a notebook user can act on
@@ -36,17 +36,17 @@ __all__ = [
 ]
 
 _LAZY = {
-    "LLM": "llm_magics.model",
-    "Collection": "llm_magics.query",
-    "Database": "llm_magics.api",
-    "Document": "llm_magics.query",
-    "LLMTrainer": "llm_magics.config",
-    "LLMTrainingConfiguration": "llm_magics.config",
-    "Run": "llm_magics.run",
-    "TextClassification": "llm_magics.classification",
-    "connect": "llm_magics.api",
-    "superduper": "llm_magics.api",
-    "tiny_model": "llm_magics.tiny",
+    "LLM": "llm_magics.api.llm",
+    "Collection": "llm_magics.store.query",
+    "Database": "llm_magics.api.database",
+    "Document": "llm_magics.store.query",
+    "LLMTrainer": "llm_magics.config.configuration",
+    "LLMTrainingConfiguration": "llm_magics.config.configuration",
+    "Run": "llm_magics.runs.run",
+    "TextClassification": "llm_magics.api.classification",
+    "connect": "llm_magics.api.database",
+    "superduper": "llm_magics.api.database",
+    "tiny_model": "llm_magics.models.tiny",
 }
 
 
@@ -79,7 +79,7 @@ def _show_run(run: Run) -> None:
 def _register_displays(shell: Any) -> None:
     """Tells IPython how a Run displays itself (its live view or summary), without importing it."""
     formatter = shell.display_formatter.ipython_display_formatter
-    formatter.for_type_by_name("llm_magics.run", "Run", _show_run)
+    formatter.for_type_by_name("llm_magics.runs.run", "Run", _show_run)
 
 
 def _register_with_the_running_shell() -> None:

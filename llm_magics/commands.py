@@ -6,14 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.display import RUN_COLUMNS, Comparison, DryRun, Table, run_row
-from llm_magics.errors import ConfigError, RunError
-from llm_magics.refs import CheckpointRef, parse_ref, parse_target
-from llm_magics.run import Run, active_run
+from llm_magics.config.refs import CheckpointRef, parse_ref, parse_target
+from llm_magics.core.errors import ConfigError, RunError
+from llm_magics.runs.run import Run, active_run
 from llm_magics.training.launch import Placement, Plan, plan_run, start_run
+from llm_magics.widgets.display import RUN_COLUMNS, Comparison, DryRun, Table, run_row
 
 if TYPE_CHECKING:
-    from llm_magics.db import DatabaseHandle
+    from llm_magics.api.database import Database
+    from llm_magics.store.database import DatabaseHandle
     from llm_magics.widgets.checkpoints import CheckpointBrowser
 
 
@@ -34,7 +35,7 @@ def finetune(
 
     ``backend`` / ``ray_address`` are what the flags ask; the configuration, then ``settings``,
     decide what they leave open."""
-    from llm_magics.config import LLMTrainingConfiguration
+    from llm_magics.config.configuration import LLMTrainingConfiguration
 
     settings = settings or Placement()
     if "sweep" in mapping:
@@ -63,8 +64,8 @@ def _sweep(
 
     checked = plan_sweep(name, mapping, db, ray_address=ray_address, settings=settings)
     if dry_run:
-        from llm_magics.display import SweepDryRun
-        from llm_magics.estimate import estimate
+        from llm_magics.models.estimate import estimate
+        from llm_magics.widgets.display import SweepDryRun
 
         largest = max(
             (
@@ -80,8 +81,8 @@ def _sweep(
 
 
 def dry_run_report(checked: Plan) -> DryRun:
-    from llm_magics.estimate import estimate
-    from llm_magics.loader import load_tokenizer
+    from llm_magics.models.estimate import estimate
+    from llm_magics.models.loader import load_tokenizer
 
     data = checked.data
     longest = max(len(ids) for ids in data.train["input_ids"])
@@ -101,10 +102,10 @@ def export(
     """``%llm_export NAME@STEP DIR [--gguf QUANT]``: the checkpoint merged into its base, saved in
     DIR as a transformers model, or as a checked GGUF with its Modelfile (``gguf_options``: those
     of ``gguf.export_gguf``)."""
-    from llm_magics.api import load_llm
+    from llm_magics.api.database import load_llm
 
     if gguf is not None:
-        from llm_magics.gguf import quantization
+        from llm_magics.export.gguf import quantization
 
         quantization(gguf)  # a bad name fails before any model loads
     name, ref = parse_target(target)
@@ -124,7 +125,7 @@ def predict(
 ) -> str | list[str] | Comparison:
     """Generates with a model's checkpoint; with ``compare``, with several, side by side.
     ``trust_remote_code`` allows a model whose record asks to run its own code."""
-    from llm_magics.api import load_llm
+    from llm_magics.api.database import load_llm
 
     if not prompts:
         raise ConfigError('give a prompt: %llm_predict NAME "prompt" (or the cell body of %%llm_predict NAME)')
@@ -167,13 +168,13 @@ def runs_table(db: DatabaseHandle, model: str | None = None) -> Table:
     return Table(RUN_COLUMNS, rows, title=f"runs in {db.uri}", css_class="llm-runs")
 
 
-def stop(db: DatabaseHandle, run_id: str) -> Run:
+def stop(db: Database, run_id: str) -> Run:
     """Asks a run to save a checkpoint and stop: one training in this kernel, or a detached one
     (through the store, from any kernel)."""
     return (active_run(run_id) or db.run(run_id)).stop()
 
 
-def attach(db: DatabaseHandle, target: str) -> Any:
+def attach(db: Database, target: str) -> Any:
     """The run ``target`` (a run id, or a model name: its latest run), to show: live while it
     trains anywhere, its summary once it has ended; or the sweep ``target``, with its trials."""
     known = active_run(target)
@@ -193,11 +194,11 @@ def attach(db: DatabaseHandle, target: str) -> Any:
 
 def log_lines(db: DatabaseHandle, run_id: str, lines: int = 50) -> list[str]:
     """The last ``lines`` lines of a detached run's output (secrets masked)."""
-    from llm_magics import logs
+    from llm_magics.runs import logs
 
     record = db.store.run(run_id)
     if record.get("ray_job"):
-        from llm_magics.secrets import redact_text
+        from llm_magics.core.secrets import redact_text
         from llm_magics.training.ray_job import job_logs
 
         return [redact_text(line) for line in job_logs(record["ray_job"]).splitlines()[-lines:]]

@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from llm_magics.tiny import documents
+from llm_magics.models.tiny import documents
 
 PROMPT = "### Human: What is the capital of France? ### Assistant: "
 

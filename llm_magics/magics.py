@@ -19,12 +19,12 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Unicode, observe
 
-from llm_magics.errors import ConfigError, LLMMagicsError, did_you_mean
-from llm_magics.secrets import redact_text
+from llm_magics.core.errors import ConfigError, LLMMagicsError, did_you_mean
+from llm_magics.core.secrets import redact_text
 
 if TYPE_CHECKING:
-    from llm_magics.api import Database
-    from llm_magics.run import Run
+    from llm_magics.api.database import Database
+    from llm_magics.runs.run import Run
 
 
 class _Once(argparse.Action):
@@ -139,7 +139,7 @@ class LLMMagics(Magics):
     def db(self) -> Database:
         """The current database, connected on first use."""
         if self._db is None:
-            from llm_magics.api import connect
+            from llm_magics.api.database import connect
 
             self._db = connect(self._uri)
         return self._db
@@ -154,7 +154,7 @@ class LLMMagics(Magics):
         """Shows or sets the database; returns its handle (``db = %llm_db``)."""
         args = _parse(self.llm_db, line)
         if args.uri:
-            from llm_magics.api import connect
+            from llm_magics.api.database import connect
 
             db = connect(args.uri)  # a failure leaves the current database in place
             self.database = args.uri
@@ -184,7 +184,7 @@ class LLMMagics(Magics):
         run's checkpoints are recorded in the database.
         """
         from llm_magics import commands
-        from llm_magics.refs import parse_ref
+        from llm_magics.config.refs import parse_ref
         from llm_magics.training.launch import Placement
 
         args = _parse(self.llm_finetune, line)
@@ -210,7 +210,7 @@ class LLMMagics(Magics):
         return None
 
     def _configuration(self, path: str | None, cell: str | None) -> dict[str, Any]:
-        from llm_magics.cell import parse_cell
+        from llm_magics.config.cell import parse_cell
 
         namespace = self.shell.user_ns
         mapping: dict[str, Any] = {}
@@ -295,7 +295,7 @@ class LLMMagics(Magics):
         args = _parse(self.llm_export, line)
         trust = self.trust_remote_code
         if args.gguf is not None:
-            from llm_magics.gguf import quantization, stages
+            from llm_magics.export.gguf import quantization, stages
 
             labels = stages(quantization(args.gguf))  # a bad name fails before any model loads
             count = iter(range(1, len(labels) + 1))
@@ -356,7 +356,7 @@ class LLMMagics(Magics):
         while it trains, its summary once it has ended; returns its Run handle. A sweep's id
         shows the sweep view of its trials."""
         from llm_magics import commands
-        from llm_magics.run import Run
+        from llm_magics.runs.run import Run
 
         found = commands.attach(self.db, _parse(self.llm_attach, line).target)
         if isinstance(found, Run):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the gguf extra into .venv: llama-cpp-python, built once from its source release and kept
-# as a wheel in ~/.cache/llm_magics/wheels, and llama.cpp's converter (python -m llm_magics.gguf setup).
+# as a wheel in ~/.cache/llm_magics/wheels, and llama.cpp's converter (python -m llm_magics.export.gguf setup).
 # Usage: scripts/setup_gguf.sh         (after scripts/setup.sh)
 #        scripts/setup_gguf.sh wheel   only build the wheel, with any Python that has pip ($PYTHON, else
 #                                      python3): scripts/test.sh builds it while scripts/setup.sh installs
@@ -32,7 +32,7 @@ if ! .venv/bin/python -c "import llama_cpp" >/dev/null 2>&1; then
   .venv/bin/pip install --quiet --disable-pip-version-check "$(ls "$cache/wheels/llama_cpp_python-$version-"*.whl | head -n 1)"
 fi
 if [ -f "$sdist" ]; then
-  .venv/bin/python -m llm_magics.gguf setup "$sdist"
+  .venv/bin/python -m llm_magics.export.gguf setup "$sdist"
 else
-  .venv/bin/python -m llm_magics.gguf setup
+  .venv/bin/python -m llm_magics.export.gguf setup
 fi

@@ -88,7 +88,7 @@ def test_a_missing_adapter_is_refused_before_anything_is_written(db, tiny_path, 
 
 
 def test_browsing_many_checkpoints_keeps_only_the_recent_adapters_loaded(db, tiny_path):
-    from llm_magics.loader import MAX_ADAPTERS
+    from llm_magics.models.loader import MAX_ADAPTERS
 
     db["docs"].insert_many(qa_docs(40))
     LLM("many", tiny_path).fit(

@@ -9,7 +9,7 @@ import pytest
 from helpers import qa_docs, small_config
 
 from llm_magics import LLM, TextClassification, tiny_model
-from llm_magics.errors import ConfigError
+from llm_magics.core.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 PROMPT = "### Human: what is 3? ### Assistant:"

@@ -26,7 +26,7 @@ CELLS = [
     # the demo's documents (four capitals): the tiny model learns them, so the answers shown are real
     "db = %llm_db mongomock://browser\n"
     "from llm_magics import tiny_model\n"
-    "from llm_magics.tiny import documents\n"
+    "from llm_magics.models.tiny import documents\n"
     "base_path = str(tiny_model('tiny'))\n"
     "db['docs'].insert_many(documents(64));",
     "%llm_checkpoints",

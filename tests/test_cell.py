@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_magics.cell import parse_cell
-from llm_magics.errors import ConfigError
+from llm_magics.config.cell import parse_cell
+from llm_magics.core.errors import ConfigError
 
 
 def test_interpolation_keeps_the_values_type():

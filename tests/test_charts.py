@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_magics.run import Control, Run, RunState
+from llm_magics.runs.run import Control, Run, RunState
 from llm_magics.widgets.curve import ChartOptions, curves_svg, run_chart_svg
 from llm_magics.widgets.probes import probe_grid_html
 from llm_magics.widgets.progress import TrainingView, metrics_rows, summary_html
@@ -276,8 +276,8 @@ def test_token_accuracy_and_every_eval_metric_show_live():
 
 def test_a_run_from_the_store_has_the_same_chart_metrics_and_probes_as_live(db):
     """A finished run's summary, a followed run's view and the live view are built from the same rows."""
-    from llm_magics.follow import Follower
-    from llm_magics.store import now
+    from llm_magics.runs.follow import Follower
+    from llm_magics.store.records import now
 
     rows = [
         {"step": 1, "loss": 1.0, "learning_rate": 1e-4, "mean_token_accuracy": 0.4, "time": 1.0},

@@ -8,7 +8,7 @@ import pytest
 from helpers import small_config
 
 from llm_magics import TextClassification
-from llm_magics.errors import ConfigError
+from llm_magics.core.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 WORDS = {"positive": ["great", "lovely", "superb", "happy"], "negative": ["awful", "boring", "sad", "poor"]}

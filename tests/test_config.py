@@ -12,7 +12,7 @@ from helpers import snippet_config
 from trl import SFTConfig
 
 from llm_magics import LLMTrainer, LLMTrainingConfiguration
-from llm_magics.errors import ConfigError
+from llm_magics.core.errors import ConfigError
 
 
 def test_seed_snippet_builds_and_maps_dropped_names():

@@ -26,8 +26,8 @@ import pytest
 from helpers import qa_docs
 
 from llm_magics import connect
-from llm_magics.artifacts import verify
-from llm_magics.errors import ModelError
+from llm_magics.core.errors import ModelError
+from llm_magics.store.artifacts import verify
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ SERVER = textwrap.dedent(
             import peft.peft_model
             after_calls(peft.peft_model, "safe_save_file", count)
         elif kind in ("record-before", "record-after"):  # around the checkpoint record
-            from llm_magics.store import Store
+            from llm_magics.store.records import Store
             after_calls(Store, "add_checkpoint", count, before=kind == "record-before")
         elif kind == "prune":  # between deleting a record and deleting its files
             import shutil
@@ -81,7 +81,7 @@ SERVER = textwrap.dedent(
                 return rmtree(path, *args, **kwargs)
             shutil.rmtree = dying_rmtree
         elif kind == "commit":  # inside a write transaction, its changes made, before its COMMIT
-            from llm_magics.embedded_file import StoreFile
+            from llm_magics.store.embedded_file import StoreFile
             commit, calls = StoreFile.commit, [0]
             def dying_commit(self):
                 if self.writing:

@@ -6,9 +6,9 @@ import pytest
 from helpers import qa_docs
 
 from llm_magics import LLMTrainingConfiguration
-from llm_magics.data import IGNORE, build
-from llm_magics.errors import DataError
-from llm_magics.loader import load_tokenizer
+from llm_magics.core.errors import DataError
+from llm_magics.data.training_set import IGNORE, build
+from llm_magics.models.loader import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,8 @@ def tokenizer(tiny_path):
 
 
 def config(**values):
-    return LLMTrainingConfiguration(**{"data": "docs", "max_length": 64, **values})
+    """The data keys of a configuration (what ``build`` takes), checked as a cell's would be."""
+    return LLMTrainingConfiguration(**{"data": "docs", "max_length": 64, **values}).data_keys()
 
 
 def test_folds_split_train_and_valid(db, tokenizer):

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from llm_magics import connect
-from llm_magics.errors import DatabaseError
-from llm_magics.secrets import redact_text
+from llm_magics.core.errors import DatabaseError
+from llm_magics.core.secrets import redact_text
 
 
 def test_mongomock_databases_are_shared_by_name_within_the_process():

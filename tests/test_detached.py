@@ -15,8 +15,8 @@ import pytest
 from helpers import qa_docs, small_config
 
 from llm_magics import LLM, connect
-from llm_magics.errors import ConfigError, RunError
-from llm_magics.store import FINAL
+from llm_magics.core.errors import ConfigError, RunError
+from llm_magics.store.records import FINAL
 
 pytestmark = pytest.mark.slow
 
@@ -228,7 +228,8 @@ def test_a_run_started_in_a_kernel_that_shut_down_is_attached_from_a_new_one(wor
 
 
 def test_a_stuck_process_shows_as_stalled_and_the_views_stop_button_stops_it(store, tiny_path, monkeypatch):
-    from llm_magics import commands, follow
+    from llm_magics import commands
+    from llm_magics.runs import follow
     from llm_magics.widgets.progress import TrainingView, body_html
 
     monkeypatch.setattr(follow, "STALL_AFTER", 1.0)
@@ -254,7 +255,7 @@ def test_a_stuck_process_shows_as_stalled_and_the_views_stop_button_stops_it(sto
 def test_a_run_on_another_host_is_alive_while_it_beats_and_interrupted_after_a_few_missed_beats(store):
     import datetime as dt
 
-    from llm_magics.store import now
+    from llm_magics.store.records import now
 
     beat = now()
     record = {
@@ -277,7 +278,7 @@ def test_a_run_on_another_host_is_alive_while_it_beats_and_interrupted_after_a_f
 
 
 def test_the_log_shows_its_last_lines_with_secrets_masked(tmp_path):
-    from llm_magics import logs
+    from llm_magics.runs import logs
 
     log = logs.create(tmp_path)
     lines = [f"step {i}" for i in range(20_000)] + [

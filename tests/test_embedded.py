@@ -221,7 +221,7 @@ def test_a_delete_after_another_process_deleted_the_same_document_does_not_raise
 def test_collections_load_when_used_and_catch_up_on_what_changed(tmp_path):
     """Opening the store reads no collection; after another process changes one document of 5,000,
     the next read takes that document, not the 5,000."""
-    from llm_magics.embedded_file import StoreFile
+    from llm_magics.store.embedded_file import StoreFile
 
     seed = reopen(tmp_path)
     seed["big"].insert_many([{"i": i} for i in range(5000)])

@@ -22,7 +22,7 @@ def trained(db, tiny_path):
 
 
 def logits(model, tokenizer_path):
-    from llm_magics.loader import load_tokenizer
+    from llm_magics.models.loader import load_tokenizer
 
     ids = load_tokenizer(str(tokenizer_path))("### Human: what is 7? ### Assistant: it is", return_tensors="pt")
     with torch.inference_mode():

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
 from llm_magics import LLM, Database, LLMTrainingConfiguration
-from llm_magics.cell import parse_cell
-from llm_magics.config import ALIASES
-from llm_magics.errors import ConfigError, ModelError, RunError
-from llm_magics.store import now
+from llm_magics.config.cell import parse_cell
+from llm_magics.config.configuration import ALIASES
+from llm_magics.core.errors import ConfigError, ModelError, RunError
+from llm_magics.store.records import now
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_a_pickle_only_model_is_refused(workdir, tiny_path):
     import torch
     from transformers import AutoConfig
 
-    from llm_magics.loader import load_tokenizer
+    from llm_magics.models.loader import load_tokenizer
 
     pickled = workdir / "pickled"
     pickled.mkdir()
@@ -86,7 +86,7 @@ def test_a_pickle_only_model_is_refused(workdir, tiny_path):
 
 
 def test_a_pickle_only_adapter_is_refused(db, tiny_path, workdir):
-    from llm_magics.artifacts import check_adapter
+    from llm_magics.store.artifacts import check_adapter
 
     adapter = workdir / "adapter"
     adapter.mkdir()
@@ -195,7 +195,7 @@ def test_passwords_never_show_in_displays_settings_or_errors(shell):
     import pymongo
 
     from llm_magics import connect
-    from llm_magics.errors import DatabaseError
+    from llm_magics.core.errors import DatabaseError
 
     uri = f"mongodb://alice:{SECRET}@127.0.0.1:9/db"
     client = pymongo.MongoClient(uri, connect=False, serverSelectionTimeoutMS=200)
@@ -241,7 +241,7 @@ def test_debug_logging_never_records_a_password(db, tiny_path, caplog, monkeypat
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llm_magics import connect
-    from llm_magics.errors import DatabaseError
+    from llm_magics.core.errors import DatabaseError
 
     tokens = []  # the token each from_pretrained got
     for auto in (AutoTokenizer, AutoModelForCausalLM):

@@ -7,8 +7,8 @@ import pytest
 from helpers import small_config
 
 from llm_magics import LLM
-from llm_magics.data import IGNORE, build
-from llm_magics.loader import load_tokenizer
+from llm_magics.data.training_set import IGNORE, build
+from llm_magics.models.loader import load_tokenizer
 
 TEMPLATE = "### Human: {prompt} ### Assistant: "
 CHATS = [
@@ -27,7 +27,7 @@ CHATS = [
 def test_chat_documents_train_on_the_assistant_turns_only(db, tiny_path):
     tokenizer = load_tokenizer(tiny_path)
     db["chats"].insert_many(CHATS)
-    data = build(db, small_config(data="chats", messages="chat", max_length=256), tokenizer)
+    data = build(db, small_config(data="chats", messages="chat", max_length=256).data_keys(), tokenizer)
     example = data.train[0]
     trained = [t for t in example["labels"] if t != IGNORE]
     masked = [t for t, label in zip(example["input_ids"], example["labels"], strict=True) if label == IGNORE]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from llm_magics import LLM, LLMTrainingConfiguration, connect
-from llm_magics.errors import ConfigError
-from llm_magics.tiny import FACTS, documents
+from llm_magics.core.errors import ConfigError
+from llm_magics.models.tiny import FACTS, documents
 
 FRANCE = "### Human: What is the capital of France? ### Assistant:"
 PROBES = [FRANCE, "### Human: What is the capital of Japan? ### Assistant:", "zzz"]
@@ -28,10 +28,10 @@ def test_a_bad_quantization_is_a_short_error_that_lists_the_valid_ones(shell):
 
 
 def test_without_the_converter_the_error_says_how_to_set_it_up(monkeypatch, tmp_path):
-    from llm_magics.gguf import converter
+    from llm_magics.export.gguf import converter
 
     monkeypatch.setenv("LLM_MAGICS_LLAMA_CPP", str(tmp_path))  # a llama.cpp tree without it
-    with pytest.raises(ConfigError, match=r"converter is missing .* run: python -m llm_magics.gguf setup"):
+    with pytest.raises(ConfigError, match=r"converter is missing .* run: python -m llm_magics.export.gguf setup"):
         converter()
 
 
@@ -44,7 +44,7 @@ def llama_cpp():
 @pytest.fixture(scope="module")
 def trained(llama_cpp, tmp_path_factory):
     """A tiny SentencePiece Llama, QLoRA-trained on the demo's four capitals until it answers them."""
-    from llm_magics.tiny import tiny_sentencepiece_model
+    from llm_magics.models.tiny import tiny_sentencepiece_model
 
     root = tmp_path_factory.mktemp("gguf")
     db = connect(f"embedded://{root / 'store'}")
@@ -97,7 +97,7 @@ def test_a_near_tie_that_the_quantization_explains_is_a_note_and_a_wider_move_is
     within what q8_0 does, not what f16 does."""
     import numpy as np
 
-    from llm_magics.gguf_check import near_tie
+    from llm_magics.export.gguf_check import near_tie
 
     logits = np.array([0.0, 0.3, 0.302, -0.1], dtype=np.float32)  # spread (std) 0.17
     mine = {"reference": [5, 2, 0], "logits": [np.zeros(4), logits, np.zeros(4)]}
@@ -131,8 +131,8 @@ def test_without_llama_cpp_the_error_names_the_install_and_nothing_is_written(tr
 def test_the_modelfile_writes_prompts_as_training_did(trained):
     from transformers import AutoTokenizer
 
-    from llm_magics.generate import format_prompt
-    from llm_magics.modelfile import render
+    from llm_magics.export.modelfile import render
+    from llm_magics.models.generate import format_prompt
 
     db, _, paired, root = trained
     export = paired.export(root / "paired", gguf="f16", prompts=["What is the capital of Italy?"])
@@ -185,7 +185,7 @@ def test_the_magic_quantizes_a_smaller_type_with_llama_cpp_and_refuses_a_full_ta
 def test_a_gguf_llama_cpp_cannot_load_is_an_error_in_llama_cpps_words(trained):
     """A file llama.cpp refuses (here: cut short, as a full disk leaves it) ends the check with
     llama.cpp's own reason, not a bare exit status; llama.cpp's process ends, the caller's does not."""
-    from llm_magics.gguf_check import _llama_cpp
+    from llm_magics.export.gguf_check import _llama_cpp
 
     _, _, paired, root = trained
     export = paired.export(root / "whole", gguf="f16", prompts=["What is the capital of Spain?"])
@@ -205,7 +205,7 @@ def test_a_model_with_more_embedding_rows_than_tokens_exports(llama_cpp, db, tmp
     """Released models often pad the embedding past the tokenizer (Llama 3: 128256 rows); the
     merged model keeps the base's tokenizer.model, from which llama.cpp's converter pads the
     vocabulary to the rows (without it, llama.cpp refuses the file: the shapes differ)."""
-    from llm_magics.tiny import tiny_sentencepiece_model
+    from llm_magics.models.tiny import tiny_sentencepiece_model
 
     base = tiny_sentencepiece_model(tmp_path / "padded", rows=512)
     db["docs"].insert_many(documents(16))

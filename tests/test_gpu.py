@@ -38,14 +38,14 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def base_1b(cuda, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from llm_magics.tiny import shaped_model
+    from llm_magics.models.tiny import shaped_model
 
     shape = "tiny" if SMOKE else "1b"
     return str(shaped_model(tmp_path_factory.mktemp("models") / f"llama-{shape}", shape))
 
 
 def facts(count: int) -> list[dict]:
-    from llm_magics.tiny import documents
+    from llm_magics.models.tiny import documents
 
     return [{k: v for k, v in doc.items() if k != "_fold"} for doc in documents(count)]
 
@@ -70,8 +70,8 @@ def config(store_dir: Path, **changes):
 def trained(cuda, base_1b, store_dir):
     """One QLoRA run on the 1B shape, with the peak memory it took and what the dry run estimated."""
     from llm_magics import LLM, connect
-    from llm_magics.estimate import estimate
-    from llm_magics.loader import BaseModel
+    from llm_magics.models.estimate import estimate
+    from llm_magics.models.loader import BaseModel
 
     db = connect(f"embedded://{store_dir}")
     db["facts"].insert_many(facts(64))

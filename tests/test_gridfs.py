@@ -9,8 +9,8 @@ import pytest
 from helpers import qa_docs, small_config
 
 from llm_magics import LLM, Database
-from llm_magics.errors import ModelError
-from llm_magics.uploads import BUCKET, gridfs_bucket
+from llm_magics.core.errors import ModelError
+from llm_magics.store.uploads import BUCKET, gridfs_bucket
 
 pytestmark = pytest.mark.slow
 PROMPT = "### Human: what is 7? ### Assistant: "
@@ -96,7 +96,7 @@ def test_deleting_a_checkpoint_removes_its_files_from_the_database(stored):
 def test_a_hostile_record_cannot_write_outside_the_download_directory(db, tiny_path, tmp_path, checkpoint_id, name):
     import hashlib
 
-    from llm_magics.store import now
+    from llm_magics.store.records import now
 
     name = name.replace("/ABSOLUTE", str(tmp_path))
     victim = tmp_path / "victim"
@@ -192,8 +192,8 @@ def test_chunks_of_an_upload_cut_short_are_swept(stored):
 def test_a_download_streams_instead_of_reading_whole_files(db, tmp_path):
     import tracemalloc
 
-    from llm_magics.artifacts import file_digests
-    from llm_magics.uploads import local_copy, upload
+    from llm_magics.store.artifacts import file_digests
+    from llm_magics.store.uploads import local_copy, upload
 
     source = tmp_path / "big" / "checkpoint-1"
     source.mkdir(parents=True)
@@ -215,7 +215,7 @@ CONCURRENT = """
 import sys, time
 from pathlib import Path
 from llm_magics import connect
-from llm_magics.uploads import local_copy
+from llm_magics.store.uploads import local_copy
 db = connect(sys.argv[1])
 record = db.store.checkpoints.find_one({"model": "shared"})
 while not Path(sys.argv[3]).exists():

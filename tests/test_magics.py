@@ -113,7 +113,7 @@ def test_predict_returns_text_and_a_list_for_several_prompts(trained):
 
 @pytest.mark.parametrize("target", ["my-model", "my-model@2", "my-model@latest"])
 def test_predict_resolves_its_checkpoint_once_without_listing_every_one(trained, db, monkeypatch, target):
-    from llm_magics.store import Store
+    from llm_magics.store.records import Store
 
     calls = {"checkpoint": 0, "list_checkpoints": 0}
     for name in calls:
@@ -270,8 +270,8 @@ def test_the_runs_table_shows_the_step_this_kernels_live_view_shows(db):
     """The record is written every few seconds; for a run training in this kernel %llm_runs shows
     the live step, as the view does (issue #18: they disagreed while training)."""
     from llm_magics import commands
-    from llm_magics.run import Control, Run, RunState
-    from llm_magics.store import now
+    from llm_magics.runs.run import Control, Run, RunState
+    from llm_magics.store.records import now
 
     db.store.add_run({"_id": "live1", "model": "m", "status": "running", "backend": "thread", "started": now(),
                       "step": 10, "total_steps": 100})  # fmt: skip

@@ -109,8 +109,8 @@ def test_deepspeed_settings_reach_the_training_arguments_on_the_worker(local_ray
 
 def _forced_shipping_run(db, tiny_path, kernel_dir, name, config):
     """A run whose workers send their checkpoint files to the kernel, as workers on another node do."""
-    from llm_magics.run import Control, Run, RunState
-    from llm_magics.store import now
+    from llm_magics.runs.run import Control, Run, RunState
+    from llm_magics.store.records import now
     from llm_magics.training.launch import plan_run
     from llm_magics.training.ray import run_on_ray
     from llm_magics.training.recorder import Recorder
@@ -325,7 +325,7 @@ def test_ray_detach_submits_a_ray_job_whose_driver_records_the_run_and_stops_fro
 
 def test_ray_detach_keeps_the_embedded_store_to_a_cluster_on_this_machine(tiny_path, workdir):
     from llm_magics import connect
-    from llm_magics.errors import ConfigError
+    from llm_magics.core.errors import ConfigError
 
     db = connect()
     db["docs"].insert_many(qa_docs(10))

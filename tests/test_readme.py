@@ -6,17 +6,17 @@ import inspect
 import re
 from pathlib import Path
 
-from llm_magics.config_reference import reference, section
+from llm_magics.config.reference import reference, section
 
 ROOT = Path(__file__).parent.parent
 
 
 def test_the_configuration_reference_is_current():
-    assert section(ROOT / "README.md") == reference(), "run: python -m llm_magics.config_reference README.md"
+    assert section(ROOT / "README.md") == reference(), "run: python -m llm_magics.config.reference README.md"
 
 
 def test_every_configuration_key_is_in_the_reference():
-    from llm_magics.config import LLMTrainingConfiguration
+    from llm_magics.config.configuration import LLMTrainingConfiguration
 
     listed = set(re.findall(r"^\| `(\w+)` \|", section(ROOT / "README.md"), flags=re.MULTILINE))
     own = set(inspect.get_annotations(LLMTrainingConfiguration))
@@ -40,7 +40,7 @@ def test_every_magic_is_documented():
 def test_the_readmes_cell_bodies_parse_as_pasted():
     """Every %%llm_finetune cell of the README (up to the end of its block or a blank line)
     reads as a configuration mapping, comments included, with {{ base_path }} set."""
-    from llm_magics.cell import parse_cell
+    from llm_magics.config.cell import parse_cell
 
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"^```[a-z]*\n(.*?)^```", readme, flags=re.S | re.M)

@@ -165,7 +165,7 @@ def test_the_shell_blocks_name_what_exists_and_ci_runs_the_test_command():
 def test_the_quoted_dry_run_is_what_the_estimate_script_prints_for_the_readmes_cell():
     import runpy
 
-    from llm_magics.cell import parse_cell
+    from llm_magics.config.cell import parse_cell
 
     script = runpy.run_path(str(ROOT / "scripts/first_run_estimate.py"))
     (cell,) = [c for b in readme_blocks() if b.language == "" for c in cells(b) if "--dry-run" in command(c)]

@@ -14,7 +14,7 @@ import pytest
 from helpers import Outage, Shell, qa_docs, small_config
 
 from llm_magics import LLM, Database
-from llm_magics.store import FINAL, PREFIX
+from llm_magics.store.records import FINAL, PREFIX
 
 pytestmark = pytest.mark.slow
 CHECKPOINTS, RUNS = PREFIX + "checkpoints", PREFIX + "runs"
@@ -109,8 +109,8 @@ def test_a_run_of_another_users_live_process_is_not_taken_for_dead(db):
     """``os.kill(pid, 0)`` answers PermissionError for another user's live process (a shared store
     on a JupyterHub host): that run is alive, not interrupted. The look is taken by a fork of this
     process that became user 'nobody' (no interpreter to start: /root is closed to other users)."""
-    from llm_magics.processes import process_owner, process_start
-    from llm_magics.store import now
+    from llm_magics.core.processes import process_owner, process_start
+    from llm_magics.store.records import now
 
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
@@ -139,7 +139,7 @@ def test_a_run_of_another_users_live_process_is_not_taken_for_dead(db):
 def test_an_interrupted_run_keeps_the_duration_of_its_last_sign_of_life(db):
     import datetime as dt
 
-    from llm_magics.run import Run
+    from llm_magics.runs.run import Run
     from llm_magics.widgets.progress import run_bundle
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

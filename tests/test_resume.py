@@ -41,7 +41,7 @@ def test_resume_from_the_magic_latest_or_a_step(shell, db):
 def test_a_checkpoint_whose_files_changed_is_not_resumed(db, tiny_path):
     from pathlib import Path
 
-    from llm_magics.errors import ModelError
+    from llm_magics.core.errors import ModelError
 
     db["d"].insert_many(qa_docs(20))
     llm = LLM("tampered", tiny_path)

@@ -11,7 +11,7 @@ from helpers import Outage, Shell, qa_docs, small_config
 from IPython.core.error import UsageError
 
 from llm_magics import LLM, Database
-from llm_magics.secrets import masked, redact_text
+from llm_magics.core.secrets import masked, redact_text
 
 SECRET = "S3cr3t-Zq8xK"
 URI = f"mongodb://alice:hunter@2{SECRET}@db.invalid/runs"  # a password with '@' in it
@@ -51,7 +51,7 @@ def test_no_view_record_log_line_or_error_of_a_run_shows_a_credential(db, tiny_p
     error while it trains, its records, its summary, the runs table and the logs."""
     from transformers import Trainer
 
-    from llm_magics.run import Run
+    from llm_magics.runs.run import Run
     from llm_magics.widgets.progress import run_bundle
 
     for logger in (None, "llm_magics", "pymongo"):

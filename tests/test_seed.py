@@ -100,7 +100,7 @@ def test_the_seed_script_on_a_cpu_stops_at_fp16_with_a_clear_message(workdir, ti
     done = run_seed(workdir, tiny_path)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("llm_magics.errors.ConfigError: fp16: mixed precision in float16 needs a CUDA GPU")
+    assert last.startswith("llm_magics.core.errors.ConfigError: fp16: mixed precision in float16 needs a CUDA GPU")
     assert not (workdir / "output").exists() and not (workdir / ".llm_magics").exists()
 
 

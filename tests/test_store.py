@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from llm_magics.errors import ModelError, RunError
-from llm_magics.processes import process_owner
-from llm_magics.store import PREFIX, Store, now
+from llm_magics.core.errors import ModelError, RunError
+from llm_magics.core.processes import process_owner
+from llm_magics.store.records import PREFIX, Store, now
 
 
 def checkpoint(run: str, step: int, eval_loss: float | None = None, minute: int = 0) -> dict:

@@ -9,8 +9,8 @@ import pytest
 from helpers import qa_docs
 
 from llm_magics import commands
-from llm_magics.errors import ConfigError
-from llm_magics.sweep import parse_sweep, trials
+from llm_magics.config.sweep import parse_sweep, trials
+from llm_magics.core.errors import ConfigError
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from safetensors.torch import load_file
 
 from llm_magics import LLM, LLMTrainer, connect
-from llm_magics.errors import ConfigError, ModelError
+from llm_magics.core.errors import ConfigError, ModelError
 
 pytestmark = pytest.mark.slow
 PROMPT = "### Human: Who are you? ### Assistant: "

@@ -12,7 +12,7 @@ from helpers import Shell, qa_docs, small_config
 from IPython.utils.capture import capture_output
 
 from llm_magics import LLM
-from llm_magics.run import Control, Run, RunState
+from llm_magics.runs.run import Control, Run, RunState
 from llm_magics.widgets.checkpoints import CheckpointBrowser
 from llm_magics.widgets.compare import config_diff
 from llm_magics.widgets.progress import TrainingView, summary_html
@@ -360,7 +360,7 @@ def test_every_view_escapes_a_hostile_record_and_still_shows(db, shell):
     """Records come from a database others may write to: a value where a number belongs is shown as
     text, escaped, in the summary saved with the notebook, the live view, the runs table and the
     browser; nothing fails on it."""
-    from llm_magics.store import now
+    from llm_magics.store.records import now
     from llm_magics.widgets.progress import run_bundle
 
     evil = dict.fromkeys(("step", "total_steps", "epoch", "last_loss", "last_eval_loss", "duration"), HOSTILE)
@@ -419,7 +419,7 @@ def test_the_eta_and_the_token_rate_follow_the_newest_steps_and_read_as_numbers(
     as 20,000, not 2e+04 (issue #18)."""
     import time
 
-    from llm_magics.run import RunState
+    from llm_magics.runs.run import RunState
     from llm_magics.widgets.progress import eta, metrics_rows
 
     state = RunState("r", "m", "thread", status="running", step=40, total_steps=100, first_step=0)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from llm_magics.artifacts import file_digests
+from llm_magics.store.artifacts import file_digests
 
 Sink = Callable[[dict[str, Any]], None]
 # numbers from the trainer's logs that are not metrics of the model

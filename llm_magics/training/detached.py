@@ -24,12 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.errors import ConfigError
-from llm_magics.processes import process_start
+from llm_magics.core.errors import ConfigError
+from llm_magics.core.processes import process_start
 
 if TYPE_CHECKING:
-    from llm_magics.db import DatabaseHandle
-    from llm_magics.store import Store
+    from llm_magics.store.database import DatabaseHandle
+    from llm_magics.store.records import Store
 
 _log = logging.getLogger(__name__)
 HEARTBEAT = 5.0  # seconds between the process's heartbeats
@@ -151,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(spec: dict[str, Any]) -> int:
     os.chdir(spec["cwd"])
-    from llm_magics.db import open_database
-    from llm_magics.processes import process_owner
-    from llm_magics.run import Control, Run, RunState
+    from llm_magics.core.processes import process_owner
+    from llm_magics.runs.run import Control, Run, RunState
+    from llm_magics.store.database import open_database
     from llm_magics.training.local import execute
     from llm_magics.training.recorder import Recorder
 

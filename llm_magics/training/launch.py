@@ -15,20 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.errors import ConfigError, did_you_mean, one_of
-from llm_magics.loader import BaseModel, check_model_path, check_target_modules, load_tokenizer, resolve_adapter
-from llm_magics.refs import LATEST, CheckpointRef, parse_ref
-from llm_magics.run import Control, Run, RunState
-from llm_magics.secrets import masked
-from llm_magics.store import now
+from llm_magics.config.refs import LATEST, CheckpointRef, parse_ref
+from llm_magics.core.errors import ConfigError, did_you_mean, one_of
+from llm_magics.core.secrets import masked
+from llm_magics.models.loader import BaseModel, check_model_path, check_target_modules, load_tokenizer, resolve_adapter
+from llm_magics.runs.run import Control, Run, RunState
+from llm_magics.store.records import now
+from llm_magics.store.uploads import local_copy
 from llm_magics.training.recorder import Recorder
 from llm_magics.training.train import TrainJob, trainer_arguments
-from llm_magics.uploads import local_copy
 
 if TYPE_CHECKING:
-    from llm_magics.config import LLMTrainingConfiguration
-    from llm_magics.data import TrainingSet
-    from llm_magics.db import DatabaseHandle
+    from llm_magics.config.configuration import LLMTrainingConfiguration
+    from llm_magics.data.training_set import TrainingSet
+    from llm_magics.store.database import DatabaseHandle
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 BACKENDS = ("kernel", "thread", "process", "ray", "ray-job")
@@ -81,6 +81,7 @@ class Plan:
     name: str
     run_id: str
     config: LLMTrainingConfiguration
+    recorded_config: dict[str, Any]  # the configuration as the run's record keeps it (secrets masked)
     base: BaseModel
     data: TrainingSet
     where: Placement
@@ -126,9 +127,11 @@ def plan_run(
     adapter = resolve_adapter(db, config.adapter_id)
     model_kwargs, tokenizer_kwargs = _remote_code(config)
     tokenizer = load_tokenizer(path, tokenizer_kwargs)
-    from llm_magics.data import build
+    from llm_magics.data.training_set import build
 
-    data = build(db.mongo_db, config, tokenizer, transform)
+    # the configuration is read here, once, for what the data and the run's record need of it
+    keys, recorded = config.data_keys(), config.to_dict()
+    data = build(db.mongo_db, keys, tokenizer, transform)
     run_id = uuid.uuid4().hex[:8]
     output_dir = Path(config.output_dir or db.artifacts / name).expanduser().resolve() / run_id
     # the trainer's own checks run here; a Ray worker builds its arguments where it trains
@@ -136,7 +139,7 @@ def plan_run(
     base = BaseModel(path, config.bits, config.task, model_kwargs, tokenizer_kwargs, data.labels)
     if config.use_lora and config.lora_target_modules and adapter is None and resume_from is None:
         check_target_modules(base, config.lora_target_modules)
-    return Plan(name, run_id, config, base, data, where, db, output_dir, args, resume_from, adapter)
+    return Plan(name, run_id, config, recorded, base, data, where, db, output_dir, args, resume_from, adapter)
 
 
 def _remote_code(config: LLMTrainingConfiguration) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -239,8 +242,8 @@ def _start_detached(plan: Plan, job: TrainJob) -> Run:
     """Starts the run's own process, records the run as that process's, and hands it the job.
     The kernel loads no weights: it follows the run through the store."""
 
-    from llm_magics import logs
-    from llm_magics.follow import follow
+    from llm_magics.runs import logs
+    from llm_magics.runs.follow import follow
     from llm_magics.training import detached
 
     log = logs.create(plan.output_dir)
@@ -256,7 +259,7 @@ def _start_detached(plan: Plan, job: TrainJob) -> Run:
 
 def _submit_ray_job(plan: Plan, job: TrainJob) -> Run:
     """Submits the run as a Ray Job, whose driver trains on the cluster and writes the records."""
-    from llm_magics.follow import follow
+    from llm_magics.runs.follow import follow
     from llm_magics.training import detached, ray_job
 
     plan.output_dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +295,7 @@ def _detached_spec(plan: Plan, job: TrainJob) -> dict[str, Any]:
 
 
 def write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any) -> None:
-    config, store = plan.config, plan.db.store
+    store = plan.db.store
     base = recorded_base(plan)
     store.save_defaults(plan.name, base)
     store.add_run(
@@ -302,7 +305,7 @@ def write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any)
             "status": "starting",
             "backend": plan.where.backend,
             "base": base,
-            "config": config.to_dict(),
+            "config": plan.recorded_config,
             "data": plan.data.selection.to_dict(),
             "format": plan.data.format.kind,
             "counts": plan.data.counts,

@@ -9,9 +9,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from llm_magics.errors import LLMMagicsError, RunError
-from llm_magics.run import Run
-from llm_magics.secrets import redact_text
+from llm_magics.core.errors import LLMMagicsError, RunError
+from llm_magics.core.secrets import redact_text
+from llm_magics.runs.run import Run
 from llm_magics.training.recorder import Recorder
 from llm_magics.training.train import TrainJob, train
 

@@ -22,10 +22,10 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from llm_magics.artifacts import file_digests, written_whole
-from llm_magics.errors import ConfigError, RunError
-from llm_magics.run import Run
-from llm_magics.secrets import redact_text
+from llm_magics.core.errors import ConfigError, RunError
+from llm_magics.core.secrets import redact_text
+from llm_magics.runs.run import Run
+from llm_magics.store.artifacts import file_digests, written_whole
 from llm_magics.training.local import describe
 from llm_magics.training.recorder import Recorder
 from llm_magics.training.train import TrainJob, train

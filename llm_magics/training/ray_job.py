@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.errors import ConfigError
+from llm_magics.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from llm_magics.db import DatabaseHandle
+    from llm_magics.store.database import DatabaseHandle
 
 SPEC = "ray-job.pkl"
 _AGENT_WAIT = 90.0  # seconds a cluster just started may take before its job agent takes jobs

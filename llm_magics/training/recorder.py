@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llm_magics import unsaved
-from llm_magics.errors import RunError
-from llm_magics.run import RunState
-from llm_magics.secrets import redact_text
-from llm_magics.store import Store, best_of, now
+from llm_magics.core.errors import RunError
+from llm_magics.core.secrets import redact_text
+from llm_magics.runs.run import RunState
+from llm_magics.store.records import Store, best_of, now, unsaved
 
 _log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.errors import ConfigError, RunError
-from llm_magics.run import Control, Run, RunState
-from llm_magics.store import best_of, now
-from llm_magics.sweep import Sweep, described, extremes, parse_sweep, trials
+from llm_magics.config.sweep import Sweep, described, extremes, parse_sweep, trials
+from llm_magics.core.errors import ConfigError, RunError
+from llm_magics.runs.run import Control, Run, RunState
+from llm_magics.store.records import best_of, now
 from llm_magics.training.launch import Placement, Plan, job_of, plan_run, recorder_options, write_records
 from llm_magics.training.recorder import Recorder
 
 if TYPE_CHECKING:
-    from llm_magics.db import DatabaseHandle
+    from llm_magics.store.database import DatabaseHandle
 
 
 @dataclass
@@ -45,8 +45,8 @@ def plan_sweep(
     settings: Placement | None = None,
 ) -> SweepPlan:
     """Checks the sweep and each of its trials; raises a user error, having written nothing."""
-    from llm_magics.config import ALIASES, LLMTrainingConfiguration
-    from llm_magics.validation import init_fields
+    from llm_magics.config.configuration import ALIASES, LLMTrainingConfiguration
+    from llm_magics.config.validation import init_fields
 
     mapping = dict(mapping)
     block = mapping.pop("sweep")
@@ -132,8 +132,8 @@ _running: dict[str, SweepRun] = {}  # sweeps running in this kernel, by id
 def attached_sweep(db: DatabaseHandle, sweep_id: str) -> SweepRun:
     """The sweep ``sweep_id``: the one running in this kernel, else its trials followed through
     the store (it can be stopped only from the kernel that runs it)."""
-    from llm_magics.follow import follow
-    from llm_magics.run import active_run
+    from llm_magics.runs.follow import follow
+    from llm_magics.runs.run import active_run
 
     if sweep_id in _running:
         return _running[sweep_id]
@@ -236,7 +236,7 @@ def _start_detached(
     import dataclasses
     import os
 
-    from llm_magics import logs
+    from llm_magics.runs import logs
     from llm_magics.training import detached
 
     detached.check_database(splan.db)
@@ -271,8 +271,8 @@ def main() -> int:
     import pickle
     import sys
 
-    from llm_magics.db import open_database
-    from llm_magics.processes import process_owner
+    from llm_magics.core.processes import process_owner
+    from llm_magics.store.database import open_database
     from llm_magics.training.detached import Heartbeat
 
     spec = pickle.loads(sys.stdin.buffer.read())

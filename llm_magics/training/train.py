@@ -7,12 +7,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.errors import RunError
-from llm_magics.generate import generate
-from llm_magics.loader import BaseModel, load_base_model, load_tokenizer
+from llm_magics.core.errors import RunError
+from llm_magics.models.generate import generate
+from llm_magics.models.loader import BaseModel, load_base_model, load_tokenizer
 
 if TYPE_CHECKING:
-    from llm_magics.config import LLMTrainingConfiguration
+    from llm_magics.config.configuration import LLMTrainingConfiguration
     from llm_magics.training.callbacks import Sink, StopSignal
 
 

@@ -18,15 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.run import Control, Run
-from llm_magics.secrets import redact_text
+from llm_magics.core.secrets import redact_text
+from llm_magics.runs.run import Control, Run
 from llm_magics.training.local import describe
 from llm_magics.training.ray import _channel_class, _Pump, _WorkerSink, _WorkerStop, start_ray, worker_error
 from llm_magics.training.recorder import Recorder
 from llm_magics.training.train import TrainJob, train
 
 if TYPE_CHECKING:
-    from llm_magics.sweep import Sweep
+    from llm_magics.config.sweep import Sweep
 
 
 def run_on_tune(*args: Any) -> threading.Thread:

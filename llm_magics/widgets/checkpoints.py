@@ -15,16 +15,16 @@ import html
 import threading
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.api import load_llm
-from llm_magics.display import RUN_COLUMNS, Comparison, is_number, run_row, shown, shown_time, text_table
-from llm_magics.errors import ConfigError
+from llm_magics.api.database import load_llm
+from llm_magics.core.errors import ConfigError
 from llm_magics.widgets.compare import runs_comparison_html
+from llm_magics.widgets.display import RUN_COLUMNS, Comparison, is_number, run_row, shown, shown_time, text_table
 from llm_magics.widgets.export import ExportPanel
 from llm_magics.widgets.probes import probes_html
 from llm_magics.widgets.table import Table
 
 if TYPE_CHECKING:
-    from llm_magics.db import DatabaseHandle
+    from llm_magics.store.database import DatabaseHandle
 
 COLUMNS = ["run", "step", "epoch", "train loss", "eval loss", "created (UTC)", "size", "flags"]
 _NUMERIC = {"step", "epoch", "train loss", "eval loss", "size", "last loss", "duration"}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.display import html_table
 from llm_magics.widgets.curve import curves_svg
+from llm_magics.widgets.display import html_table
 
 if TYPE_CHECKING:
-    from llm_magics.store import Store
+    from llm_magics.store.records import Store
 
 _MISSING = object()
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llm_magics.errors import ConfigError
-from llm_magics.gguf import CONVERTED, QUANTIZED, stages
+from llm_magics.core.errors import ConfigError
+from llm_magics.export.gguf import CONVERTED, QUANTIZED, stages
 
 MERGED = "merged"  # the format that is not a GGUF: the merged model, as transformers saves it
 _MERGING = ["merging the adapter into its base"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from llm_magics.display import NOTHING, shown
+from llm_magics.widgets.display import NOTHING, shown
 
 GRID_STEPS = 8  # the grid's step columns at most: the first step, then the newest ones
 ELIDED = object()  # the column of the steps left out

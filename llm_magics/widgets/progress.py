@@ -16,12 +16,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from llm_magics import logs
-from llm_magics.display import NOTHING, clock, is_number, shown
-from llm_magics.follow import follow
-from llm_magics.run import DETACHED, Run, RunState
-from llm_magics.store import FINAL
+from llm_magics.runs import logs
+from llm_magics.runs.follow import follow
+from llm_magics.runs.run import DETACHED, Run, RunState
+from llm_magics.store.records import FINAL
 from llm_magics.widgets.curve import SMOOTHING, ChartOptions, run_chart_svg
+from llm_magics.widgets.display import NOTHING, clock, is_number, shown
 from llm_magics.widgets.probes import probe_grid_html
 
 if TYPE_CHECKING:

@@ -12,11 +12,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.display import NOTHING, clock, is_number, shown
-from llm_magics.run import RunState
-from llm_magics.store import FINAL
-from llm_magics.sweep import described
+from llm_magics.config.sweep import described
+from llm_magics.runs.run import RunState
+from llm_magics.store.records import FINAL
 from llm_magics.widgets.curve import curves_svg
+from llm_magics.widgets.display import NOTHING, clock, is_number, shown
 from llm_magics.widgets.progress import status_html
 
 if TYPE_CHECKING:

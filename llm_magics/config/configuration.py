@@ -1,0 +1,340 @@
+"""LLMTrainingConfiguration: every trl.SFTConfig field plus the seed's LoRA, data and Ray extras.
+
+The class extends ``trl.SFTConfig`` for its fields and defaults, but its ``__post_init__`` only
+validates. ``TrainingArguments.__post_init__`` also sets up the accelerator (device, mixed
+precision, DeepSpeed), which must happen on the machine that trains: a Ray worker's GPU is not the
+kernel's. ``training_arguments()`` builds the real ``SFTConfig`` there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from trl import SFTConfig
+
+from llm_magics.config.cell import load_yaml
+from llm_magics.config.data_keys import DataKeys
+from llm_magics.config.validation import (
+    argument_problems,
+    defaults,
+    enum_fields,
+    init_fields,
+    kind_of,
+    plain,
+    value_problems,
+)
+from llm_magics.core.devices import cuda_bf16
+from llm_magics.core.errors import ConfigError
+from llm_magics.core.secrets import masked as masked_values
+
+# Names from the seed (transformers 4) and from the magics' YAML, mapped to our fields.
+ALIASES = {
+    "evaluation_strategy": "eval_strategy",
+    "model_name_or_path": "model",
+    "key": "X",
+}
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(repr=False)
+class LLMTrainingConfiguration(SFTConfig):
+    """Training configuration: every ``trl.SFTConfig`` / ``TrainingArguments`` field, the seed's
+    LoRA extras, and where the model and the data come from.
+
+    Build it from keyword arguments, ``from_dict`` (a cell body) or ``from_yaml``; all three run
+    the same validation and raise one ``ConfigError`` naming every problem.
+    """
+
+    # --- identity (the seed's) ---
+    identifier: str | None = field(default=None, metadata=_help("A name for this configuration."))
+
+    # --- model ---
+    model: str | None = field(
+        default=None,
+        metadata=_help("Base model: a local directory or a model name (alias model_name_or_path)."),
+    )
+    task: Literal["causal-lm", "text-classification"] = field(
+        default="causal-lm", metadata=_help("What the model learns: 'causal-lm' or 'text-classification'.")
+    )
+    bits: Literal[4, 8] | None = field(
+        default=None, metadata=_help("Load the base model quantized to 4 or 8 bits (QLoRA); null: full precision.")
+    )
+    adapter_id: str | None = field(
+        default=None,
+        metadata=_help("An existing LoRA adapter to start from: a directory or checkpoint://NAME/STEP."),
+    )
+    model_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata=_help("Passed to from_pretrained of the model.")
+    )
+    tokenizer_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata=_help("Passed to AutoTokenizer.from_pretrained.")
+    )
+
+    # --- LoRA (the seed's extras and defaults) ---
+    use_lora: bool = field(default=True, metadata=_help("Train a LoRA adapter; false: full fine-tuning."))
+    lora_r: int = field(default=8, metadata=_help("LoRA rank."))
+    lora_alpha: int = field(default=16, metadata=_help("LoRA alpha (scaling = alpha / r)."))
+    lora_dropout: float = field(default=0.05, metadata=_help("LoRA dropout."))
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata=_help("Modules that get LoRA layers; null: every linear layer but the output head."),
+    )
+    lora_bias: Literal["none", "all", "lora_only"] = field(
+        default="none", metadata=_help("Which biases train: 'none', 'all' or 'lora_only'.")
+    )
+    log_to_db: bool = field(
+        default=True,
+        metadata=_help(
+            "Write each logged step's metrics to the database (the seed's). Runs, checkpoints and the "
+            "live view always work: the kernel records them, so Ray workers never need the database."
+        ),
+    )
+
+    # --- data ---
+    data: str | None = field(default=None, metadata=_help("The collection that holds the documents."))
+    select: dict[str, Any] | str | None = field(
+        default=None,
+        metadata=_help("A collection name or {collection, filter, projection, limit}; instead of data."),
+    )
+    X: str = field(default="text", metadata=_help("The field holding each document's text (alias key)."))
+    y: str | None = field(default=None, metadata=_help("The label field (text-classification)."))
+    prompt: str | None = field(
+        default=None, metadata=_help("The prompt field; with response, the loss is on the response only.")
+    )
+    response: str | None = field(default=None, metadata=_help("The response field (with prompt)."))
+    messages: str | None = field(
+        default=None,
+        metadata=_help("The field holding a chat (a list of {role, content}); uses the chat template."),
+    )
+    prompt_template: str | None = field(
+        default=None,
+        metadata=_help("How a prompt is written before its response, with {prompt} in it; stored with checkpoints."),
+    )
+    valid_fraction: float | None = field(
+        default=None,
+        metadata=_help(
+            "Share of documents held out for evaluation when none has _fold: 'valid'; "
+            "null: 0.1 when evaluation is on, else 0."
+        ),
+    )
+
+    # --- probes ---
+    probe_prompts: list[str] | None = field(
+        default=None, metadata=_help("Prompts answered at each checkpoint, shown live and stored.")
+    )
+    probe_steps: int | None = field(
+        default=None, metadata=_help("Answer the probe prompts every N steps; null: at each save.")
+    )
+    probe_max_new_tokens: int = field(default=32, metadata=_help("Length of each probe answer."))
+
+    # --- early stopping ---
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata=_help(
+            "Stop when metric_for_best_model (default eval_loss) has not improved for N evaluations; "
+            "needs a save at every evaluation."
+        ),
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata=_help("How much the metric must improve to count as an improvement.")
+    )
+
+    # --- where it runs and where files go ---
+    backend: Literal["kernel", "thread", "process", "ray", "ray-job"] | None = field(
+        default=None,
+        metadata=_help("'kernel' (blocking), 'thread' (background), 'process' (detached), 'ray' or 'ray-job'."),
+    )
+    on_ray: bool = field(default=False, metadata=_help("Train on Ray (the seed's; same as backend: ray)."))
+    ray_address: str | None = field(
+        default=None, metadata=_help("Ray cluster address, e.g. ray://host:10001; null: a local Ray.")
+    )
+    ray_configs: dict[str, Any] | None = field(
+        default=None,
+        metadata=_help("Passed to Ray Train's TorchTrainer: scaling_config, run_config and the rest."),
+    )
+    artifacts: Literal["local", "db"] = field(
+        default="local",
+        metadata=_help("Where checkpoint files live: 'local' disk, or 'db' (GridFS) for other machines."),
+    )
+    upload_optimizer_state: bool = field(
+        default=False,
+        metadata=_help("With artifacts: db, store optimizer state too, so another machine can resume."),
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata=_help("Accepted from transformers 4 scripts; each run writes its own directory."),
+    )
+
+    # --- SFTConfig fields whose defaults suit quick notebook experiments better ---
+    output_dir: str | None = field(
+        default=None,
+        metadata=_help("Where checkpoints go (one sub-directory per run); null: .llm_magics/artifacts/NAME."),
+    )
+    max_length: int | None = field(default=512, metadata=_help("Maximum tokens per example."))
+    learning_rate: float = field(default=2e-4, metadata=_help("Initial learning rate (LoRA-sized)."))
+    logging_steps: float = field(default=1, metadata=_help("Log every N steps (feeds the live loss curve)."))
+    bf16: bool | None = field(
+        default=None, metadata=_help("bfloat16 mixed precision; null: on where the GPU supports it.")
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata=_help("Recompute activations to save memory (slower).")
+    )
+    resume_from_checkpoint: bool | str | int | None = field(
+        default=None,
+        metadata=_help(
+            "Continue from a checkpoint of this model: true (the latest), a step, 'RUN:STEP' or 'best'; "
+            "false or null: start fresh."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        # Validation only; see the module docstring for why TrainingArguments' own runs later.
+        problems = value_problems(self, init_fields(type(self)))
+        if problems:
+            raise ConfigError(problems)
+        for name in enum_fields(type(self)):
+            value = getattr(self, name)
+            if isinstance(value, enum.Enum):
+                setattr(self, name, value.value)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{key}={value!r}" for key, value in self.changes().items())
+        return f"{type(self).__name__}({shown})"
+
+    def __str__(self) -> str:  # TrainingArguments' own lists every field, kwargs and URIs unmasked
+        return repr(self)
+
+    @classmethod
+    def from_dict(cls, mapping: dict[str, Any]) -> LLMTrainingConfiguration:
+        """Builds a configuration from a mapping (a YAML cell body, a stored run)."""
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"the configuration must be a mapping of keys to values, not {kind_of(mapping)}")
+        bad_keys = [key for key in mapping if not isinstance(key, str)]
+        if bad_keys:
+            raise ConfigError(f"configuration keys must be names, not {bad_keys[0]!r}")
+        return cls(**mapping)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> LLMTrainingConfiguration:
+        """Builds a configuration from YAML text (safe loading only)."""
+        return cls.from_dict(load_yaml(text) or {})
+
+    def to_dict(self, *, masked: bool = True) -> dict[str, Any]:
+        """Every field as plain data, so a run can be repeated exactly. ``masked``: as it may be
+        shown or stored (credentials in URIs hidden, tokens masked); else with the secrets."""
+        values = {name: plain(getattr(self, name)) for name in init_fields(type(self))}
+        return masked_values(values) if masked else values
+
+    def changes(self) -> dict[str, Any]:
+        """The fields that differ from their defaults, secrets masked."""
+        default = defaults(type(self))
+        return {key: value for key, value in self.to_dict().items() if value != default.get(key)}
+
+    def replace(self, **changes: Any) -> LLMTrainingConfiguration:
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def collection(self) -> str | None:
+        """The collection the documents come from."""
+        if isinstance(self.select, dict):
+            return self.select.get("collection")
+        return self.select or self.data
+
+    def data_keys(self) -> DataKeys:
+        """What the data floor needs of this configuration (and nothing else of it)."""
+        return DataKeys(
+            collection=self.collection,
+            select=self.select if isinstance(self.select, dict) else None,
+            task=self.task,
+            X=self.X,
+            y=self.y,
+            prompt=self.prompt,
+            response=self.response,
+            prompt_template=self.prompt_template,
+            messages=self.messages,
+            max_length=self.max_length,
+            seed=self.seed,
+            valid_fraction=self.valid_fraction,
+            evaluate=str(self.eval_strategy) != "no",
+        )
+
+    @property
+    def runs_on_ray(self) -> bool:
+        return self.on_ray or self.backend in ("ray", "ray-job") or self.ray_address is not None
+
+    def training_arguments(self, **overrides: Any) -> SFTConfig:
+        """The ``SFTConfig`` the trainer gets, built (and checked) on the machine that trains."""
+        import torch
+
+        values = {name: getattr(self, name) for name in _sft_field_names()}
+        values.update(overrides)
+        if "activation_checkpointing" in values:
+            # transformers 5.2x renamed gradient_checkpointing; pass the new name so it does not warn
+            checkpointing = values.pop("gradient_checkpointing")
+            if values["activation_checkpointing"] is None:
+                values["activation_checkpointing"] = bool(checkpointing)
+            values["gradient_checkpointing"] = None
+        else:  # an earlier transformers 5 knows the old names only
+            values["gradient_checkpointing"] = bool(values["gradient_checkpointing"])
+            if "activation_checkpointing_kwargs" in values:
+                values["gradient_checkpointing_kwargs"] = values.pop("activation_checkpointing_kwargs")
+        values["resume_from_checkpoint"] = None  # where to resume is the run's plan, passed to train()
+        if not torch.cuda.is_available():
+            values["dataloader_pin_memory"] = False
+            # accelerate treats several CPU processes (Ray workers) as one job only with use_cpu
+            values["use_cpu"] = values["use_cpu"] or not torch.backends.mps.is_available()
+        if values["bf16"] is None:
+            values["bf16"] = cuda_bf16()
+        if values["fp16"] and not torch.cuda.is_available():
+            raise ConfigError("fp16: mixed precision in float16 needs a CUDA GPU and none is visible — remove fp16")
+        try:
+            return SFTConfig(**values)
+        except ValueError as error:
+            raise ConfigError(f"{error}".strip()) from None
+
+    def lora_config(self) -> Any:
+        """peft's ``LoraConfig``; ``lora_target_modules: null`` means every linear layer but the head."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=self.lora_target_modules or "all-linear",
+            bias=self.lora_bias,
+            task_type="SEQ_CLS" if self.task == "text-classification" else "CAUSAL_LM",
+        )
+
+
+LLMTrainer = LLMTrainingConfiguration
+"""The seed's name for a configuration that also names its data (``select``, ``key``)."""
+
+
+def _validated_init(cls: type) -> None:
+    """Checks names and types of the keyword arguments before the dataclass ``__init__`` runs."""
+    dataclass_init = vars(cls)["__init__"]
+
+    @functools.wraps(dataclass_init)
+    def validated_init(self: Any, /, **kwargs: Any) -> None:  # a key named 'self' is an unknown key
+        checked, problems = argument_problems(type(self), kwargs, ALIASES)
+        if problems:
+            raise ConfigError(problems)
+        dataclass_init(self, **checked)
+
+    setattr(cls, "__init__", validated_init)  # noqa: B010 - mypy refuses assigning to a method
+
+
+_validated_init(LLMTrainingConfiguration)
+
+
+@functools.cache
+def _sft_field_names() -> tuple[str, ...]:
+    return init_fields(SFTConfig)

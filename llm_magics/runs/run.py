@@ -1,0 +1,268 @@
+"""The Run handle: what a started training run looks like to the user, live or from the store.
+
+Its rich display (the live view, the static summary) belongs to the views, which register it
+with IPython; here it is data and control only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from llm_magics.core.errors import RunError
+from llm_magics.store.records import FINAL
+
+if TYPE_CHECKING:
+    from llm_magics.store.database import DatabaseHandle
+
+DETACHED = ("process", "ray-job")  # backends whose runs outlive the kernel and stop through the store
+# runs still training in this process, or followed from it, by id (for %llm_stop and the views)
+_active: dict[str, Run] = {}
+RECENT = 20  # logged steps the pace (ETA) and the token rate are measured over
+ROW_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per_s")  # a logged row's, kept live
+# a logged row's other numbers kept live (their newest value, in RunState.latest): besides these, every eval_*
+LATEST = ("mean_token_accuracy", "samples_per_s", "gpu_memory_allocated", "gpu_memory_reserved", "gpu_memory_peak")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def chart_point(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A logged row's point of the run's chart: the step, the losses, the learning rate, the
+    accuracies and the evaluation's metrics (numbers only); None when it has none of them."""
+    point = {
+        name: value
+        for name, value in row.items()
+        if _number(value)
+        and (name in ("step", "loss", "learning_rate") or name.startswith("eval_") or name.endswith("accuracy"))
+    }
+    return point if len(point) > ("step" in point) else None
+
+
+@dataclass
+class RunState:
+    """Live progress of a run in this process; the recorder writes it, views read it."""
+
+    run_id: str
+    model: str
+    backend: str
+    status: str = "starting"
+    step: int = 0
+    total_steps: int | None = None
+    epoch: float = 0.0
+    started: float = field(default_factory=time.time)
+    train_started: float | None = None  # when the first step began (model loaded)
+    first_step: int = 0  # the step training began at (a resumed run does not begin at 0)
+    ended: float | None = None
+    loss: float | None = None
+    eval_loss: float | None = None
+    eval_accuracy: float | None = None  # text classification
+    learning_rate: float | None = None
+    tokens_per_s: float | None = None
+    error: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # the chart's points (chart_point)
+    latest: dict[str, float] = field(default_factory=dict)  # the newest of each LATEST and eval_* number
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)  # {step, prompt, answer} of every probed step
+    log: str | None = None  # a detached run's log file
+    reason: str | None = None  # why it ended before max_steps, e.g. early stopping
+    stalled_for: float | None = None  # seconds since a running run's step last moved, when far too long
+    # (time, step, tokens seen) of the newest logged steps: the pace and the token rate over a window
+    recent: deque[tuple[float, int, float | None]] = field(default_factory=lambda: deque(maxlen=RECENT), repr=False)
+    listeners: list[Callable[[RunState], None]] = field(default_factory=list, repr=False)
+
+    def take(self, row: dict[str, Any]) -> None:
+        """A logged step's values into the state: its metrics, its point of the chart, and its
+        time and token count for the windowed pace and rate (the step is the caller's)."""
+        self.logged(row)
+        for name in ROW_FIELDS:
+            if row.get(name) is not None:
+                setattr(self, name, row[name])
+        self.latest.update({k: v for k, v in row.items() if (k in LATEST or k.startswith("eval_")) and _number(v)})
+        point = chart_point(row)
+        if point is not None:
+            self.history.append(point)
+
+    def add_probes(self, step: Any, probes: list[Any]) -> None:
+        """A step's probe answers, after those of the steps before (a step probed again replaces
+        its answers); entries that are not mappings (a damaged record) are left out."""
+        self.probes = [p for p in self.probes if p["step"] != step]
+        self.probes += [{**probe, "step": step} for probe in probes if isinstance(probe, dict)]
+
+    def logged(self, row: dict[str, Any]) -> None:
+        """Keeps a logged step's time, step and token count for the windowed pace and rate."""
+        moment, step = row.get("time"), row.get("step")
+        if isinstance(moment, int | float) and isinstance(step, int) and not isinstance(step, bool):
+            tokens = row.get("num_tokens")
+            self.recent.append((float(moment), step, tokens if isinstance(tokens, int | float) else None))
+
+    def changed(self) -> None:
+        for listener in list(self.listeners):
+            listener(self)
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.time()) - self.started
+
+
+@dataclass
+class Control:
+    """How the kernel steers a live run."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    on_stop: Callable[[], None] | None = None  # e.g. tells Ray workers
+
+
+class Run:
+    """A training run: ``.id``, ``.status``, ``.wait()``, ``.stop()``, ``.metrics``, ``.checkpoints``."""
+
+    def __init__(self, db: DatabaseHandle, run_id: str, state: RunState | None = None, control: Control | None = None):
+        self.db, self.id, self.state, self.control = db, run_id, state, control
+        self.shown_in: int | None = None  # the cell whose output already holds this run's view
+        self.followed = False  # its state follows the store (it trains in another process)
+        if control is not None and not control.done.is_set():
+            self.register()
+
+    def register(self) -> None:
+        """Lists the run among those live in this process (``%llm_stop`` finds it here)."""
+        _active[self.id] = self
+
+    def __repr__(self) -> str:
+        steps = f"{self.step}/{self.total_steps}" if self.total_steps else str(self.step)
+        return f"Run(id='{self.id}', model='{self.model}', status='{self.status}', step={steps})"
+
+    def live(self) -> tuple[RunState, Control]:
+        """The state and the controls of a run training in this process."""
+        if self.state is None or self.control is None:
+            raise RunError(f"run {self.id} is not training in this kernel (status: {self.status})")
+        return self.state, self.control
+
+    def stored_state(self) -> RunState:
+        """The run's state rebuilt from its records (for a run that is not live here)."""
+        record = self.record
+        state = RunState(
+            self.id,
+            record["model"],
+            record.get("backend", ""),
+            status=record["status"],
+            step=record.get("step", 0),
+            total_steps=record.get("total_steps"),
+            epoch=record.get("epoch") or 0.0,
+            loss=record.get("last_loss"),
+            eval_loss=record.get("last_eval_loss"),
+            error=record.get("error"),
+            log=record.get("log"),
+            reason=record.get("reason"),
+        )
+        started, duration = record.get("started"), record.get("duration")
+        if isinstance(started, dt.datetime):
+            state.started = started.replace(tzinfo=dt.UTC).timestamp()
+        if isinstance(record.get("train_started"), dt.datetime):
+            state.train_started = record["train_started"].replace(tzinfo=dt.UTC).timestamp()
+            state.first_step = record.get("first_step") or 0
+        if isinstance(duration, int | float) and not isinstance(duration, bool):
+            state.ended = state.started + duration
+        for row in self.db.store.run_metrics(self.id):  # as they were logged: the same chart and metrics
+            state.take(row)
+        state.checkpoints = self.checkpoints
+        for checkpoint in state.checkpoints:
+            if isinstance(checkpoint.get("probes"), list):
+                state.add_probes(checkpoint.get("step"), checkpoint["probes"])
+        return state
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The run's record in the database."""
+        return self.db.store.run(self.id)
+
+    @property
+    def model(self) -> str:
+        return self.state.model if self.state else self.record["model"]
+
+    @property
+    def status(self) -> str:
+        return self.state.status if self.state else self.record["status"]
+
+    @property
+    def step(self) -> int:
+        return self.state.step if self.state else self.record.get("step", 0)
+
+    @property
+    def total_steps(self) -> int | None:
+        return self.state.total_steps if self.state else self.record.get("total_steps")
+
+    @property
+    def error(self) -> str | None:
+        return self.state.error if self.state else self.record.get("error")
+
+    def wait(self, timeout: float | None = None, poll: float = 0.5) -> Run:
+        """Blocks until the run ends (or ``timeout`` seconds pass); returns the run. A run trained
+        elsewhere (a detached process, another kernel) is followed through the store."""
+        if self.control is not None:
+            if not self.control.done.wait(timeout):
+                raise TimeoutError(f"run {self.id} is still {self.status} after {timeout} s")
+            return self
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.record["status"] not in FINAL:  # each look notices a process that died
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self.id} is still {self.status} after {timeout} s")
+            time.sleep(poll)
+        return self
+
+    def stop(self) -> Run:
+        """Asks the run to save a checkpoint and stop; returns at once (``wait()`` to block).
+        A detached run is asked through the store, from any kernel."""
+        if self.control is not None and not self.control.done.is_set() and not self.followed:
+            self.control.stop.set()
+            if self.control.on_stop is not None:
+                self.control.on_stop()
+            return self
+        record = self.record
+        if record["status"] in FINAL:
+            raise RunError(f"run {self.id} is not training (status: {record['status']})")
+        if record.get("backend") not in DETACHED:
+            owner = record.get("owner") or {}
+            raise RunError(
+                f"run {self.id} trains in another kernel (process {owner.get('pid')} on {owner.get('host')}): "
+                "stop it there; only detached runs stop from any kernel"
+            )
+        self.db.store.request_stop(self.id)
+        if self.control is not None:
+            self.control.stop.set()
+        return self
+
+    @property
+    def metrics(self) -> Any:
+        """The logged steps as a pandas DataFrame (one row per logged step)."""
+        import pandas as pd
+
+        rows = self.db.store.run_metrics(self.id)
+        frame = pd.DataFrame(rows).drop(columns=["run", "model"], errors="ignore")
+        if "time" in frame:  # when the step was logged, as a date (UTC), not epoch seconds
+            frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
+        for column in [c for c in frame.columns if c.endswith("num_tokens")]:
+            frame[column] = frame[column].astype("Int64")  # counts are whole numbers (empty where not logged)
+        return frame
+
+    @property
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """This run's checkpoint records, by step."""
+        return [c for c in self.db.store.list_checkpoints(self.model) if c["run"] == self.id]
+
+    def finished(self) -> None:
+        """Called by the runner when the run has ended."""
+        _active.pop(self.id, None)
+        if self.control is not None:
+            self.control.done.set()
+
+
+def active_run(run_id: str) -> Run | None:
+    """The run with this id if it is training in this process."""
+    return _active.get(run_id)

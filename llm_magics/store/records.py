@@ -1,0 +1,345 @@
+"""Models, runs, metrics and checkpoints, kept in the package's own collections.
+
+The store takes any database object with the pymongo API (pymongo, mongomock, the embedded
+store) and never touches the user's collections. Flags that can be derived (latest, best,
+selected) are computed when read, so they cannot go stale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from llm_magics.config.refs import LATEST, CheckpointRef, parse_ref
+from llm_magics.core.errors import ModelError, RunError, did_you_mean
+from llm_magics.core.processes import owner_alive, process_owner
+from llm_magics.core.secrets import redact_text
+from llm_magics.store import unsaved, uploads
+from llm_magics.store.artifacts import remove_local
+
+PREFIX = "_llm_magics."
+# what a model record held before each run kept its own base (read from stores of older versions)
+_LEGACY_BASE = {
+    "model": "base_model",
+    "bits": "bits",
+    "task": "task",
+    "model_kwargs": "model_kwargs",
+    "tokenizer_kwargs": "tokenizer_kwargs",
+    "labels": "labels",
+    "adapter_id": "adapter_id",
+}
+_REPLAYABLE = ("update_run", "add_metrics", "add_checkpoint")
+ACTIVE = ("running", "starting", "stopping")
+FINAL = ("completed", "failed", "stopped", "interrupted", "pruned")  # pruned: a sweep's scheduler stopped it
+BEST_METRIC = "eval_loss"  # the best checkpoint is the one with the lowest
+# A run on another host whose owner has not written for this long is taken for dead; a run whose
+# process beats (a detached one: every ``heartbeat_every`` seconds), after this many missed beats.
+_SILENT_LIMIT = dt.timedelta(minutes=10)
+_MISSED_BEATS = 6
+TAIL = 100  # the newest metric rows a run record carries, so that following it reads one small record
+
+
+def now() -> dt.datetime:
+    """Current UTC time at millisecond precision (what BSON keeps), without tzinfo."""
+    stamp = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
+
+
+class Store:
+    """The package's records in one database (``mongo_db`` has the pymongo API)."""
+
+    def __init__(self, mongo_db: Any):
+        self.mongo_db = mongo_db
+        self.models = mongo_db[PREFIX + "models"]
+        self.runs = mongo_db[PREFIX + "runs"]
+        self.metrics = mongo_db[PREFIX + "metrics"]
+        self.checkpoints = mongo_db[PREFIX + "checkpoints"]
+        self.sweeps = mongo_db[PREFIX + "sweeps"]
+        self.exports = mongo_db[PREFIX + "exports"]  # GGUF exports and what their check found
+
+    def ensure_indexes(self) -> None:
+        self.runs.create_index([("model", 1), ("started", 1)])
+        self.metrics.create_index([("run", 1), ("step", 1)])
+        self.checkpoints.create_index([("model", 1), ("step", 1)])
+
+    # --- models ---
+
+    def save_model(self, name: str, **fields: Any) -> None:
+        stamp = now()
+        self.models.update_one(
+            {"_id": name},
+            {"$set": {**fields, "updated": stamp}, "$setOnInsert": {"created": stamp}},
+            upsert=True,
+        )
+
+    def save_defaults(self, name: str, base: dict[str, Any]) -> None:
+        """Records ``base`` as the model's defaults for its next run. The model record holds the
+        name, the selected checkpoint and these defaults; each run keeps the base it trained on."""
+        self.adopt_bases(name)  # before the old fields go: runs recorded without a base keep theirs
+        self.save_model(name, defaults=base)
+        self.models.update_one({"_id": name}, {"$unset": dict.fromkeys(_LEGACY_BASE.values(), "")})
+
+    def adopt_bases(self, name: str) -> None:
+        """Runs recorded before each run kept its base take their model record's base, once."""
+        legacy = legacy_base(self.models.find_one({"_id": name}) or {})
+        if legacy is not None:
+            self.runs.update_many({"model": name, "base": {"$exists": False}}, {"$set": {"base": legacy}})
+
+    def run_base(self, run_id: str) -> dict[str, Any]:
+        """The base a run trained on: model, bits, kwargs, labels, task, starting adapter, prompt format."""
+        found = self.runs.find_one({"_id": run_id}, {"base": 1, "model": 1})
+        if found is None:
+            raise RunError(f"no run with id '{run_id}'")
+        if found.get("base") is None:
+            self.adopt_bases(found["model"])
+            found = self.runs.find_one({"_id": run_id}, {"base": 1, "model": 1}) or {}
+        if found.get("base") is None:
+            raise ModelError(f"run {run_id} of model '{found.get('model')}' has no recorded base model")
+        return found["base"]
+
+    def model(self, name: str) -> dict[str, Any]:
+        found = self.models.find_one({"_id": name})
+        if found is None:
+            names = self.model_names()
+            hint = did_you_mean(name, names) or (
+                f"; models: {', '.join(names)}" if names else "; no model is trained yet"
+            )
+            raise ModelError(f"no model named '{name}'{hint}")
+        return found
+
+    def has_model(self, name: str) -> bool:
+        return self.models.find_one({"_id": name}, {"_id": 1}) is not None
+
+    def model_names(self) -> list[str]:
+        return sorted(doc["_id"] for doc in self.models.find({}, {"_id": 1}))
+
+    def select_checkpoint(self, name: str, checkpoint_id: str | None) -> None:
+        self.models.update_one({"_id": name}, {"$set": {"selected": checkpoint_id, "updated": now()}})
+
+    # --- runs ---
+
+    def add_run(self, run: dict[str, Any], owner: dict[str, Any] | None = None) -> None:
+        """Records a run; ``owner`` is the process that trains it (default: this one)."""
+        self.ensure_indexes()  # on the first record, so that reading never writes
+        self.runs.insert_one({**run, "owner": owner or process_owner(), "heartbeat": now()})
+
+    def update_run(self, run_id: str, tail: list[dict[str, Any]] | None = None, **fields: Any) -> None:
+        """Sets fields of a run (and its heartbeat); ``tail``: metric rows to add to the newest
+        ``TAIL`` that the record carries for those who follow it."""
+        update: dict[str, Any] = {"$set": {**fields, "heartbeat": now()}}
+        if tail:
+            update["$push"] = {"tail": {"$each": tail, "$slice": -TAIL}}
+        self.runs.update_one({"_id": run_id}, update)
+
+    def request_stop(self, run_id: str) -> bool:
+        """Asks a run to stop, through its record (its process reads it); False if it has ended."""
+        done = self.runs.update_one(
+            {"_id": run_id, "status": {"$in": list(ACTIVE)}}, {"$set": {"stop_requested": now()}}
+        )
+        return done.matched_count == 1
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        self.reap()
+        found = self.runs.find_one({"_id": run_id})
+        if found is None:
+            known = [doc["_id"] for doc in self.runs.find({}, {"_id": 1})]
+            raise RunError(f"no run with id '{run_id}'{did_you_mean(run_id, known)}")
+        return found
+
+    def list_runs(self, model: str | None = None) -> list[dict[str, Any]]:
+        self.reap()
+        query = {} if model is None else {"model": model}
+        return sorted(self.runs.find(query), key=lambda run: _moment(run.get("started")))
+
+    def reap(self) -> list[str]:
+        """Writes what a run kept on disk while the database was away; then marks runs whose
+        owning process is gone as interrupted. Returns the ids of those."""
+        for run in list(self.runs.find({"status": {"$in": list(ACTIVE)}})):  # replaying writes runs
+            self._replay(run)
+        dead = [run for run in self.runs.find({"status": {"$in": list(ACTIVE)}}) if not alive(run)]
+        for run in dead:
+            ended = max(run.get("heartbeat") or run["started"], run["started"])  # its last sign of life
+            self.runs.update_one(
+                {"_id": run["_id"], "status": {"$in": list(ACTIVE)}},
+                {
+                    "$set": {
+                        "status": "interrupted",
+                        "ended": ended,
+                        "duration": round((ended - run["started"]).total_seconds(), 3),
+                        "error": "the process that ran it ended without finishing it",
+                    }
+                },
+            )
+        return [run["_id"] for run in dead]
+
+    def _replay(self, run: dict[str, Any]) -> None:
+        """A run that ended while the database was unreachable kept its last records in
+        ``unsaved-records.jsonl``; they are written now, once (every one can be repeated safely).
+        A damaged file, or a write that cannot be repeated (its files are gone), is set aside and
+        named in a warning: it never keeps anyone from opening the store."""
+        kept = Path(run["output_dir"]) / unsaved.UNSAVED if run.get("output_dir") else None
+        if kept is None or not kept.is_file():
+            return
+        from pymongo.errors import ConnectionFailure
+
+        writes, damage = unsaved.read(kept)
+        problems = [damage] if damage else []
+        for write in writes:
+            if write["method"] not in _REPLAYABLE:
+                continue
+            try:
+                getattr(self, write["method"])(*write["args"], **write["kwargs"])
+            except (ConnectionFailure, sqlite3.OperationalError):
+                raise  # the database is away again: the file stays for the next look
+            except Exception as error:
+                problems.append(f"{write['method']} failed ({redact_text(error)})")
+        if not problems:
+            kept.rename(kept.with_name(f"{unsaved.UNSAVED}.written"))
+            return
+        aside = unsaved.set_aside(kept, "damaged")
+        warnings.warn(
+            f"run {run['_id']}: records it kept while the database was away could not all be written "
+            f"({'; '.join(problems)}); what could be was written, the file is now {aside}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        # the file is written when a run ends: if its end was in what could not be read, say so
+        self.runs.update_one(
+            {"_id": run["_id"], "status": {"$in": list(ACTIVE)}},
+            {
+                "$set": {
+                    "status": "failed",
+                    "ended": run.get("heartbeat") or run["started"],
+                    "error": f"it ended while the database was away, and its last records are damaged ({aside})",
+                }
+            },
+        )
+
+    # --- metrics ---
+
+    def add_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Adds logged steps; a row already written (a retried write) is not written twice."""
+        from pymongo.errors import BulkWriteError
+
+        rows = [{"_id": f"{row['run']}:{row['step']}", **row} for row in rows]
+        if not rows:
+            return
+        try:
+            self.metrics.insert_many(rows, ordered=False)
+        except BulkWriteError as error:
+            if any(e["code"] != 11000 for e in error.details["writeErrors"]):
+                raise
+
+    def run_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        return sorted(self.metrics.find({"run": run_id}, {"_id": 0}), key=lambda row: _number(row.get("step")))
+
+    # --- checkpoints ---
+
+    def add_checkpoint(self, record: dict[str, Any], upload: str | None = None) -> None:
+        """Records a checkpoint whose files are complete (once, however often it is retried).
+
+        ``upload``: 'weights' stores what predict needs in GridFS first, 'all' the training state
+        too. The record switches to the new upload before an earlier one of the same checkpoint
+        (a retried write) is removed, so it never points at files that are gone.
+        """
+        if upload is not None:
+            stored = uploads.upload(self.mongo_db, record, with_training_state=upload == "all")
+            record = {**record, "gridfs": stored}
+        self.checkpoints.replace_one({"_id": record["_id"]}, record, upsert=True)
+        if upload is not None:
+            uploads.sweep(self.mongo_db, record["_id"], keep=set(record["gridfs"].values()))
+
+    def remove_checkpoint(self, record: dict[str, Any]) -> None:
+        """Deletes a checkpoint: its record first, then its files, so no record outlives its files."""
+        self.checkpoints.delete_one({"_id": record["_id"]})
+        if record.get("gridfs"):
+            uploads.sweep(self.mongo_db, record["_id"], keep=set())
+        remove_local(record)
+
+    def list_checkpoints(self, model: str) -> list[dict[str, Any]]:
+        """The model's checkpoints by creation, each with latest / best / selected flags."""
+        records = sorted(self.checkpoints.find({"model": model}), key=_created)
+        found = self.models.find_one({"_id": model}) or {}
+        best = best_of(records)
+        for record in records:
+            record["latest"] = record is records[-1]
+            record["best"] = record is best
+            record["selected"] = record["_id"] == found.get("selected")
+        return records
+
+    def checkpoint(self, model: str, ref: CheckpointRef | str | int | None = None) -> dict[str, Any]:
+        """Resolves a checkpoint reference (see ``refs``): the default (selected, else latest),
+        'latest', 'best', a step (the most recent run's checkpoint at that step) or 'RUN:STEP'."""
+        ref = parse_ref(ref)
+        if ref.kind == "default":
+            selected = (self.models.find_one({"_id": model}, {"selected": 1}) or {}).get("selected")
+            found = self.checkpoints.find_one({"_id": selected, "model": model}) if selected else None
+            if found is not None:
+                return found
+            ref = LATEST
+        if ref.kind == "best":
+            scored = self.checkpoints.find({"model": model, f"metrics.{BEST_METRIC}": {"$ne": None}})
+            found = best_of(list(scored))
+            if found is None:
+                self._exists(model)
+                raise ModelError(f"model '{model}' has no best checkpoint: no evaluation ran (set eval_strategy)")
+            return found
+        query: dict[str, Any] = {"model": model}
+        if ref.kind == "step":
+            query["step"] = ref.step
+            if ref.run is not None:
+                query["run"] = ref.run
+        newest = max(self.checkpoints.find(query), key=_created, default=None) if ref.kind != "unknown" else None
+        if newest is None:
+            self._exists(model)
+            steps = ", ".join(str(step) for step in sorted(self.checkpoints.distinct("step", {"model": model})))
+            raise ModelError(
+                f"model '{model}' has no checkpoint '{ref}'; it has steps {steps} (or RUN:STEP, latest, best)"
+            )
+        return newest
+
+    def _exists(self, model: str) -> None:
+        """Raises the clearest error for a model without the checkpoint asked for."""
+        if self.checkpoints.find_one({"model": model}, {"_id": 1}) is None:
+            self.model(model)
+            raise ModelError(f"model '{model}' has no checkpoints yet — train it first")
+
+
+def alive(run: dict[str, Any]) -> bool:
+    """Whether the process training an active run may still be there: on this host, whether it
+    exists; elsewhere, whether it wrote within a few of its heartbeats (or ten minutes)."""
+    every = _number(run.get("heartbeat_every"))
+    beating = every > 0 and run.get("status") != "starting"  # a starting process may wait for a cluster
+    silence = dt.timedelta(seconds=every * _MISSED_BEATS) if beating else _SILENT_LIMIT
+    return owner_alive(run.get("owner", {}), run.get("heartbeat"), now(), silence)
+
+
+def legacy_base(model: dict[str, Any]) -> dict[str, Any] | None:
+    """The base that a model record of an older version held at its top level, or None."""
+    if "base_model" not in model:
+        return None
+    return {field: model.get(old) for field, old in _LEGACY_BASE.items()}
+
+
+def _created(record: dict[str, Any]) -> tuple[dt.datetime, float]:
+    return _moment(record.get("created")), _number(record.get("step"))
+
+
+# Records come from a database others may write to: orderings take what is not a date or a number
+# for the earliest, rather than failing on it.
+def _moment(value: Any) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.min
+
+
+def _number(value: Any) -> float:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else float("-inf")
+
+
+def best_of(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The checkpoint with the lowest evaluation loss (the earliest of equals), or None."""
+    scored = [c for c in records if _number((c.get("metrics") or {}).get(BEST_METRIC)) > float("-inf")]
+    return min(sorted(scored, key=_created), key=lambda c: c["metrics"][BEST_METRIC], default=None)
