@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # Runs the linter, the type checker and the whole test suite (Ray, a real kernel and a real browser included).
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not browser" -x
+#   scripts/test.sh --quick [ARGS]   while working: lint, types and the tests that need no browser, Ray,
+#                                    llama.cpp or a training process of their own (about a minute)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  scripts/setup.sh dev
+  .venv/bin/ruff check .
+  .venv/bin/mypy
+  exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadgroup \
+    -m "not slow and not browser and not ray and not gguf" "$@"
+fi
 
 # llama.cpp for the GGUF export tests: its wheel builds (once; then it is cached) while setup.sh
 # installs the rest, at full speed, before the tests load both cores.

@@ -28,7 +28,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     port, token = free_port(), secrets.token_hex(12)
@@ -60,7 +60,7 @@ def lab(tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def page(lab):
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (scripts/test.sh installs it as root)")

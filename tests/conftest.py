@@ -51,5 +51,11 @@ def shell(db, tiny_path):
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The GGUF tests last: scripts/test.sh builds llama.cpp for them while the others run."""
-    items.sort(key=lambda item: item.get_closest_marker("gguf") is not None)
+    """The tests that share one Ray (xdist group "ray", one worker) first: they are the suite's
+    longest chain, so under ``-n 2 --dist loadgroup`` it starts at once and the other worker
+    takes everything else beside it."""
+
+    def ray_group(item: pytest.Item) -> bool:
+        return any(mark.args == ("ray",) for mark in item.iter_markers("xdist_group"))
+
+    items.sort(key=lambda item: not ray_group(item))
