@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.config.refs import CheckpointRef, parse_ref, parse_target
@@ -201,12 +200,19 @@ def log_lines(db: DatabaseHandle, run_id: str, lines: int = 50) -> list[str]:
         from llm_magics.core.secrets import redact_text
         from llm_magics.training.ray_job import job_logs
 
-        return [redact_text(line) for line in job_logs(record["ray_job"]).splitlines()[-lines:]]
+        printed = job_logs(db.store.run_dir(run_id))
+        if printed is None:
+            raise RunError(f"run {run_id} was submitted to its Ray cluster from another machine: read its log there")
+        return [redact_text(line) for line in printed.splitlines()[-lines:]]
     if not record.get("log"):
         raise RunError(
             f"run {run_id} has no log: it trained on the {record.get('backend')} backend, whose output "
             "went to the cell that started it (only detached runs keep one)"
         )
-    if not Path(record["log"]).is_file():
-        raise RunError(f"run {run_id}: its log {record['log']} is not on this machine")
-    return logs.tail(record["log"], lines)
+    path = logs.of_run(record)
+    if path is None or not path.is_file():
+        raise RunError(
+            f"run {run_id}: its log is not in a run directory of this user's on this machine "
+            "(it trained elsewhere, or the record names another file)"
+        )
+    return logs.tail(path, lines)

@@ -141,7 +141,7 @@ def check_store(workdir: Path, runs_before: int) -> dict:
     sha256_ok = True
     for record in checkpoints:
         try:
-            verify(record)  # every file there, with the recorded sha256
+            verify(record, Path(record["path"]))  # every file there, with the recorded sha256
         except ModelError:
             sha256_ok = False
     with sqlite3.connect(workdir / ".llm_magics" / "store.sqlite") as raw:

@@ -13,10 +13,9 @@ from llm_magics.core.cache import ModelCache
 from llm_magics.core.errors import ConfigError, ModelError
 from llm_magics.export.merged import export_model
 from llm_magics.models.generate import generate
-from llm_magics.models.loader import BaseModel, Loaded, check_model_path, load_cached, resolve_adapter
+from llm_magics.models.loader import BaseModel, Loaded, check_model_path, load_cached, load_tokenizer, resolve_adapter
 from llm_magics.store.artifacts import is_adapter
 from llm_magics.store.database import DatabaseHandle, open_database
-from llm_magics.store.uploads import local_copy
 from llm_magics.training.launch import plan_run, start_run
 
 if TYPE_CHECKING:
@@ -284,6 +283,11 @@ class LLM:
         recorded = self.db.store.run_base(record["run"])
         return base_of(self.identifier, record, recorded, trust_remote_code=self.trust_remote_code)
 
+    def tokenizer_of(self, record: dict[str, Any]) -> Any:
+        """The tokenizer of the base a checkpoint trained on (what its export carries)."""
+        base = self._trained_base(record)
+        return load_tokenizer(base.path, base.tokenizer_kwargs)
+
     def checkpoint_record(self, checkpoint: CheckpointRef | str | int | None = None) -> dict[str, Any] | None:
         """The checkpoint that predicts, or None when this model has none in its database."""
         if checkpoint is None and self._loaded_record is not None:
@@ -305,7 +309,7 @@ class LLM:
         if record["_id"] not in cache.verified:
             if self.db is None:
                 raise ModelError(f"checkpoint {record['_id']}: the model has no database to read it from")
-            cache.verified[record["_id"]] = local_copy(self.db.store.mongo_db, self.db.downloads, record)
+            cache.verified[record["_id"]] = self.db.store.local_checkpoint(record, self.db.downloads)
         return cache.verified[record["_id"]]
 
     def base(self) -> BaseModel:

@@ -14,9 +14,34 @@ import socket
 from typing import Any
 
 
-def process_owner() -> dict[str, Any]:
-    """Identifies this process well enough to tell later whether it is still alive."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid())}
+def process_owner(pid: int | None = None) -> dict[str, Any]:
+    """Identifies this process (or a child, ``pid``) well enough to tell later whether it is
+    still alive."""
+    pid = os.getpid() if pid is None else pid
+    return {"host": socket.gethostname(), "machine": machine(), "pid": pid, "start": process_start(pid)}
+
+
+def machine() -> str:
+    """Where a pid means the same process: this boot of this kernel, and this pid namespace. A
+    host name alone does not tell: two containers often share one (and a boot)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            booted = boot.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "unknown"
+    return f"{booted}/{namespace}"
+
+
+def same_host(owner: Any) -> bool:
+    """Whether a record's owner ran where this process runs, so that its pid can be asked about."""
+    here = machine()
+    return (
+        isinstance(owner, dict)
+        and owner.get("host") == socket.gethostname()
+        and here != "unknown"
+        and owner.get("machine") == here
+    )
 
 
 def process_start(pid: int) -> str | None:
@@ -33,8 +58,8 @@ def process_start(pid: int) -> str | None:
 def owner_alive(owner: dict[str, Any], heartbeat: dt.datetime | None, now: dt.datetime, silence: dt.timedelta) -> bool:
     """Whether the process in ``owner`` may still be running its run. On another host: whether it
     wrote a heartbeat within ``silence`` of ``now``."""
-    if owner.get("host") != socket.gethostname():
-        return heartbeat is not None and now - heartbeat < silence
+    if not same_host(owner):
+        return isinstance(heartbeat, dt.datetime) and now - heartbeat < silence
     pid = owner.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool):
         return False

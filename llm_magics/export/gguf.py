@@ -139,7 +139,7 @@ def export_gguf(
     ``template`` replaces the Modelfile's prompt template (Go syntax); the check says whether it
     writes prompts as training did. ``progress`` is called with each of ``stages(quant)`` as it
     starts."""
-    from llm_magics.export.gguf_check import GGUFExport, check, check_prompts, write_modelfile
+    from llm_magics.export.gguf_check import GGUFExport, check, check_prompts, plan_modelfile
     from llm_magics.store.artifacts import written_whole
 
     kind = quantization(quant)
@@ -152,13 +152,15 @@ def export_gguf(
     if record is None:
         raise ConfigError(f"gguf: model '{llm.identifier}' has no checkpoints in a database — fit it first")
     asked = check_prompts(llm, record, prompts)
+    gguf_name = f"model-{kind}.gguf"
+    text, written = plan_modelfile(gguf_name, llm.tokenizer_of(record), record, llm.identifier, template)
     seconds: dict[str, float] = {}
     clock = _Stages(stages(kind), seconds, progress)
     with written_whole(target, replace=False) as partial:
         clock.next("merge")
         merged = llm.export(partial / ".merged", checkpoint)
         gc.collect()  # the merge's copy of the model: the converter reads its own from disk
-        gguf = partial / f"model-{kind}.gguf"
+        gguf = partial / gguf_name
         first = gguf if kind in CONVERTED else gguf.with_name("model-f16.gguf")
         clock.next("convert")
         command = [sys.executable, str(script), str(merged), "--outfile", str(first), "--outtype"]
@@ -168,7 +170,7 @@ def export_gguf(
             quantize = [sys.executable, "-m", "llm_magics.export.gguf_runner", "quantize", str(first), str(gguf), kind]
             _run(quantize, "quantizing")
             first.unlink()
-        written = write_modelfile(partial, gguf.name, merged, record, llm.identifier, template)
+        (partial / "Modelfile").write_text(text)
         clock.next("check")
         result = check(merged, gguf, kind, kind in CONVERTED, written, asked, max_new_tokens)
         clock.next(None)

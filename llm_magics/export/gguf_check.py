@@ -155,19 +155,18 @@ def check_prompts(llm: LLM, record: dict[str, Any], given: list[str] | None) -> 
     return texts if config.get("prompt") else [text[: max(1, len(text) * 3 // 5)] for text in texts]
 
 
-def write_modelfile(
-    directory: Path, gguf_name: str, merged: Path, record: dict[str, Any], model: str, template: str | None
-) -> Written:
-    """Writes the Modelfile for the checkpoint's prompt format (or ``template``); returns both."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(merged)
+def plan_modelfile(
+    gguf_name: str, tokenizer: Any, record: dict[str, Any], model: str, template: str | None
+) -> tuple[str, Written]:
+    """The Modelfile for the checkpoint's prompt format (or ``template``), and what it writes;
+    checked here, before any expensive stage: a template the check cannot render is an error."""
     prompt_format = record.get("template")
-    before, after = prompt_parts(prompt_format, tokenizer)
-    chosen = template if template is not None else go_template(before, after)
-    source = f"{model} step {record.get('step')} of run {record.get('run')}, written by llm_magics"
-    (directory / "Modelfile").write_text(modelfile(gguf_name, chosen, stops(before, tokenizer), source))
-    return Written(chosen, prompt_format)
+    parts = prompt_parts(prompt_format, tokenizer)
+    chosen = template if template is not None else go_template(parts)
+    render(chosen, "a prompt")
+    step = record.get("step") if isinstance(record.get("step"), int) else "?"
+    source = f"{model} step {step} of run {record.get('run')}, written by llm_magics"
+    return modelfile(gguf_name, chosen, stops(parts[0], tokenizer), source), Written(chosen, prompt_format)
 
 
 def check(

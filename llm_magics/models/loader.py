@@ -21,7 +21,6 @@ from llm_magics.core.errors import ConfigError, ModelError, did_you_mean, one_of
 from llm_magics.core.secrets import without_masked
 from llm_magics.models import hub
 from llm_magics.store.artifacts import check_adapter
-from llm_magics.store.uploads import local_copy
 
 if TYPE_CHECKING:
     from llm_magics.core.cache import ModelCache
@@ -224,7 +223,7 @@ def resolve_adapter(db: DatabaseHandle | None, adapter_id: str | None) -> str | 
             raise ModelError(f"adapter_id '{adapter_id}': a checkpoint needs the database that holds it")
         model, ref = parse_checkpoint_uri(adapter_id)
         record = db.store.checkpoint(model, ref)
-        return str(local_copy(db.store.mongo_db, db.downloads, record))
+        return str(db.store.local_checkpoint(record, db.downloads))
     return str(check_adapter(Path(adapter_id).expanduser()).resolve())
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from llm_magics.runs import logs
 from llm_magics.runs.run import Control, Run, RunState
 from llm_magics.store.records import ACTIVE, FINAL, alive, now
 
@@ -127,7 +128,7 @@ class Follower:
                 setattr(state, name, record[field])
         state.train_started = _seconds(record.get("train_started")) or state.train_started
         state.first_step = record.get("first_step") or state.first_step
-        state.log, state.reason = record.get("log"), record.get("reason")
+        state.log, state.reason = logs.of_run(record), record.get("reason")
         state.stalled_for = stalled_for(record)
 
 

@@ -12,9 +12,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.core.errors import RunError
+from llm_magics.runs import logs
 from llm_magics.store.records import FINAL
 
 if TYPE_CHECKING:
@@ -70,7 +72,7 @@ class RunState:
     latest: dict[str, float] = field(default_factory=dict)  # the newest of each LATEST and eval_* number
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     probes: list[dict[str, Any]] = field(default_factory=list)  # {step, prompt, answer} of every probed step
-    log: str | None = None  # a detached run's log file
+    log: Path | None = None  # a detached run's log file, in its own directory on this machine
     reason: str | None = None  # why it ended before max_steps, e.g. early stopping
     stalled_for: float | None = None  # seconds since a running run's step last moved, when far too long
     # (time, step, tokens seen) of the newest logged steps: the pace and the token rate over a window
@@ -158,7 +160,7 @@ class Run:
             loss=record.get("last_loss"),
             eval_loss=record.get("last_eval_loss"),
             error=record.get("error"),
-            log=record.get("log"),
+            log=logs.of_run(record),
             reason=record.get("reason"),
         )
         started, duration = record.get("started"), record.get("duration")

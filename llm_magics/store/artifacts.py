@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_magics.core.errors import ModelError
+from llm_magics.store.run_dirs import inside, regular_file
 
 # what only resuming needs: uploaded to the database only when asked (upload_optimizer_state)
 TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin", "trainer_state.json")
@@ -42,12 +43,11 @@ def is_training_state(name: str) -> bool:
     return name in TRAINING_STATE or name.startswith("rng_state")
 
 
-def verify(record: dict[str, Any], directory: Path | None = None, names: set[str] | None = None) -> Path:
-    """Checks that a checkpoint's files (or the ``names`` among them) are all in ``directory``
-    (default: the recorded path), unchanged since they were recorded."""
-    directory = Path(directory or record["path"])
+def verify(record: dict[str, Any], directory: Path, names: set[str] | None = None) -> Path:
+    """Checks that a checkpoint's files (or the ``names`` among them) are all in ``directory``,
+    unchanged since they were recorded. A file name that leads out of ``directory`` is a change."""
     expected = [f for f in record["files"] if names is None or f["name"] in names]
-    changed = [f["name"] for f in expected if not _matches(directory / f["name"], f["sha256"])]
+    changed = [str(f["name"])[:80] for f in expected if not _matches(_member(directory, f["name"]), f["sha256"])]
     if changed:
         raise ModelError(
             f"checkpoint {record['_id']}: {len(changed)} file(s) missing or changed since "
@@ -56,8 +56,15 @@ def verify(record: dict[str, Any], directory: Path | None = None, names: set[str
     return directory
 
 
-def _matches(path: Path, sha256: str) -> bool:
-    return path.is_file() and _sha256(path) == sha256
+def _matches(path: Path | None, sha256: str) -> bool:
+    return path is not None and regular_file(path) and _sha256(path) == sha256
+
+
+def _member(directory: Path, name: Any) -> Path | None:
+    """``directory / name`` when ``name`` (from a record) stays inside ``directory``, else None."""
+    if not isinstance(name, str):
+        return None
+    return inside(str(directory / name), directory.resolve())
 
 
 def is_adapter(directory: str | Path) -> bool:
@@ -103,8 +110,10 @@ def written_whole(
         raise
 
 
-def remove_local(record: dict[str, Any]) -> None:
-    """Deletes a checkpoint's local directory: only one the trainer made (``checkpoint-STEP``),
-    never a directory a record merely names."""
-    if re.fullmatch(r"checkpoint-\d+", Path(str(record.get("path"))).name):
-        shutil.rmtree(record["path"], ignore_errors=True)
+def remove_local(record: dict[str, Any], run_dir: Path | None) -> None:
+    """Deletes a checkpoint's local directory: only one the trainer made (``checkpoint-STEP``)
+    inside its run's own directory (``run_dirs.own_dir``), symlinks resolved; never a directory a
+    record merely names."""
+    path = inside(record.get("path"), run_dir)
+    if path is not None and re.fullmatch(r"checkpoint-\d+", path.name) and path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)

@@ -16,10 +16,11 @@ from typing import Any
 
 from llm_magics.config.refs import LATEST, CheckpointRef, parse_ref
 from llm_magics.core.errors import ModelError, RunError, did_you_mean
-from llm_magics.core.processes import owner_alive, process_owner
+from llm_magics.core.processes import owner_alive, process_owner, same_host
 from llm_magics.core.secrets import redact_text
 from llm_magics.store import unsaved, uploads
 from llm_magics.store.artifacts import remove_local
+from llm_magics.store.run_dirs import inside, own_dir, regular_file
 
 PREFIX = "_llm_magics."
 # what a model record held before each run kept its own base (read from stores of older versions)
@@ -180,16 +181,21 @@ class Store:
         """A run that ended while the database was unreachable kept its last records in
         ``unsaved-records.jsonl``; they are written now, once (every one can be repeated safely).
         A damaged file, or a write that cannot be repeated (its files are gone), is set aside and
-        named in a warning: it never keeps anyone from opening the store."""
-        kept = Path(run["output_dir"]) / unsaved.UNSAVED if run.get("output_dir") else None
-        if kept is None or not kept.is_file():
+        named in a warning: it never keeps anyone from opening the store.
+
+        Only a file this user's process wrote is read: in the run's own directory (``run_dirs``),
+        for a run this host owned, and each write only for that run and its own files."""
+        directory = own_dir(run) if same_host(run.get("owner")) else None
+        if directory is None or not regular_file(kept := directory / unsaved.UNSAVED):
             return
         from pymongo.errors import ConnectionFailure
 
         writes, damage = unsaved.read(kept)
         problems = [damage] if damage else []
         for write in writes:
-            if write["method"] not in _REPLAYABLE:
+            refused = _unreplayable(write, run["_id"], directory)
+            if refused:
+                problems.append(refused)
                 continue
             try:
                 getattr(self, write["method"])(*write["args"], **write["kwargs"])
@@ -243,22 +249,39 @@ class Store:
         """Records a checkpoint whose files are complete (once, however often it is retried).
 
         ``upload``: 'weights' stores what predict needs in GridFS first, 'all' the training state
-        too. The record switches to the new upload before an earlier one of the same checkpoint
-        (a retried write) is removed, so it never points at files that are gone.
+        too; only files inside the run's own directory are read. The record switches to the new
+        upload before an earlier one of the same checkpoint (a retried write) is removed, so it
+        never points at files that are gone.
         """
         if upload is not None:
-            stored = uploads.upload(self.mongo_db, record, with_training_state=upload == "all")
+            directory = inside(record.get("path"), self.run_dir(record.get("run")))
+            if directory is None:
+                raise RunError(
+                    f"checkpoint {str(record.get('_id'))[:80]!r}: its files are not in its run's own directory "
+                    "on this machine, so they were not uploaded"
+                )
+            stored = uploads.upload(self.mongo_db, record, directory, with_training_state=upload == "all")
             record = {**record, "gridfs": stored}
         self.checkpoints.replace_one({"_id": record["_id"]}, record, upsert=True)
         if upload is not None:
             uploads.sweep(self.mongo_db, record["_id"], keep=set(record["gridfs"].values()))
 
     def remove_checkpoint(self, record: dict[str, Any]) -> None:
-        """Deletes a checkpoint: its record first, then its files, so no record outlives its files."""
+        """Deletes a checkpoint: its record first, then its files, so no record outlives its files.
+        Local files go only from inside the run's own directory on this machine."""
         self.checkpoints.delete_one({"_id": record["_id"]})
         if record.get("gridfs"):
             uploads.sweep(self.mongo_db, record["_id"], keep=set())
-        remove_local(record)
+        remove_local(record, self.run_dir(record.get("run")))
+
+    def run_dir(self, run_id: Any) -> Path | None:
+        """The run's own directory on this machine (see ``run_dirs``), or None."""
+        return own_dir(self.runs.find_one({"_id": run_id})) if isinstance(run_id, str) else None
+
+    def local_checkpoint(self, record: dict[str, Any], cache: Path, *, for_resume: bool = False) -> Path:
+        """A verified local directory of the checkpoint's files: its run's own directory, else a
+        download from GridFS into ``cache``."""
+        return uploads.local_copy(self.mongo_db, cache, record, self.run_dir(record.get("run")), for_resume=for_resume)
 
     def list_checkpoints(self, model: str) -> list[dict[str, Any]]:
         """The model's checkpoints by creation, each with latest / best / selected flags."""
@@ -307,6 +330,22 @@ class Store:
         if self.checkpoints.find_one({"model": model}, {"_id": 1}) is None:
             self.model(model)
             raise ModelError(f"model '{model}' has no checkpoints yet — train it first")
+
+
+def _unreplayable(write: dict[str, Any], run_id: str, directory: Path) -> str | None:
+    """Why a kept write may not be replayed for run ``run_id``, or None: a file in one run's
+    directory writes that run's records only, and names files in that directory only."""
+    method, args, kwargs = write["method"], write["args"], write["kwargs"]
+    if method not in _REPLAYABLE or not isinstance(args, list) or not isinstance(kwargs, dict):
+        return f"{str(method)[:40]!r} is not a write a run keeps"
+    first = args[0] if args else None
+    if method == "update_run":
+        ours = first == run_id
+    elif method == "add_metrics":
+        ours = isinstance(first, list) and all(isinstance(row, dict) and row.get("run") == run_id for row in first)
+    else:
+        ours = isinstance(first, dict) and first.get("run") == run_id and inside(first.get("path"), directory)
+    return None if ours else f"a {method} that is not run {run_id}'s own"
 
 
 def alive(run: dict[str, Any]) -> bool:

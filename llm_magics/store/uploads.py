@@ -17,6 +17,7 @@ from typing import Any
 
 from llm_magics.core.errors import ModelError
 from llm_magics.store.artifacts import is_training_state, verify, written_whole
+from llm_magics.store.run_dirs import inside
 
 BUCKET = "_llm_magics.artifacts"
 _CHUNK = 1 << 20  # bytes copied at a time
@@ -35,16 +36,16 @@ def gridfs_bucket(mongo_db: Any) -> Any:
     return gridfs.GridFS(mongo_db, collection=BUCKET)
 
 
-def upload(mongo_db: Any, record: dict[str, Any], with_training_state: bool) -> dict[str, Any]:
-    """Stores a checkpoint's files in GridFS, streamed; returns {name: file id}. Files uploaded
-    before stay until ``sweep`` removes them, once the record points at the new ones."""
+def upload(mongo_db: Any, record: dict[str, Any], directory: Path, with_training_state: bool) -> dict[str, Any]:
+    """Stores a checkpoint's files, read from ``directory``, in GridFS, streamed; returns {name:
+    file id}. Files uploaded before stay until ``sweep`` removes them, once the record points at
+    the new ones. A file name that leads out of ``directory`` is refused before anything is read."""
     bucket = gridfs_bucket(mongo_db)
-    directory = Path(record["path"])
+    entries = [e for e in record["files"] if with_training_state or not is_training_state(e["name"])]
+    paths = [_inside(directory, entry["name"], record) for entry in entries]
     stored = {}
-    for entry in record["files"]:
-        if is_training_state(entry["name"]) and not with_training_state:
-            continue
-        with (directory / entry["name"]).open("rb") as handle:
+    for entry, path in zip(entries, paths, strict=True):
+        with path.open("rb") as handle:
             stored[entry["name"]] = bucket.put(
                 handle,
                 filename=f"{record['_id']}/{entry['name']}",
@@ -66,13 +67,23 @@ def sweep(mongo_db: Any, checkpoint_id: str, keep: set[Any]) -> None:
         chunks.delete_many({"files_id": {"$in": list(orphans)}})
 
 
-def local_copy(mongo_db: Any, cache: Path, record: dict[str, Any], *, for_resume: bool = False) -> Path:
+def local_copy(
+    mongo_db: Any, cache: Path, record: dict[str, Any], run_dir: Path | None, *, for_resume: bool = False
+) -> Path:
     """A local directory holding the checkpoint's files, checked against their sha256: the
-    recorded one if it is here and intact, else a download from GridFS into ``cache``. Only the
-    files predict reads are checked unless ``for_resume``."""
+    recorded one if it is inside its run's own directory here (``run_dir``) and intact, else a
+    download from GridFS into ``cache``. Only the files predict reads are checked unless
+    ``for_resume``."""
     needed = None if for_resume else {f["name"] for f in record["files"] if not is_training_state(f["name"])}
+    here = inside(record.get("path"), run_dir)
     try:
-        return verify(record, names=needed)
+        if here is None:
+            raise ModelError(
+                f"checkpoint {str(record.get('_id'))[:80]!r}: its files are not in a run directory of this "
+                "user's on this machine (another machine's or user's run, or a record not written by "
+                "llm_magics) — train with artifacts: db to load it anywhere"
+            )
+        return verify(record, here, names=needed)
     except ModelError:
         if not record.get("gridfs"):
             raise

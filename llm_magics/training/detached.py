@@ -14,7 +14,6 @@ import logging
 import os
 import pickle
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.core.errors import ConfigError
-from llm_magics.core.processes import process_start
+from llm_magics.core.processes import process_owner
 
 if TYPE_CHECKING:
     from llm_magics.store.database import DatabaseHandle
@@ -65,7 +64,7 @@ def spawn(log: Path, module: str = "llm_magics.training.detached") -> subprocess
 
 def owner(child: subprocess.Popen) -> dict[str, Any]:
     """The process's identity, as its run record keeps it (to tell later whether it is alive)."""
-    return {"host": socket.gethostname(), "pid": child.pid, "start": process_start(child.pid)}
+    return process_owner(child.pid)
 
 
 def hand_over(child: subprocess.Popen, spec: dict[str, Any]) -> None:
@@ -151,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(spec: dict[str, Any]) -> int:
     os.chdir(spec["cwd"])
-    from llm_magics.core.processes import process_owner
     from llm_magics.runs.run import Control, Run, RunState
     from llm_magics.store.database import open_database
+    from llm_magics.store.run_dirs import claim
     from llm_magics.training.local import execute
     from llm_magics.training.recorder import Recorder
 
@@ -161,6 +160,7 @@ def _train(spec: dict[str, Any]) -> int:
     db: DatabaseHandle = open_database(spec["uri"])
     db.retry_seconds = spec["retry_seconds"]
     db.store.update_run(job.run_id, owner=process_owner())  # a Ray Job's driver: known from now on
+    claim(Path(job.output_dir), job.run_id)  # its directory on this machine (a cluster's may be another)
     print(f"run {job.run_id} of {spec['model']}: training in process {os.getpid()} on {db.uri}", flush=True)
     backend = "ray-job" if on_ray else "process"
     state, control = RunState(job.run_id, spec["model"], backend), Control()

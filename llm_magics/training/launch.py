@@ -21,7 +21,7 @@ from llm_magics.core.secrets import masked
 from llm_magics.models.loader import BaseModel, check_model_path, check_target_modules, load_tokenizer, resolve_adapter
 from llm_magics.runs.run import Control, Run, RunState
 from llm_magics.store.records import now
-from llm_magics.store.uploads import local_copy
+from llm_magics.store.run_dirs import claim
 from llm_magics.training.recorder import Recorder
 from llm_magics.training.train import TrainJob, trainer_arguments
 
@@ -157,7 +157,7 @@ def _resume_point(
     if resume is None or resume is False:
         return None
     record = db.store.checkpoint(name, LATEST if resume is True else parse_ref(resume))
-    return {**record, "path": str(local_copy(db.store.mongo_db, db.downloads, record, for_resume=True))}
+    return {**record, "path": str(db.store.local_checkpoint(record, db.downloads, for_resume=True))}
 
 
 def _check_same_base(db: DatabaseHandle, checkpoint: dict[str, Any], path: str) -> None:
@@ -268,7 +268,9 @@ def _submit_ray_job(plan: Plan, job: TrainJob) -> Run:
     # whose process trains it is known once the driver starts; until then its heartbeat tells
     write_records(plan, owner={"host": "ray-job"}, heartbeat_every=detached.HEARTBEAT)
     try:
-        plan.db.store.update_run(plan.run_id, ray_job=ray_job.submit(plan.run_id, path, plan.where.ray_address))
+        submitted = ray_job.submit(plan.run_id, path, plan.where.ray_address)
+        ray_job.remember(plan.output_dir, submitted)
+        plan.db.store.update_run(plan.run_id, ray_job=submitted)
     except BaseException:
         path.unlink(missing_ok=True)
         plan.db.store.runs.delete_one({"_id": plan.run_id})  # nothing was trained
@@ -295,7 +297,10 @@ def _detached_spec(plan: Plan, job: TrainJob) -> dict[str, Any]:
 
 
 def write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any) -> None:
+    """The run's records, once its directory is marked as its own (``run_dirs``): only then may
+    a path in a record lead into it."""
     store = plan.db.store
+    claim(plan.output_dir, plan.run_id)
     base = recorded_base(plan)
     store.save_defaults(plan.name, base)
     store.add_run(

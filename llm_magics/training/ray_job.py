@@ -10,6 +10,7 @@ one the cluster reaches: the embedded store only on this machine, MongoDB otherw
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shlex
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.core.errors import ConfigError
+from llm_magics.store.run_dirs import regular_file
 
 if TYPE_CHECKING:
     from llm_magics.store.database import DatabaseHandle
 
 SPEC = "ray-job.pkl"
+SUBMITTED = "ray-job.json"  # where this kernel submitted the job: the cluster its logs are read from
 _AGENT_WAIT = 90.0  # seconds a cluster just started may take before its job agent takes jobs
 
 
@@ -115,6 +118,18 @@ def _hint(error: RuntimeError) -> str:
     )
 
 
-def job_logs(ray_job: dict[str, str]) -> str:
-    """What the job's driver printed, from the cluster."""
-    return client(ray_job["address"]).get_job_logs(ray_job["submission_id"])
+def remember(directory: Path, submitted: dict[str, str]) -> None:
+    """Keeps where the job went in the run's own directory: its logs are read from that cluster,
+    not from one a record names (a record is anyone's to write)."""
+    descriptor = os.open(directory / SUBMITTED, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(submitted, file)
+
+
+def job_logs(directory: Path | None) -> str | None:
+    """What the job's driver printed, from the cluster this machine submitted it to (as kept in
+    the run's own ``directory``); None when it was not submitted from here."""
+    if directory is None or not regular_file(directory / SUBMITTED):
+        return None
+    submitted = json.loads((directory / SUBMITTED).read_text())
+    return client(submitted["address"]).get_job_logs(submitted["submission_id"])
