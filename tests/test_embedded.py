@@ -112,15 +112,16 @@ def test_values_bson_cannot_hold_are_refused_and_nothing_is_written(tmp_path):
 
 STRESS = r"""
 import json, random, sys
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, WriteError
 from llm_magics import connect
 
 path, me, ops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 shared = connect(f"embedded://{path}")["shared"]
 rng = random.Random(me)
-done = {"inc": {}, "set": {}, "mine": [], "deleted": [], "won": [], "lost": []}
+db = connect(f"embedded://{path}")
+done = {"inc": {}, "set": {}, "mine": [], "deleted": [], "won": [], "lost": [], "created": []}
 for i in range(ops):
-    kind, doc = rng.choice(["inc", "set", "insert", "delete", "race"]), rng.randrange(10)
+    kind, doc = rng.choice(["inc", "set", "insert", "delete", "race", "failed", "create"]), rng.randrange(10)
     if kind == "inc":
         shared.update_one({"_id": doc}, {"$inc": {f"c{me}": 1}})
         done["inc"][doc] = done["inc"].get(doc, 0) + 1
@@ -140,6 +141,18 @@ for i in range(ops):
             done["won"].append(f"race-{i % 50}")
         except DuplicateKeyError:
             done["lost"].append(f"race-{i % 50}")
+    elif kind == "failed":  # MongoDB applies none of an update that fails: its $set neither
+        try:
+            shared.update_one({"_id": doc}, {"$set": {f"f{me}": i}, "$inc": {f"c{me}": "one"}})
+            raise AssertionError("an $inc of a string was taken")
+        except WriteError:
+            pass
+    elif kind == "create":  # every process creates the same collections: one succeeds each
+        try:
+            db.create_collection(f"made-{i % 20}")
+            done["created"].append(f"made-{i % 20}")
+        except CollectionInvalid:
+            pass
 print(json.dumps(done))
 """
 
@@ -172,6 +185,10 @@ def test_four_processes_interleaving_writes_lose_no_acknowledged_write(tmp_path)
     assert sorted(winners) == sorted(set(winners)) == sorted(raced)  # exactly one insert of each id won
     expected = {*range(10), *raced, *(kept for mine in done for kept in mine["mine"])}
     assert set(final) == expected  # and nothing else
+    assert not [key for doc in final.values() for key in doc if key.startswith("f")]  # no failed update's $set
+    created = [name for mine in done for name in mine["created"]]
+    assert sorted(created) == sorted(set(created))  # each collection created once, by one process
+    assert set(created) == {n for n in reopen(tmp_path).list_collection_names() if n.startswith("made-")}
 
 
 def test_an_insert_of_an_existing_id_fails_in_every_process(tmp_path):
@@ -276,3 +293,75 @@ def test_a_store_written_by_the_previous_version_opens_and_keeps_working(tmp_pat
     db["docs"].delete_one({"_id": 0})
     db["docs"].update_one({"_id": 1}, {"$set": {"text": "changed"}})
     assert sorted(doc["text"] for doc in reopen(tmp_path)["docs"].find()) == ["changed", "t2"]
+
+
+def test_a_failed_update_applies_nothing_and_raises_mongodbs_error(tmp_path):
+    from pymongo.errors import WriteError
+
+    db = reopen(tmp_path)
+    db["c"].insert_one({"_id": 1, "n": 1})
+    with pytest.raises(WriteError, match="update_one"):
+        db["c"].update_one({"_id": 1}, {"$set": {"a": 1}, "$inc": {"n": "str"}})
+    assert db["c"].find_one({"_id": 1}) == {"_id": 1, "n": 1}  # not in this process's memory either
+    db["c"].update_one({"_id": 1}, {"$inc": {"n": 1}})  # the next write of the same document
+    assert reopen(tmp_path)["c"].find_one({"_id": 1}) == {"_id": 1, "n": 2}
+
+
+def test_three_processes_creating_one_collection_one_succeeds(tmp_path):
+    reopen(tmp_path)  # the file exists before the race
+    code = textwrap.dedent(
+        f"""
+        import sys, time
+        from pymongo.errors import CollectionInvalid
+        from llm_magics import connect
+        db = connect('embedded://{tmp_path}')
+        time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # all three at once
+        try:
+            db.create_collection('once')
+            print('created')
+        except CollectionInvalid:
+            print('exists')
+        """
+    )
+    import time
+
+    for _ in range(3):  # rounds: the race is a race
+        start = f"{time.time() + 3:.3f}"
+        workers = [subprocess.Popen([sys.executable, "-c", code, start], stdout=subprocess.PIPE) for _ in range(3)]
+        answers = sorted(worker.communicate(timeout=120)[0].decode().strip() for worker in workers)
+        assert answers == ["created", "exists", "exists"]
+        reopen(tmp_path).drop_collection("once")
+
+
+def test_a_writer_stopped_holding_its_turn_makes_others_fail_not_hang(tmp_path):
+    import os
+    import signal
+    import sqlite3
+    import time
+
+    from llm_magics.store.embedded import EmbeddedClient
+    from llm_magics.store.records import Store
+    from llm_magics.training.recorder import Outbox
+
+    reopen(tmp_path)["c"].insert_one({"_id": 1})
+    lock = tmp_path / "store.sqlite.lock"
+    assert oct(lock.stat().st_mode & 0o777) == "0o600"  # no one else can take the writers' turn
+    client = EmbeddedClient(tmp_path / "store.sqlite", timeout=1.0)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from llm_magics import connect\nimport os, signal\n"
+         f"db = connect('embedded://{tmp_path}')\ndb.client.server.file.begin()\nprint('holding', flush=True)\n"
+         "os.kill(os.getpid(), signal.SIGSTOP)"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == b"holding"
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            client["default"]["c"].insert_one({"_id": 2})
+        assert time.monotonic() - started < 10
+        # a run's recorder keeps the write for later, as when the database is away
+        assert Outbox(Store(client["default"])).write("update_run", "r1", status="running") is False
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    assert reopen(tmp_path)["c"].count_documents({}) == 1

@@ -247,3 +247,20 @@ def test_several_processes_downloading_one_checkpoint_all_succeed(tiny_path, tmp
         assert all(worker.returncode == 0 for worker in workers), results
         assert len({out.strip() for out, _ in results}) == 1
         assert [p.name for p in cache.iterdir()] == [db.store.checkpoints.find_one({"model": "shared"})["_id"]]
+
+
+def test_a_sweep_leaves_the_chunks_of_an_upload_in_progress(db):
+    """GridFS writes a file's chunks before its files document: chunks without one are orphans only
+    when their file id is old (an upload of another process, or thread, may be writing them)."""
+    import datetime as dt
+
+    from bson import Binary, ObjectId
+
+    from llm_magics.store.uploads import BUCKET, sweep
+
+    chunks = db.mongo_db[f"{BUCKET}.chunks"]
+    uploading = ObjectId()  # another process's file, its chunks written, its document not yet
+    dead = ObjectId.from_datetime(dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))  # a crash's leftover
+    chunks.insert_many([{"files_id": file_id, "n": 0, "data": Binary(b"x")} for file_id in (uploading, dead)])
+    sweep(db.mongo_db, "some-checkpoint", keep=set())
+    assert chunks.distinct("files_id") == [uploading]

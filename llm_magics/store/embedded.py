@@ -33,9 +33,11 @@ import bson
 import mongomock
 from mongomock import helpers
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
+from pymongo.errors import PyMongoError, WriteError
 
 from llm_magics.store.embedded_file import Head, StoreFile
 
+_BAD_VALUE = 2  # MongoDB's code for an operation its values do not allow
 # the collection operations that write: each runs in one transaction
 _WRITES = (
     "insert_one",
@@ -232,8 +234,14 @@ class _Collection(CollectionStore):
             transaction.of(self).upserts[_memory_key(document["_id"])] = None
 
     def create(self) -> None:
+        """``create_collection``: checked and done in one write, so of several processes creating
+        one collection at once exactly one succeeds, as with MongoDB."""
+        from pymongo.errors import CollectionInvalid
+
         with self._server.transaction() as transaction:
             self._sync()
+            if self.is_created:
+                raise CollectionInvalid(f"collection {self.name} already exists")
             super().create()
             transaction.of(self).created = True
 
@@ -314,9 +322,9 @@ class _Database(DatabaseStore):
 class EmbeddedServer(ServerStore):
     """A mongomock server store whose documents live in ``path`` (a SQLite file)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, timeout: float = 60.0):
         super().__init__()
-        self.file = StoreFile(path)
+        self.file = StoreFile(path, timeout)
         self._data_version: int | None = None
         self._transaction: _Transaction | None = None
         self._owner: int | None = None  # the thread whose transaction it is
@@ -407,8 +415,19 @@ def _in_one_transaction(name: str) -> Any:
 
     @functools.wraps(operation)
     def write(self: _UpdatingCollection, *args: Any, **kwargs: Any) -> Any:
-        with self._store._server.transaction():
+        server = self._store._server
+        if server.transaction_here() is not None:  # inside another write: that one answers for it
             return operation(self, *args, **kwargs)
+        try:
+            with server.transaction():
+                return operation(self, *args, **kwargs)
+        except BaseException as error:
+            # mongomock changes a document in place before it finds that a later operator cannot
+            # apply ($set, then a $inc on a string): memory may hold what the file does not
+            self._store.forget()
+            if isinstance(error, TypeError | ValueError) and not isinstance(error, PyMongoError):
+                raise WriteError(f"{name}: {error}", code=_BAD_VALUE) from None  # what MongoDB raises
+            raise
 
     return write
 
@@ -439,8 +458,9 @@ class _UpdatingDatabase(mongomock.Database):
 class EmbeddedClient(mongomock.MongoClient):
     """A mongomock client over an ``EmbeddedServer`` (the pymongo API, persisted)."""
 
-    def __init__(self, path: Path):
-        self.server = EmbeddedServer(path)
+    def __init__(self, path: Path, timeout: float = 60.0):
+        """``timeout``: seconds a write waits for another process's write to end, then fails."""
+        self.server = EmbeddedServer(path, timeout)
         super().__init__(_store=self.server)
 
     def get_database(self, name: str | None = None, *args: Any, **kwargs: Any) -> Any:

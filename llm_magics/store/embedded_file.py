@@ -13,6 +13,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +66,12 @@ class StoreFile:
     file as soon as it is free.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, timeout: float = 60.0):
         self.lock = threading.RLock()
         self.writing = False  # whether the open transaction is a write
+        self.timeout = timeout  # seconds a writer waits for its turn, then fails as SQLite does
         self._turns = _open_turns(path.with_name(path.name + ".lock"))
-        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=60)
+        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout)
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
         with self.lock:
@@ -99,7 +101,7 @@ class StoreFile:
         if not write:
             self._connection.execute("BEGIN")
             return
-        _take_turn(self._turns)
+        _take_turn(self._turns, self.timeout)
         try:
             self._connection.execute("BEGIN IMMEDIATE")
         except BaseException:
@@ -242,21 +244,41 @@ class StoreFile:
 
 
 def _open_turns(path: Path) -> int | None:
-    """The lock file writers take turns through (None where there is no ``fcntl``: Windows)."""
+    """The lock file writers take turns through (None where there is no ``fcntl``: Windows, or a
+    lock file this user may not open: SQLite's own lock still keeps writers apart). Only its
+    owner may open it: whoever can open a file can hold its lock and stop the owner's writes."""
     try:
         import fcntl  # noqa: F401
     except ImportError:
         return None
     with contextlib.suppress(OSError):
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        turns = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        if os.fstat(turns).st_uid == os.getuid():
+            os.fchmod(turns, 0o600)  # made 0666 by earlier versions
+        return turns
     return None
 
 
-def _take_turn(turns: int | None) -> None:
-    if turns is not None:
-        import fcntl
+def _take_turn(turns: int | None, timeout: float) -> None:
+    """Waits for this process's turn to write, at most ``timeout`` seconds (what SQLite waits for a
+    busy database): a writer stopped while holding its turn (SIGSTOP, a debugger) makes the others
+    fail as SQLite would, not wait forever."""
+    if turns is None:
+        return
+    import fcntl
 
-        fcntl.flock(turns, fcntl.LOCK_EX)
+    deadline, pause = time.monotonic() + timeout, 0.0005
+    while True:
+        try:
+            fcntl.flock(turns, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError(
+                    f"database is locked: another process has held its turn to write for {timeout:g} s"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)  # a turn comes round within milliseconds when writers are alive
 
 
 def _end_turn(turns: int | None) -> None:

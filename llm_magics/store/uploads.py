@@ -56,15 +56,26 @@ def upload(mongo_db: Any, record: dict[str, Any], directory: Path, with_training
 
 def sweep(mongo_db: Any, checkpoint_id: str, keep: set[Any]) -> None:
     """Removes the checkpoint's uploaded files that its record does not point at (an earlier
-    upload, an upload cut short before its record), and chunks whose file was never completed."""
+    upload, an upload cut short before its record), and chunks whose file was never completed.
+
+    GridFS writes a file's chunks before its files document, so chunks without one may be an
+    upload in progress (another process's, or another thread's): only those whose file id was
+    made over an hour ago are orphans (an ObjectId carries its time)."""
+    from bson import ObjectId
+
     bucket = gridfs_bucket(mongo_db)
     for stale in bucket.find({"metadata.checkpoint": checkpoint_id}):
         if stale._id not in keep:
             bucket.delete(stale._id)
     files, chunks = mongo_db[f"{BUCKET}.files"], mongo_db[f"{BUCKET}.chunks"]
-    orphans = set(chunks.distinct("files_id")) - set(files.distinct("_id"))
+    cutoff = time.time() - _STALE
+    orphans = [
+        file_id
+        for file_id in set(chunks.distinct("files_id")) - set(files.distinct("_id"))
+        if isinstance(file_id, ObjectId) and file_id.generation_time.timestamp() < cutoff
+    ]
     if orphans:
-        chunks.delete_many({"files_id": {"$in": list(orphans)}})
+        chunks.delete_many({"files_id": {"$in": orphans}})
 
 
 def local_copy(
