@@ -67,7 +67,9 @@ class Follower:
         self._last_row = max((_step(row) for row in self.state.history), default=-1)
         self._last_checkpoint = max((c["step"] for c in self.state.checkpoints), default=-1)
         self.looks = 0
-        self._apply(self.db.store.runs.find_one({"_id": run_id}) or {})
+        record = self.db.store.runs.find_one({"_id": run_id}) or {}
+        self.uncertain = _uncertain(record)  # judged dead from another host by its silence: it may write again
+        self._apply(record)
 
     def look(self) -> bool:
         """Reads what changed since the last look into the state; True if anything did."""
@@ -79,6 +81,7 @@ class Follower:
         if record.get("status") in ACTIVE and not alive(record):
             store.reap()
             record = store.runs.find_one({"_id": self.run_id}) or record
+        self.uncertain = _uncertain(record)
         if record.get("status") in FINAL:
             ended = Run(self.db, self.run_id).stored_state()  # the final word: pruned checkpoints gone
             self._apply(record, ended)
@@ -132,6 +135,16 @@ class Follower:
         state.stalled_for = stalled_for(record)
 
 
+_KEEP_LOOKING = 600.0  # seconds a silent run is still looked at after its last write
+
+
+def _uncertain(record: dict[str, Any]) -> bool:
+    """Whether a run was judged dead only by its silence on another host, not long ago."""
+    beat = record.get("heartbeat")
+    silence = (now() - beat).total_seconds() if isinstance(beat, dt.datetime) else _KEEP_LOOKING
+    return record.get("reaped") == "silent" and silence < _KEEP_LOOKING
+
+
 def _step(row: dict[str, Any]) -> int:
     step = row.get("step")
     return step if isinstance(step, int) and not isinstance(step, bool) else -1
@@ -148,21 +161,30 @@ def follow(run: Run, interval: float = 0.5) -> Run:
     run.state, run.control, run.followed = state, control, True
     if state.status in FINAL:
         control.done.set()
-        return run
+        if not follower.uncertain:
+            return run
     run.register()
     threading.Thread(target=_keep_up, args=(follower, run, interval), daemon=True, name=f"follow-{run.id}").start()
     return run
 
 
 def _keep_up(follower: Follower, run: Run, interval: float) -> None:
+    """Looks until the run ends. A run judged dead only by its silence on another host ends for
+    ``wait()``, but is still looked at, less often, for a while: if it writes again, it is running
+    again, and so are its views."""
     state = follower.state
-    while state.status not in FINAL:
-        time.sleep(interval)
+    while state.status not in FINAL or follower.uncertain:
+        time.sleep(interval if state.status not in FINAL else interval * 10)
         try:
             changed = follower.look()
         except Exception:  # the database away: keep looking
             _log.debug("following run %s", run.id, exc_info=True)
             continue
+        if state.status in FINAL:
+            run.finished()
+        elif run.control is not None and run.control.done.is_set():  # it came back
+            run.control.done.clear()
+            run.register()
         if changed:
             try:
                 state.changed()

@@ -227,7 +227,7 @@ class Run:
                 self.control.on_stop()
             return self
         record = self.record
-        if record["status"] in FINAL:
+        if record["status"] in FINAL and record.get("reaped") != "silent":  # silent: it may be alive
             raise RunError(f"run {self.id} is not training (status: {record['status']})")
         if record.get("backend") not in DETACHED:
             owner = record.get("owner") or {}

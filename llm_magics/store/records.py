@@ -36,6 +36,8 @@ _LEGACY_BASE = {
 _REPLAYABLE = ("update_run", "add_metrics", "add_checkpoint")
 ACTIVE = ("running", "starting", "stopping")
 FINAL = ("completed", "failed", "stopped", "interrupted", "pruned")  # pruned: a sweep's scheduler stopped it
+# judged dead from another host by its silence alone: it may write again, and then it runs again
+UNCERTAIN = {"status": "interrupted", "reaped": "silent"}
 BEST_METRIC = "eval_loss"  # the best checkpoint is the one with the lowest
 # A run on another host whose owner has not written for this long is taken for dead; a run whose
 # process beats (a detached one: every ``heartbeat_every`` seconds), after this many missed beats.
@@ -130,16 +132,29 @@ class Store:
 
     def update_run(self, run_id: str, tail: list[dict[str, Any]] | None = None, **fields: Any) -> None:
         """Sets fields of a run (and its heartbeat); ``tail``: metric rows to add to the newest
-        ``TAIL`` that the record carries for those who follow it."""
+        ``TAIL`` that the record carries for those who follow it.
+
+        The run's own process writes through here. A run judged dead (``reap``) that writes
+        again was alive after all: it is running again. A write that sets a status never
+        replaces a final one: a run stopped stays stopped, whatever a late write says."""
+        self.runs.update_one(
+            {"_id": run_id, "status": "interrupted", "reaped": {"$exists": True}},
+            {"$set": {"status": "running"}, "$unset": dict.fromkeys(("reaped", "ended", "duration", "error"), "")},
+        )
         update: dict[str, Any] = {"$set": {**fields, "heartbeat": now()}}
         if tail:
             update["$push"] = {"tail": {"$each": tail, "$slice": -TAIL}}
-        self.runs.update_one({"_id": run_id}, update)
+        query: dict[str, Any] = {"_id": run_id}
+        if "status" in fields:
+            query["status"] = {"$nin": list(FINAL)}
+        self.runs.update_one(query, update)
 
     def request_stop(self, run_id: str) -> bool:
-        """Asks a run to stop, through its record (its process reads it); False if it has ended."""
+        """Asks a run to stop, through its record (its process reads it); False if it has ended.
+        A run judged dead from another host only by its silence may be asked too."""
         done = self.runs.update_one(
-            {"_id": run_id, "status": {"$in": list(ACTIVE)}}, {"$set": {"stop_requested": now()}}
+            {"_id": run_id, "$or": [{"status": {"$in": list(ACTIVE)}}, UNCERTAIN]},
+            {"$set": {"stop_requested": now()}},
         )
         return done.matched_count == 1
 
@@ -163,15 +178,20 @@ class Store:
             self._replay(run)
         dead = [run for run in self.runs.find({"status": {"$in": list(ACTIVE)}}) if not alive(run)]
         for run in dead:
-            ended = max(run.get("heartbeat") or run["started"], run["started"])  # its last sign of life
+            ended = max(_moment(run.get("heartbeat")), _moment(run.get("started")))  # its last sign of life
+            here = same_host(run.get("owner"))
             self.runs.update_one(
                 {"_id": run["_id"], "status": {"$in": list(ACTIVE)}},
                 {
                     "$set": {
                         "status": "interrupted",
                         "ended": ended,
-                        "duration": round((ended - run["started"]).total_seconds(), 3),
-                        "error": "the process that ran it ended without finishing it",
+                        "duration": round((ended - _moment(run.get("started"))).total_seconds(), 3),
+                        # on this host the process is gone; from another, it has only been silent
+                        "reaped": "gone" if here else "silent",
+                        "error": "the process that ran it ended without finishing it"
+                        if here
+                        else "its process, on another host, stopped writing (if it writes again, it runs again)",
                     }
                 },
             )
