@@ -58,7 +58,7 @@ def _magic(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def wrapper(self: LLMMagics, line: str, cell: str | None = None) -> Any:
-        if {"-h", "--help"} & set(arg_split(line, posix=True)):  # a quoted prompt may say "-h"
+        if {"-h", "--help"} & set(_words(line)):  # a quoted prompt may say "-h"
             print(method.__doc__)
             return None
         try:
@@ -71,12 +71,20 @@ def _magic(method: Callable) -> Callable:
     return wrapper
 
 
+def _words(line: str) -> list[str]:
+    """The line's words, as a shell reads them; an unclosed quote is a one-line error."""
+    try:
+        return arg_split(line, posix=True, strict=True)
+    except ValueError as error:  # shlex: "No closing quotation"
+        raise UsageError(f'{str(error).lower()} in the line: close the quote, e.g. "What is X?"') from None
+
+
 def _parse(method: Callable, line: str) -> argparse.Namespace:
     parser: argparse.ArgumentParser = method.parser  # type: ignore[attr-defined] # magic_arguments sets it
     parser.allow_abbrev = False  # --dry is not --dry-run: a typo is an error, not a guess
     try:
         # intermixed: options may come after the name and before or between the prompts
-        return parser.parse_intermixed_args(arg_split(line, posix=True, strict=True))
+        return parser.parse_intermixed_args(_words(line))
     except UsageError as error:
         message = str(error)
         if "arguments are required" in message:

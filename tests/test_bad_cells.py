@@ -105,3 +105,24 @@ def test_a_hub_model_without_the_hub_is_one_line_in_seconds(shell, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UsageError, match="HF_HUB_OFFLINE is set"):
         shell.run("%%llm_finetune m\nmodel: some-org/some-model\ndata: docs")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '%llm_predict m "x',
+        "%llm_predict m 'x",
+        '%llm_db "mongomock://x',
+        '%llm_runs "m',
+        '%llm_stop "abc',
+        '%llm_attach "abc',
+        '%llm_logs "abc',
+        '%llm_export m "out',
+        '%llm_checkpoints "m',
+        '%%llm_finetune m "x\nmodel: m\ndata: docs',
+    ],
+)
+def test_an_unclosed_quote_on_a_magic_line_is_one_line(shell, line):
+    with pytest.raises(UsageError, match="no closing quotation in the line: close the quote") as raised:
+        shell.run(line)
+    assert type(raised.value) is UsageError

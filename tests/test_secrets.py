@@ -29,6 +29,15 @@ FORMS = {
     "a mapping under hub_token": {"hub_token": {"value": SECRET}},
     "api_key": {"OPENAI_API_KEY": SECRET},
     "text with a basic authorization": f"Authorization: Basic {SECRET}==",
+    # #27: the gaps a review found
+    "a quoted password in text": f"connect(password='{SECRET}')",
+    "a double-quoted password in text": f'password="{SECRET}" was refused',
+    "HF_TOKEN in text": f"HF_TOKEN=hf_{SECRET}abcdefghijklmnopqrst",
+    "token= in text": f"token=hf_{SECRET}abcdefghijklmnopqrst and more",
+    "an environment setting named *_KEY": {"env_vars": {"WANDB_KEY": SECRET}},
+    "an environment setting named *_PASS": {"env_vars": {"DB_PASS": SECRET}},
+    "an environment setting named *_PAT": {"env_vars": {"GITHUB_PAT": SECRET}},
+    "*_KEY=... in text": f"export MY_SERVICE_KEY={SECRET}",
 }
 
 
@@ -39,10 +48,17 @@ def test_each_form_of_a_credential_is_masked(form):
         assert SECRET not in redact_text(f"failed: {form} (retrying)")  # an error or a log line
 
 
+@pytest.mark.parametrize("token", ["hf_" + "Ab1" * 12, "ghp_" + "Zx9" * 12, "github_pat_" + "Q_7" * 20])
+def test_a_token_whose_shape_says_what_it_is_is_masked_anywhere_in_text(token):
+    assert token not in redact_text(f"cloning with {token} failed") == "cloning with *** failed"
+
+
 def test_masking_keeps_what_is_not_a_secret():
     kept = {"key": "text", "pad_token": "<pad>", "token": True, "trust_remote_code": True, "auth_mechanism_x": None}
     assert masked(kept) == kept
     assert redact_text("Basic configuration: token indices") == "Basic configuration: token indices"
+    assert redact_text("eos_token=</s> max_length: 512") == "eos_token=</s> max_length: 512"
+    assert redact_text(f"password='{SECRET}'") == "password=***"  # not password=***'...'
 
 
 @pytest.mark.slow

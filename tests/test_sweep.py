@@ -10,7 +10,7 @@ from helpers import qa_docs
 
 from llm_magics import commands
 from llm_magics.config.sweep import parse_sweep, trials
-from llm_magics.core.errors import ConfigError
+from llm_magics.core.errors import ConfigError, RunError
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,6 +65,7 @@ def test_grids_and_distributions_make_the_trials_the_same_each_time():
         ({"lora_r": [4], "num_samples": 0}, "sweep.num_samples: must be a whole number, at least 1"),
         ({"lora_r": [4], "mode": "lowest"}, "sweep.mode: must be 'min' or 'max'"),
         ("lr", "sweep: give a mapping of keys to values"),
+        ({"lora_r": [4, 8], "num_samples": 50_000_000}, "sweep: 100,000,000 trials (the grid times num_samples); at"),
     ],
 )
 def test_a_bad_sweep_block_is_a_short_error(block, message):
@@ -83,6 +84,64 @@ def test_a_bad_value_names_the_trial_and_writes_nothing(db, tiny_path):
     with pytest.raises(ConfigError, match=r"sweep: warmup_steps=-3 \(a bound of its distribution\): warmup_steps"):
         commands.finetune(db, "m", bounded)
     assert db.show("run") == [] and db.store.sweeps.count_documents({}) == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"metric": "eval_los"}, "sweep.metric: the trials do not log 'eval_los' — did you mean 'eval_loss'?"),
+        ({"metric": "eval_loss", "eval": False}, "sweep.metric: eval_loss needs evaluations — set eval_strategy"),
+    ],
+)
+def test_a_metric_the_trials_will_not_log_is_refused(db, tiny_path, options, message):
+    db["d"].insert_many(qa_docs(20))
+    body = {**BODY, "model": tiny_path}
+    if options.pop("eval", True) is False:
+        body = {**body, "eval_strategy": "no"}
+    mapping = {**body, "sweep": {"lora_r": [4, 8], **options}}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        commands.finetune(db, "m", mapping, dry_run=True)
+    assert db.show("run") == [] and db.store.sweeps.count_documents({}) == 0
+
+
+def test_asha_counts_the_reports_the_metric_makes():
+    from types import SimpleNamespace
+
+    from llm_magics.training.tune import _reports
+
+    config = SimpleNamespace(max_steps=40, logging_steps=1, eval_steps=10)
+    job = SimpleNamespace(config=config)
+    assert _reports(job, "loss") == 40  # every logged step: ASHA's max_t must not be 4 + 1
+    assert _reports(job, "eval_loss") == 4
+
+
+def test_a_nan_metric_never_becomes_the_sweeps_best(db):
+    from llm_magics.training.sweeps import best_checkpoint
+
+    for step, value in ((1, 0.9), (2, float("nan")), (3, 0.7), (4, float("inf"))):
+        db.store.checkpoints.insert_one({"_id": f"t-{step}", "run": "t", "step": step, "metrics": {"loss": value}})
+    record = {"trials": ["t"], "metric": "loss", "mode": "max"}
+    assert best_checkpoint(db, record)["_id"] == "t-1"
+    assert best_checkpoint(db, {**record, "mode": "min"})["_id"] == "t-3"
+
+
+def test_a_sweep_whose_process_died_is_reaped_like_its_trials(db):
+    import datetime as dt
+
+    from llm_magics.store.records import now
+    from llm_magics.training.sweeps import SweepRun
+
+    gone = {"host": "elsewhere.invalid", "machine": "x", "pid": 1}
+    db.store.runs.insert_one({"_id": "trial1", "model": "m", "status": "interrupted", "started": now()})
+    db.store.sweeps.insert_one({"_id": "sw1", "model": "m", "status": "running", "trials": ["trial1"],
+                                "detached": True, "owner": gone, "heartbeat": now() - dt.timedelta(seconds=1),
+                                "heartbeat_every": 0.001,
+                                "metric": "eval_loss", "mode": "min"})  # fmt: skip
+    handle = SweepRun(db, "sw1", [])
+    db.store.reap()
+    assert handle.wait(10).status == "interrupted"  # wait() ends
+    with pytest.raises(RunError, match="is not running"):
+        handle.stop()  # and nobody is asked who is not there
 
 
 def test_a_dry_run_lists_the_trials_and_the_memory_of_the_largest(db, tiny_path):

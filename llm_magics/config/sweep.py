@@ -18,6 +18,7 @@ from llm_magics.core.errors import ConfigError, did_you_mean, one_of
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 SCHEDULERS = ("asha", "none")
+MAX_TRIALS = 10_000  # checked before any trial is expanded in memory
 _OPTIONS = ("num_samples", "metric", "mode", "scheduler", "max_concurrent_trials", "resources_per_trial")
 _NOT_SWEPT = ("model", "data", "select", "X", "y", "backend", "on_ray", "ray_address", "output_dir", "artifacts")
 
@@ -76,6 +77,9 @@ def parse_sweep(block: Any, known_keys: list[str]) -> Sweep:
     samples = options.get("num_samples", 1)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ConfigError(f"sweep.num_samples: must be a whole number, at least 1, got {samples!r}")
+    count = samples * math.prod(len(values) for values in space.values() if isinstance(values, list))
+    if count > MAX_TRIALS:
+        raise ConfigError(f"sweep: {count:,} trials (the grid times num_samples); at most {MAX_TRIALS:,}")
     concurrent = options.get("max_concurrent_trials")
     if concurrent is not None and (isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 1):
         raise ConfigError(f"sweep.max_concurrent_trials: must be a whole number, at least 1, got {concurrent!r}")

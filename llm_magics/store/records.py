@@ -195,7 +195,19 @@ class Store:
                     }
                 },
             )
+        self._reap_sweeps()
         return [run["_id"] for run in dead]
+
+    def _reap_sweeps(self) -> None:
+        """A running sweep whose trials have all ended and whose process is gone ended with it."""
+        for sweep in list(self.sweeps.find({"status": "running"})):
+            trials = sweep.get("trials") if isinstance(sweep.get("trials"), list) else []
+            if self.runs.count_documents({"_id": {"$in": trials}, "status": {"$in": list(ACTIVE)}}) or alive(sweep):
+                continue
+            self.sweeps.update_one(
+                {"_id": sweep["_id"], "status": "running"},
+                {"$set": {"status": "interrupted", "ended": now(), "error": "the process that ran it ended"}},
+            )
 
     def _replay(self, run: dict[str, Any]) -> None:
         """A run that ended while the database was unreachable kept its last records in

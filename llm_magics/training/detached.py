@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from llm_magics.core.errors import ConfigError
 from llm_magics.core.processes import process_owner
+from llm_magics.store.records import now
 
 if TYPE_CHECKING:
     from llm_magics.store.database import DatabaseHandle
@@ -117,6 +118,8 @@ class Heartbeat:
                 if time.monotonic() - last >= self.every:
                     for run_id in self.run_ids:
                         self.store.update_run(run_id)
+                    if self.requests is not self.store.runs:  # a sweep's record: it beats too
+                        self.requests.update_one({"_id": self.run_id}, {"$set": {"heartbeat": now()}})
                     last = time.monotonic()
             except Exception:  # the database away: the recorder's outbox waits it out
                 _log.debug("heartbeat of run %s", self.run_id, exc_info=True)

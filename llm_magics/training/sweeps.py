@@ -7,6 +7,7 @@ the trials to Ray Tune. ``SweepRun`` is the handle: its trials' runs, ``wait``, 
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import uuid
@@ -15,13 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.config.sweep import Sweep, described, extremes, parse_sweep, trials
-from llm_magics.core.errors import ConfigError, RunError
+from llm_magics.core.errors import ConfigError, RunError, did_you_mean
+from llm_magics.core.processes import process_owner
 from llm_magics.runs.run import Control, Run, RunState
 from llm_magics.store.records import best_of, now
 from llm_magics.training.launch import Placement, Plan, job_of, plan_run, recorder_options, write_records
 from llm_magics.training.recorder import Recorder
 
 if TYPE_CHECKING:
+    from llm_magics.config.configuration import LLMTrainingConfiguration
     from llm_magics.store.database import DatabaseHandle
 
 
@@ -57,6 +60,7 @@ def plan_sweep(
             LLMTrainingConfiguration.from_dict({**mapping, **bound})
         except ConfigError as error:
             raise ConfigError(f"sweep: {described(bound)} (a bound of its distribution): {error}") from None
+    _check_metric(sweep.metric, base)
     values = trials(sweep, base.seed)
     plans = []
     for number, trial in enumerate(values, 1):
@@ -68,6 +72,20 @@ def plan_sweep(
         except ConfigError as error:
             raise ConfigError(f"sweep trial {number} of {len(values)} ({described(trial)}): {error}") from None
     return SweepPlan(name, sweep, values, plans, db)
+
+
+# what a trial logs (trl's SFTTrainer), each training step it logs and each evaluation
+_LOGGED = ("loss", "grad_norm", "learning_rate", "mean_token_accuracy", "entropy", "num_tokens")
+_EVALUATED = ("eval_loss", "eval_mean_token_accuracy", "eval_entropy", "eval_num_tokens", "eval_runtime")
+
+
+def _check_metric(metric: str, config: LLMTrainingConfiguration) -> None:
+    """The metric must be one the trials report: a typo would never prune, nor find a best."""
+    known = [*_LOGGED, *_EVALUATED, *(("eval_accuracy",) if config.task == "text-classification" else ())]
+    if metric not in known:
+        raise ConfigError(f"sweep.metric: the trials do not log '{metric}'{did_you_mean(metric, known)}")
+    if metric.startswith("eval_") and str(config.eval_strategy) == "no":
+        raise ConfigError(f"sweep.metric: {metric} needs evaluations — set eval_strategy: steps and eval_steps")
 
 
 class SweepRun:
@@ -148,8 +166,12 @@ def best_checkpoint(db: DatabaseHandle, record: dict[str, Any]) -> dict[str, Any
     metric, sign = record["metric"], 1 if record["mode"] == "min" else -1
     if metric == "eval_loss" and sign == 1:
         return best_of(checkpoints)
-    scored = [c for c in checkpoints if isinstance((c.get("metrics") or {}).get(metric), int | float)]
+    scored = [c for c in checkpoints if _finite((c.get("metrics") or {}).get(metric))]  # a NaN never wins
     return min(scored, key=lambda c: sign * c["metrics"][metric], default=None)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def start_sweep(splan: SweepPlan, *, on_start: Any = None, detach: bool = False) -> SweepRun:
@@ -179,6 +201,10 @@ def _record(splan: SweepPlan, sweep_id: str, owner: dict[str, Any] | None = None
             "status": "running",
             "started": now(),
             "detached": owner is not None,
+            # whose process runs it, to reap it as runs are reaped when that process is gone
+            "owner": owner or process_owner(),
+            "heartbeat": now(),
+            **({"heartbeat_every": extra["heartbeat_every"]} if "heartbeat_every" in extra else {}),
         }
     )
 
@@ -271,7 +297,6 @@ def main() -> int:
     import pickle
     import sys
 
-    from llm_magics.core.processes import process_owner
     from llm_magics.store.database import open_database
     from llm_magics.training.detached import Heartbeat
 

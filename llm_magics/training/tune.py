@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -134,15 +135,21 @@ def _scheduler(sweep: Sweep, jobs: list[TrainJob]) -> Any:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    # past the last evaluation: a trial that gets there ends by itself, with its final checkpoint
-    evaluations = max(_evaluations(job) for job in jobs)
-    return ASHAScheduler(time_attr="training_iteration", max_t=evaluations + 1, grace_period=1, reduction_factor=2)
+    # past the last report: a trial that gets there ends by itself, with its final checkpoint
+    reports = max(_reports(job, sweep.metric) for job in jobs)
+    return ASHAScheduler(time_attr="training_iteration", max_t=reports + 1, grace_period=1, reduction_factor=2)
 
 
-def _evaluations(job: TrainJob) -> int:
+def _reports(job: TrainJob, metric: str) -> int:
+    """How often a trial reports ``metric`` to Tune: at each evaluation for an ``eval_`` metric,
+    at each logged step for a training one (``loss``): ASHA's rungs count these reports."""
     config = job.config
-    every = config.eval_steps or config.logging_steps
-    return int(config.max_steps // every) if config.max_steps > 0 and every else 1
+    every = (config.eval_steps or config.logging_steps) if metric.startswith("eval_") else config.logging_steps
+    if not every or config.max_steps <= 0:
+        return 1
+    if every < 1:  # a fraction of the run, as transformers reads it
+        every = max(1, math.ceil(config.max_steps * every))
+    return max(1, int(config.max_steps // every))
 
 
 def _finish(recorder: Recorder, pump: _Pump, result: Any, sweep: Sweep, stopped: bool) -> None:
