@@ -176,11 +176,14 @@ def test_a_download_that_fails_leaves_no_partial_copy(stored, tmp_path):
 
 
 def test_chunks_of_an_upload_cut_short_are_swept(stored):
+    import datetime as dt
+
     from bson import ObjectId
 
     db, _ = stored
     chunks = db.mongo_db[f"{BUCKET}.chunks"]
-    cut_short = ObjectId()  # a process killed while uploading leaves chunks and no file
+    # a process killed while uploading, over an hour ago, leaves chunks and no file
+    cut_short = ObjectId.from_datetime(dt.datetime.now(dt.UTC) - dt.timedelta(hours=2))
     chunks.insert_many([{"files_id": cut_short, "n": n, "data": b"x" * 10} for n in range(3)])
     record = _recorded(db, "shared")
     db.store.add_checkpoint({k: v for k, v in record.items() if k != "gridfs"}, upload="weights")
@@ -199,11 +202,11 @@ def test_a_download_streams_instead_of_reading_whole_files(db, tmp_path):
     source.mkdir(parents=True)
     (source / "adapter_model.safetensors").write_bytes(bytes(range(256)) * (96 * 1024))  # 24 MiB
     record = {"_id": "big-1", "path": str(source), "files": file_digests(source)}
-    record["gridfs"] = upload(db.mongo_db, record, with_training_state=False)
+    record["gridfs"] = upload(db.mongo_db, record, source, with_training_state=False)
     shutil.rmtree(source)
     tracemalloc.start()
     try:
-        copy = local_copy(db.mongo_db, tmp_path / "cache", record)
+        copy = local_copy(db.mongo_db, tmp_path / "cache", record, run_dir=None)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -215,12 +218,11 @@ CONCURRENT = """
 import sys, time
 from pathlib import Path
 from llm_magics import connect
-from llm_magics.store.uploads import local_copy
 db = connect(sys.argv[1])
 record = db.store.checkpoints.find_one({"model": "shared"})
 while not Path(sys.argv[3]).exists():
     time.sleep(0.01)
-print(local_copy(db.store.mongo_db, Path(sys.argv[2]), record))
+print(db.store.local_checkpoint(record, Path(sys.argv[2])))
 """
 
 

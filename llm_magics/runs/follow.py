@@ -180,14 +180,15 @@ def _keep_up(follower: Follower, run: Run, interval: float) -> None:
         except Exception:  # the database away: keep looking
             _log.debug("following run %s", run.id, exc_info=True)
             continue
-        if state.status in FINAL:
-            run.finished()
-        elif run.control is not None and run.control.done.is_set():  # it came back
-            run.control.done.clear()
-            run.register()
         if changed:
             try:
                 state.changed()
             except Exception:
                 _log.exception("a view of run %s failed", run.id)
+        # the views have shown the end before wait() returns (a notebook's next cell may be its last)
+        if state.status in FINAL:
+            run.finished()
+        elif run.control is not None and run.control.done.is_set():  # it came back
+            run.control.done.clear()
+            run.register()
     run.finished()
