@@ -29,6 +29,10 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     || echo "could not install chromium: the browser tests will be skipped" >&2
 fi
 
+# lint and types while llama.cpp may still be building (mypy's first run takes most of a minute)
+.venv/bin/ruff check .
+.venv/bin/mypy
+
 if ! wait "$build"; then
   cat "$build_log" >&2
   echo "building llama-cpp-python failed (above)" >&2
@@ -37,8 +41,6 @@ fi
 rm -f "$build_log"  # (exec below ends the shell without its EXIT trap)
 scripts/setup_gguf.sh
 
-.venv/bin/ruff check .
-.venv/bin/mypy
 # Two workers: most tests wait on processes (kernels, Ray, a browser) as much as they compute.
 # Tests that start Ray share one worker (xdist_group "ray"): one Ray on the machine at a time.
 exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadgroup "$@"

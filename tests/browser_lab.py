@@ -60,7 +60,7 @@ def lab(tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # a page of its own per module: one notebook open at a time
 def page(lab):
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed (scripts/test.sh installs it as root)")
