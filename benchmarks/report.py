@@ -607,6 +607,15 @@ def gpu_section(entries: list[dict[str, Any]]) -> list[str]:
             "```",
             "",
         ]
+    else:
+        lines += [
+            "On a lent GPU machine with no network: `scripts/gpu_wheels.sh` here fetches the wheels its image"
+            " lacks; `scripts/gpu_check.sh` there installs them and runs the GPU test tier and these shapes,"
+            " each stage with a time limit, and writes a JSON + Markdown report (`benchmarks/gpu/`);"
+            " `python benchmarks/run.py --gpu-check REPORT --merge benchmarks/results.json` brings its"
+            " figures here.",
+            "",
+        ]
     for entry in entries:
         lines += _section(entry, gpu_result)[2:]  # under this section's title
     return lines
