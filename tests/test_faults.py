@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import Outage, custom_code_model, qa_docs, small_config
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
@@ -143,6 +143,8 @@ def test_random_mappings_only_ever_raise_our_validation_error(mapping):
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=string.printable + "{}!&*|>:-—é", max_size=80))
+@example("0b_")  # YAML 1.1's integer pattern takes it; its constructor raised ValueError
+@example("max_steps: 0x_")
 def test_random_cell_text_only_ever_raises_our_validation_error(text):
     with contextlib.suppress(ConfigError):  # anything else fails the test
         LLMTrainingConfiguration.from_dict(parse_cell(text, {"x": 1}))

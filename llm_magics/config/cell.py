@@ -40,7 +40,18 @@ class _Loader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> Any:
+        """An integer; a scalar that only looks like one (``0b_``, ``0x_``: YAML 1.1's pattern
+        takes them, its constructor fails) is a short error naming it and its line."""
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise ConfigError(
+                f"line {node.start_mark.line + 1}: {node.value!r} is not a number — quote it if it is text"
+            ) from None
 
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 # YAML 1.1 reads 2e-4 as a string; everyone writes learning rates that way.
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
