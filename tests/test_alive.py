@@ -69,3 +69,11 @@ def test_a_view_follows_a_silent_run_again_when_it_writes(db):
     assert run.state.step == 3
     db.store.update_run("s4", status="completed")
     assert run.wait(30).state.status == "completed"
+
+
+def test_without_proc_the_host_name_tells_which_runs_are_here(monkeypatch):
+    from llm_magics.core import processes
+
+    monkeypatch.setattr(processes, "machine", lambda: "unknown")  # macOS: no boot id, no pid namespace
+    assert same_host(processes.process_owner())  # a run of this host is judged by its pid, not silence
+    assert not same_host({**processes.process_owner(), "host": "elsewhere.invalid"})

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_magics.core.errors import ModelError
-from llm_magics.store.run_dirs import inside, regular_file
+from llm_magics.store.run_dirs import inside, member, regular_file
 
 # what only resuming needs: uploaded to the database only when asked (upload_optimizer_state)
 TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin", "trainer_state.json")
@@ -47,7 +47,7 @@ def verify(record: dict[str, Any], directory: Path, names: set[str] | None = Non
     """Checks that a checkpoint's files (or the ``names`` among them) are all in ``directory``,
     unchanged since they were recorded. A file name that leads out of ``directory`` is a change."""
     expected = [f for f in record["files"] if names is None or f["name"] in names]
-    changed = [str(f["name"])[:80] for f in expected if not _matches(_member(directory, f["name"]), f["sha256"])]
+    changed = [str(f["name"])[:80] for f in expected if not _matches(member(directory, f["name"]), f["sha256"])]
     if changed:
         raise ModelError(
             f"checkpoint {record['_id']}: {len(changed)} file(s) missing or changed since "
@@ -58,13 +58,6 @@ def verify(record: dict[str, Any], directory: Path, names: set[str] | None = Non
 
 def _matches(path: Path | None, sha256: str) -> bool:
     return path is not None and regular_file(path) and _sha256(path) == sha256
-
-
-def _member(directory: Path, name: Any) -> Path | None:
-    """``directory / name`` when ``name`` (from a record) stays inside ``directory``, else None."""
-    if not isinstance(name, str):
-        return None
-    return inside(str(directory / name), directory.resolve())
 
 
 def is_adapter(directory: str | Path) -> bool:

@@ -66,6 +66,14 @@ def inside(path: Any, directory: Path | None) -> Path | None:
     return resolved if resolved != directory and resolved.is_relative_to(directory) else None
 
 
+def member(directory: Path, name: Any) -> Path | None:
+    """``directory / name`` (a file name from a record), symlinks resolved, if it stays inside
+    ``directory`` ('../x' and '/etc/x' do not); else None."""
+    if not isinstance(name, str):
+        return None
+    return inside(str(directory / name), directory.resolve())
+
+
 def regular_file(path: Path) -> bool:
     """Whether ``path`` is a regular file of this user's, not a link, a FIFO or a device: a file
     that a read cannot hang on or reach past."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from llm_magics.core.errors import ModelError
 from llm_magics.store.artifacts import is_training_state, verify, written_whole
-from llm_magics.store.run_dirs import inside
+from llm_magics.store.run_dirs import inside, member
 
 BUCKET = "_llm_magics.artifacts"
 _CHUNK = 1 << 20  # bytes copied at a time
@@ -42,7 +42,7 @@ def upload(mongo_db: Any, record: dict[str, Any], directory: Path, with_training
     the new ones. A file name that leads out of ``directory`` is refused before anything is read."""
     bucket = gridfs_bucket(mongo_db)
     entries = [e for e in record["files"] if with_training_state or not is_training_state(e["name"])]
-    paths = [_inside(directory, entry["name"], record) for entry in entries]
+    paths = [_inside(directory, entry["name"], record, "the checkpoint's directory") for entry in entries]
     stored = {}
     for entry, path in zip(entries, paths, strict=True):
         with path.open("rb") as handle:
@@ -164,13 +164,13 @@ def _remove_leftovers(cache: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _inside(directory: Path, name: Any, record: dict[str, Any]) -> Path:
+def _inside(directory: Path, name: Any, record: dict[str, Any], what: str = "the download directory") -> Path:
     """``directory / name``, refused when a record's name would lead out of ``directory``
     ('../x', '/etc/x'): the records come from a database that others may write to."""
-    path = directory / str(name)
-    if not isinstance(name, str) or not path.resolve().is_relative_to(directory.resolve()) or path == directory:
+    path = member(directory, name)
+    if path is None:
         raise ModelError(
             f"checkpoint {str(record.get('_id'))[:80]!r}: the file name {str(name)[:80]!r} leads outside "
-            "the download directory — the record was not written by llm_magics; nothing was downloaded"
+            f"{what} — the record was not written by llm_magics; nothing was read or written"
         )
     return path
