@@ -42,6 +42,7 @@ def lab(tmp_path_factory):
         "--ip=127.0.0.1",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
+        f"--LabApp.workspaces_dir={root / '.workspaces'}",  # not the user's ~/.jupyter: nothing restored from there
         "--LabApp.expose_app_in_browser=True",
         "--allow-root",
     ]
@@ -80,7 +81,7 @@ def page(lab):
         yield page
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "last-page.png", full_page=True)  # what the page showed at the end
-        (ARTIFACTS / "last-page.txt").write_text(page.locator(".jp-Notebook").inner_text())
+        (ARTIFACTS / "last-page.txt").write_text(current_notebook(page).inner_text())
         browser.close()
 
 
@@ -90,7 +91,10 @@ def open_notebook(page, lab, name: str, cells: list[str]) -> None:
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
     )
     nbformat.write(notebook, lab["root"] / name)
-    page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
+    # A workspace of its own: JupyterLab restores the tabs a workspace had open, so a notebook
+    # opened in the shared default workspace would sit beside the one an earlier module left there.
+    workspace = f"{Path(name).stem}-{secrets.token_hex(4)}"
+    page.goto(f"{lab['url']}/lab/workspaces/{workspace}/tree/{name}?token={lab['token']}")
     page.wait_for_function(
         "window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'", timeout=120_000
     )
@@ -106,8 +110,13 @@ def run_cell(page, index: int) -> None:
     )
 
 
+def current_notebook(page):
+    """The notebook in the tab on show (a hidden tab's notebook stays in the page)."""
+    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+
+
 def cell_output(page, index: int):
-    return page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea")
+    return current_notebook(page).locator(".jp-Cell").nth(index).locator(".jp-OutputArea")
 
 
 def screenshot(locator, name: str) -> None:
