@@ -150,3 +150,29 @@ class _Collection:
             return attribute(*args, **kwargs)
 
         return call
+
+
+# Six facts, each with a preferred and a dispreferred answer (the preference methods' tests).
+FACTS = [
+    ("capital of France?", " Paris", " Rome"),
+    ("2+2?", " four", " five"),
+    ("sky color?", " blue", " green"),
+    ("ice is?", " cold", " hot"),
+    ("fire is?", " hot", " cold"),
+    ("cats say?", " meow", " woof"),
+]
+
+
+def preference_docs(copies: int = 8) -> list[dict]:
+    """Prompt / chosen / rejected documents (DPO, ORPO, SimPO)."""
+    return [{"q": q, "good": good, "bad": bad} for _ in range(copies) for q, good, bad in FACTS]
+
+
+def kto_docs(copies: int = 8) -> list[dict]:
+    """Prompt / completion / label documents (KTO): each fact's good answer desirable, its bad one not."""
+    return [
+        {"q": q, "answer": answer, "ok": ok}
+        for _ in range(copies)
+        for q, good, bad in FACTS
+        for answer, ok in ((good, True), (bad, False))
+    ]

@@ -144,12 +144,23 @@ class LLM:
         detach: bool = False,
         sweep: dict[str, Any] | None = None,
         on_start: Callable[[Run], None] | None = None,
+        method: str | None = None,
+        reward_funcs: list[Any] | None = None,
     ) -> Any:
         """Fine-tunes on the selected documents; returns the run (finished unless it runs in the
         background: ``backend="thread"``, Ray, or ``detach=True``: a process of its own, or a Ray
-        Job with ``on_ray``, that outlives the kernel, followed from any kernel with ``db.run(run.id)``)."""
+        Job with ``on_ray``, that outlives the kernel, followed from any kernel with ``db.run(run.id)``).
+        ``method`` and ``reward_funcs`` (GRPO's functions) override the configuration's (SPEC §11)."""
         config = self.configuration(
-            configuration, X=X, select=select, y=y, on_ray=on_ray, ray_address=ray_address, ray_configs=ray_configs
+            configuration,
+            X=X,
+            select=select,
+            y=y,
+            on_ray=on_ray,
+            ray_address=ray_address,
+            ray_configs=ray_configs,
+            method=method,
+            reward_funcs=reward_funcs,
         )
         self.db = db or self.db or open_database()
         if sweep is not None:
@@ -195,7 +206,8 @@ class LLM:
             changes["adapter_id"] = self.adapter_id
         if given.get("select") is not None:
             changes.update(_selection(given["select"]))
-        changes.update({k: given[k] for k in ("X", "y", "ray_address", "ray_configs") if given.get(k) is not None})
+        named = ("X", "y", "ray_address", "ray_configs", "method", "reward_funcs")
+        changes.update({k: given[k] for k in named if given.get(k) is not None})
         if given.get("on_ray"):
             changes["on_ray"] = True
         return config.replace(**changes)

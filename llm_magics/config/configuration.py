@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from trl import SFTConfig
 
+from llm_magics.config import methods
 from llm_magics.config.cell import load_yaml
 from llm_magics.config.data_keys import DataKeys
 from llm_magics.config.validation import (
@@ -54,6 +55,30 @@ class LLMTrainingConfiguration(SFTConfig):
 
     # --- identity (the seed's) ---
     identifier: str | None = field(default=None, metadata=_help("A name for this configuration."))
+
+    # --- how it trains (SPEC §11) ---
+    method: Literal["sft", "dpo", "kto", "orpo", "simpo", "grpo"] = field(
+        default="sft",
+        metadata=_help(
+            "How the run trains: 'sft' (supervised), 'dpo', 'kto', 'orpo', 'simpo' (preferences) or 'grpo' "
+            "(rewards); each on TRL's trainer of that name."
+        ),
+    )
+    method_args: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=_help(
+            "The method's own TRL settings (beta, loss_type, num_generations, max_completion_length, ...); "
+            "usually given as top-level keys."
+        ),
+    )
+    reward_funcs: list[Any] | None = field(
+        default=None,
+        metadata=_help("grpo: the reward functions, callables from the notebook ({{ f }}) or 'module:function' names."),
+    )
+    completions_to_record: int = field(
+        default=8,
+        metadata=_help("grpo: how many sampled completions, with their rewards, are kept at each logging step."),
+    )
 
     # --- model ---
     model: str | None = field(
@@ -109,6 +134,12 @@ class LLMTrainingConfiguration(SFTConfig):
         default=None, metadata=_help("The prompt field; with response, the loss is on the response only.")
     )
     response: str | None = field(default=None, metadata=_help("The response field (with prompt)."))
+    chosen: str | None = field(default=None, metadata=_help("dpo, orpo, simpo: the preferred response's field."))
+    rejected: str | None = field(default=None, metadata=_help("dpo, orpo, simpo: the dispreferred response's field."))
+    completion: str | None = field(default=None, metadata=_help("kto: the completion's field."))
+    label: str | None = field(
+        default=None, metadata=_help("kto: the field saying whether the completion is desirable (true/false).")
+    )
     messages: str | None = field(
         default=None,
         metadata=_help("The field holding a chat (a list of {role, content}); uses the chat template."),
@@ -196,7 +227,7 @@ class LLMTrainingConfiguration(SFTConfig):
 
     def __post_init__(self) -> None:
         # Validation only; see the module docstring for why TrainingArguments' own runs later.
-        problems = value_problems(self, init_fields(type(self)))
+        problems = value_problems(self, init_fields(type(self))) + methods.method_problems(self)
         if problems:
             raise ConfigError(problems)
         for name in enum_fields(type(self)):
@@ -228,8 +259,11 @@ class LLMTrainingConfiguration(SFTConfig):
 
     def to_dict(self, *, masked: bool = True) -> dict[str, Any]:
         """Every field as plain data, so a run can be repeated exactly. ``masked``: as it may be
-        shown or stored (credentials in URIs hidden, tokens masked); else with the secrets."""
+        shown or stored (credentials in URIs hidden, tokens masked, reward functions by name); else
+        with the secrets and the functions themselves."""
         values = {name: plain(getattr(self, name)) for name in init_fields(type(self))}
+        if self.reward_funcs is not None and masked:  # a record keeps a function by its name, never its code
+            values["reward_funcs"] = [reward_name(f) for f in self.reward_funcs]
         return masked_values(values) if masked else values
 
     def changes(self) -> dict[str, Any]:
@@ -260,6 +294,11 @@ class LLMTrainingConfiguration(SFTConfig):
             response=self.response,
             prompt_template=self.prompt_template,
             messages=self.messages,
+            method=self.method,
+            chosen=self.chosen,
+            rejected=self.rejected,
+            completion=self.completion,
+            label=self.label,
             max_length=self.max_length,
             seed=self.seed,
             valid_fraction=self.valid_fraction,
@@ -296,7 +335,7 @@ class LLMTrainingConfiguration(SFTConfig):
         if values["fp16"] and not torch.cuda.is_available():
             raise ConfigError("fp16: mixed precision in float16 needs a CUDA GPU and none is visible — remove fp16")
         try:
-            return SFTConfig(**values)
+            return methods.config_class(self.method)(**methods.trainer_settings(self, values))
         except ValueError as error:
             raise ConfigError(f"{error}".strip()) from None
 
@@ -314,6 +353,13 @@ class LLMTrainingConfiguration(SFTConfig):
         )
 
 
+def reward_name(function: Any) -> str:
+    """A reward function as a record and a message name it: its name, or its 'module:function'."""
+    if isinstance(function, str):
+        return function
+    return getattr(function, "__name__", None) or type(function).__name__
+
+
 LLMTrainer = LLMTrainingConfiguration
 """The seed's name for a configuration that also names its data (``select``, ``key``)."""
 
@@ -324,12 +370,35 @@ def _validated_init(cls: type) -> None:
 
     @functools.wraps(dataclass_init)
     def validated_init(self: Any, /, **kwargs: Any) -> None:  # a key named 'self' is an unknown key
+        kwargs, unknown = _method_settings(type(self), kwargs)
         checked, problems = argument_problems(type(self), kwargs, ALIASES)
+        problems = unknown + problems
         if problems:
             raise ConfigError(problems)
         dataclass_init(self, **checked)
 
     setattr(cls, "__init__", validated_init)  # noqa: B010 - mypy refuses assigning to a method
+
+
+def _method_settings(cls: type, kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Moves the chosen method's own settings (``beta: 0.2``) into ``method_args``; a key that is no
+    field, alias or setting of the method is an unknown key (named, with the method that has it)."""
+    fields = init_fields(cls)
+    method = kwargs.get("method", "sft")
+    method = method if method in methods.METHODS else "sft"  # the method key's own check names it
+    others = [key for key in kwargs if key not in fields and key not in ALIASES]
+    if not others:
+        return kwargs, []
+    own = methods.own_settings(method)
+    moved = {key: kwargs[key] for key in others if key in own}
+    unknown = [methods.unknown_setting(key, method, (*fields, *ALIASES)) for key in others if key not in own]
+    rest = {key: value for key, value in kwargs.items() if key not in others}
+    if moved:
+        given = rest.get("method_args")
+        both = sorted(set(moved) & set(given)) if isinstance(given, dict) else []
+        unknown += [f"'{key}' is given twice (also in method_args)" for key in both]
+        rest["method_args"] = {**(given if isinstance(given, dict) else {}), **moved}
+    return rest, unknown
 
 
 _validated_init(LLMTrainingConfiguration)

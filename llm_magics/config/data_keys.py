@@ -19,6 +19,11 @@ class DataKeys:
     response: str | None = None
     prompt_template: str | None = None
     messages: str | None = None
+    method: str = "sft"  # preference and reward methods read their own fields (below) untokenized
+    chosen: str | None = None
+    rejected: str | None = None
+    completion: str | None = None
+    label: str | None = None
     max_length: int | None = None
     seed: int = 42
     valid_fraction: float | None = None

@@ -31,6 +31,7 @@ _AT_LEAST = {
     "save_total_limit": 1,
     "probe_steps": 1,
     "probe_max_new_tokens": 1,
+    "completions_to_record": 0,
     "early_stopping_patience": 1,
     "early_stopping_threshold": 0,
 }
@@ -148,8 +149,6 @@ def _data_problems(config: Any) -> list[str]:
         problems.append("data and select: give one — data: NAME, or select: {collection: NAME, filter: ...}")
     if isinstance(config.select, dict):
         problems += _select_problems(config.select)
-    if (config.prompt is None) != (config.response is None):
-        problems.append("prompt and response: give both field names (the loss is on the response)")
     if config.messages is not None and config.prompt is not None:
         problems.append("messages and prompt/response: choose one data format")
     if config.task == "text-classification" and config.y is None:

@@ -102,7 +102,7 @@ class TrainingSet:
     format: Format
     selection: Selection
     counts: dict[str, int]
-    example: dict[str, list[int]]
+    example: dict[str, Any]  # the first training example: token ids and labels, or a method's row
     labels: list[str] = field(default_factory=list)
 
 
@@ -145,12 +145,12 @@ def build(mongo_db: Any, keys: DataKeys, tokenizer: Any, transform: Callable[[di
     tokenizes them into train and valid datasets."""
     selection = Selection.of(keys)
     fmt = Format.of(keys, tokenizer)
-    _check_collection(mongo_db, selection)
+    check_collection(mongo_db, selection)
     encode = _encoder(fmt, tokenizer, keys.max_length)
     splits = {name: _Split() for name in (*_FOLDS, "unassigned")}
     missing: dict[str, int] = {}
     example: dict[str, list[int]] = {}
-    for docs in _batches(mongo_db, selection, fmt, transform):
+    for docs in documents(mongo_db, selection, fmt, transform):
         grouped: dict[str, list[dict]] = {name: [] for name in splits}
         for doc in docs:
             fold = doc.get("_fold")
@@ -163,13 +163,14 @@ def build(mongo_db: Any, keys: DataKeys, tokenizer: Any, transform: Callable[[di
             if rows and not example:
                 example = {"input_ids": rows[0][0], "labels": rows[0][1]}
             splits[name].add(
-                [(ids, labels, _bucket(doc, keys.seed)) for (ids, labels), doc in zip(rows, kept, strict=True)]
+                [(ids, labels, bucket(doc, keys.seed)) for (ids, labels), doc in zip(rows, kept, strict=True)]
             )
     _check_counts(splits, missing, selection, fmt)
     return _assemble(splits, keys, fmt, selection, example)
 
 
-def _check_collection(mongo_db: Any, selection: Selection) -> None:
+def check_collection(mongo_db: Any, selection: Selection) -> None:
+    """A short error, with the collections there are, when the selected one is not there."""
     names = mongo_db.list_collection_names()
     if selection.collection not in names:
         user = [name for name in names if not name.startswith("_llm_magics.")]
@@ -179,11 +180,12 @@ def _check_collection(mongo_db: Any, selection: Selection) -> None:
         raise DataError(f"data: no collection '{selection.collection}'{hint}")
 
 
-def _batches(
-    mongo_db: Any, selection: Selection, fmt: Format, transform: Callable[[dict], Any] | None
+def documents(
+    mongo_db: Any, selection: Selection, fmt: Format, transform: Callable[[dict], Any] | None, every_field: bool = False
 ) -> Iterator[list[dict]]:
+    """The selected documents in batches; only the format's fields unless ``every_field``."""
     projection = selection.projection
-    if transform is None and projection is None:
+    if transform is None and projection is None and not every_field:
         projection = dict.fromkeys((*fmt.fields, "_fold"), 1)
     cursor = mongo_db[selection.collection].find(selection.filter, projection)
     if selection.limit:
@@ -240,7 +242,8 @@ def _check_types(doc: dict, fmt: Format, values: tuple) -> None:
             raise DataError(f"{name}: must be text, got {type(value).__name__} (document {doc.get('_id')})")
 
 
-def _bucket(doc: dict, seed: int) -> float:
+def bucket(doc: dict, seed: int) -> float:
+    """Where a document falls in [0, 1): a hash of its id, the same for the same seed."""
     digest = hashlib.blake2b(f"{seed}:{doc.get('_id')}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
 
@@ -341,15 +344,7 @@ def _assemble(
     import datasets
 
     unassigned = splits["unassigned"]
-    fraction = keys.valid_fraction
-    if fraction is None:
-        fraction = 0.1 if keys.evaluate and splits["valid"].docs == 0 else 0.0
-    if fraction and unassigned.buckets:
-        # exactly the share asked (at least one document, and one left to train on), chosen by a
-        # hash of each document's id: the same documents for the same data and seed
-        count = len(unassigned.buckets)
-        held = min(count - 1, max(1, round(count * fraction)))
-        fraction = math.nextafter(sorted(unassigned.buckets)[held - 1], 1.0) if held else 0.0
+    fraction = held_out(unassigned.buckets, keys, marked_valid=splits["valid"].docs)
     tables = {
         "train": _concat(splits["train"].table(), unassigned.table(lambda b: b >= fraction)),
         "valid": _concat(splits["valid"].table(), unassigned.table(lambda b: b < fraction)),
@@ -374,6 +369,20 @@ def _assemble(
             "or no assistant turns); raise max_length or check the prompt/response fields"
         )
     return TrainingSet(train, valid, fmt, selection, counts, example, labels)
+
+
+def held_out(buckets: list[float], keys: DataKeys, marked_valid: int) -> float:
+    """The bucket below which a document without ``_fold`` is held out for evaluation: exactly the
+    share asked (at least one document, and one left to train on), chosen by a hash of each
+    document's id, so the same documents for the same data and seed."""
+    fraction = keys.valid_fraction
+    if fraction is None:
+        fraction = 0.1 if keys.evaluate and marked_valid == 0 else 0.0
+    if fraction and buckets:
+        count = len(buckets)
+        held = min(count - 1, max(1, round(count * fraction)))
+        fraction = math.nextafter(sorted(buckets)[held - 1], 1.0) if held else 0.0
+    return fraction
 
 
 def _concat(*tables: Any) -> Any:

@@ -14,8 +14,6 @@ def format_prompt(prompt: str, template: dict[str, Any] | None, tokenizer: Any) 
     """Writes ``prompt`` the way the model saw prompts in training."""
     template = template or {}
     kind = template.get("kind")
-    if kind == "prompt-response":
-        return render_prompt(template.get("prompt_template"), prompt)
     if kind == "messages":
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}],
@@ -23,7 +21,9 @@ def format_prompt(prompt: str, template: dict[str, Any] | None, tokenizer: Any) 
             add_generation_prompt=True,
             tokenize=False,
         )
-    return prompt
+    # a prompt/response pair's template, and a preference or reward method's (their prompts are
+    # written the same way); text and classification have none
+    return render_prompt(template.get("prompt_template"), prompt)
 
 
 def generate(

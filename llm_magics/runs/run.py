@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 DETACHED = ("process", "ray-job")  # backends whose runs outlive the kernel and stop through the store
 # runs still training in this process, or followed from it, by id (for %llm_stop and the views)
 _active: dict[str, Run] = {}
+COMPLETIONS_KEPT = 64  # sampled completions a live view keeps (the store keeps every recorded one)
 RECENT = 20  # logged steps the pace (ETA) and the token rate are measured over
 ROW_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per_s")  # a logged row's, kept live
 # a logged row's other numbers kept live (their newest value, in RunState.latest): besides these, every eval_*
@@ -35,14 +36,26 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+# the training signals of the preference and reward methods (SPEC §11), charted beside the loss
+METHOD_SIGNALS = ("reward", "kl", "entropy", "completions/mean_length")
+
+
+def charted(name: str) -> bool:
+    """Whether a logged number is a series of the run's chart."""
+    name = name.removeprefix("eval_")
+    return (
+        name in ("step", "loss", "learning_rate", *METHOD_SIGNALS)
+        or name.endswith("accuracy")
+        or (name.startswith("rewards/") and not name.endswith("/std"))
+    )
+
+
 def chart_point(row: dict[str, Any]) -> dict[str, Any] | None:
     """A logged row's point of the run's chart: the step, the losses, the learning rate, the
-    accuracies and the evaluation's metrics (numbers only); None when it has none of them."""
+    accuracies, the method's own signals and the evaluation's metrics (numbers only); None when it
+    has none of them."""
     point = {
-        name: value
-        for name, value in row.items()
-        if _number(value)
-        and (name in ("step", "loss", "learning_rate") or name.startswith("eval_") or name.endswith("accuracy"))
+        name: value for name, value in row.items() if _number(value) and (charted(name) or name.startswith("eval_"))
     }
     return point if len(point) > ("step" in point) else None
 
@@ -72,6 +85,8 @@ class RunState:
     latest: dict[str, float] = field(default_factory=dict)  # the newest of each LATEST and eval_* number
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     probes: list[dict[str, Any]] = field(default_factory=list)  # {step, prompt, answer} of every probed step
+    # a reward method's sampled completions: {step, prompt, completion, rewards} of the newest logging steps
+    completions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=COMPLETIONS_KEPT), repr=False)
     log: Path | None = None  # a detached run's log file, in its own directory on this machine
     reason: str | None = None  # why it ended before max_steps, e.g. early stopping
     stalled_for: float | None = None  # seconds since a running run's step last moved, when far too long
@@ -96,6 +111,10 @@ class RunState:
         its answers); entries that are not mappings (a damaged record) are left out."""
         self.probes = [p for p in self.probes if p["step"] != step]
         self.probes += [{**probe, "step": step} for probe in probes if isinstance(probe, dict)]
+
+    def add_completions(self, step: Any, rows: list[Any]) -> None:
+        """A logging step's sampled completions (entries that are not mappings are left out)."""
+        self.completions.extend({**row, "step": step} for row in rows if isinstance(row, dict))
 
     def logged(self, row: dict[str, Any]) -> None:
         """Keeps a logged step's time, step and token count for the windowed pace and rate."""
@@ -252,6 +271,24 @@ class Run:
         for column in [c for c in frame.columns if c.endswith("num_tokens")]:
             frame[column] = frame[column].astype("Int64")  # counts are whole numbers (empty where not logged)
         return frame
+
+    def completions(self) -> Any:
+        """A reward method's sampled completions as a pandas DataFrame: one row per completion, with
+        its step, prompt, completion and each reward function's value (a column per function)."""
+        import pandas as pd
+
+        rows = []
+        for row in self.db.store.run_completions(self.id):
+            scores = row.get("rewards")
+            rows.append(
+                {
+                    "step": row.get("step"),
+                    "prompt": row.get("prompt"),
+                    "completion": row.get("completion"),
+                    **(scores if isinstance(scores, dict) else {}),
+                }
+            )
+        return pd.DataFrame(rows, columns=None if rows else ["step", "prompt", "completion"])
 
     @property
     def checkpoints(self) -> list[dict[str, Any]]:

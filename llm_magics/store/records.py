@@ -39,6 +39,7 @@ FINAL = ("completed", "failed", "stopped", "interrupted", "pruned")  # pruned: a
 # judged dead from another host by its silence alone: it may write again, and then it runs again
 UNCERTAIN = {"status": "interrupted", "reaped": "silent"}
 BEST_METRIC = "eval_loss"  # the best checkpoint is the one with the lowest
+REWARD_METRIC = "reward"  # else (a reward method without evaluation), the one with the highest
 # A run on another host whose owner has not written for this long is taken for dead; a run whose
 # process beats (a detached one: every ``heartbeat_every`` seconds), after this many missed beats.
 _SILENT_LIMIT = dt.timedelta(minutes=10)
@@ -63,6 +64,7 @@ class Store:
         self.checkpoints = mongo_db[PREFIX + "checkpoints"]
         self.sweeps = mongo_db[PREFIX + "sweeps"]
         self.exports = mongo_db[PREFIX + "exports"]  # GGUF exports and what their check found
+        self.completions = mongo_db[PREFIX + "completions"]  # GRPO's sampled completions, per logging step
 
     def ensure_indexes(self) -> None:
         self.runs.create_index([("model", 1), ("started", 1)])
@@ -275,6 +277,17 @@ class Store:
     def run_metrics(self, run_id: str) -> list[dict[str, Any]]:
         return sorted(self.metrics.find({"run": run_id}, {"_id": 0}), key=lambda row: _number(row.get("step")))
 
+    def add_completions(self, run_id: str, step: int, rows: list[dict[str, Any]]) -> None:
+        """A logging step's sampled completions and their rewards (once, however often retried)."""
+        record = {"_id": f"{run_id}:{step}", "run": run_id, "step": step, "rows": rows}
+        self.completions.replace_one({"_id": record["_id"]}, record, upsert=True)
+
+    def run_completions(self, run_id: str) -> list[dict[str, Any]]:
+        """Every recorded completion of a run, each with its step, oldest first."""
+        records = sorted(self.completions.find({"run": run_id}), key=lambda r: _number(r.get("step")))
+        rows = [(record.get("step"), row) for record in records for row in record.get("rows") or []]
+        return [{"step": step, **row} for step, row in rows if isinstance(row, dict)]
+
     # --- checkpoints ---
 
     def add_checkpoint(self, record: dict[str, Any], upload: str | None = None) -> None:
@@ -411,6 +424,13 @@ def _number(value: Any) -> float:
 
 
 def best_of(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The checkpoint with the lowest evaluation loss (the earliest of equals), or None."""
-    scored = [c for c in records if _number((c.get("metrics") or {}).get(BEST_METRIC)) > float("-inf")]
-    return min(sorted(scored, key=_created), key=lambda c: c["metrics"][BEST_METRIC], default=None)
+    """The checkpoint with the lowest evaluation loss (the earliest of equals); where none was
+    evaluated, the one with the highest mean reward (a GRPO run); else None."""
+
+    def scored(metric: str) -> list[dict[str, Any]]:
+        kept = [c for c in records if _number((c.get("metrics") or {}).get(metric)) > float("-inf")]
+        return sorted(kept, key=_created)
+
+    if evaluated := scored(BEST_METRIC):
+        return min(evaluated, key=lambda c: c["metrics"][BEST_METRIC])
+    return max(scored(REWARD_METRIC), key=lambda c: c["metrics"][REWARD_METRIC], default=None)

@@ -57,6 +57,8 @@ class ProgressCallback(TrainerCallback):
         self._counts: dict[str, tuple[float, float]] = {}  # (time, tokens or samples seen) at the last log
         self._cuda = False  # whether the logged rows carry the GPU's memory
         self.stopped = False
+        # a reward method's newest sampled completions with their rewards (set once its trainer exists)
+        self.samples: Callable[[], list[dict[str, Any]]] | None = None
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -127,6 +129,10 @@ class ProgressCallback(TrainerCallback):
         if self._cuda:
             self._row.update(gpu_memory())
         self._last.update(numbers)
+        if self.samples is not None and "loss" in numbers:
+            rows = self.samples()
+            if rows:
+                self.sink({"kind": "completions", "step": state.global_step, "rows": rows})
 
     def _per_second(self, row: dict[str, Any], name: str, seen: float, moment: float) -> None:
         """``row[name]``: how fast ``seen`` (a count that only grows) grew since the last log."""
@@ -156,7 +162,9 @@ class ProgressCallback(TrainerCallback):
             "files": files,
             "size": sum(f["size"] for f in files),
             "metrics": {
-                k: self._last[k] for k in ("loss", "eval_loss", "eval_accuracy", "learning_rate") if k in self._last
+                k: self._last[k]
+                for k in ("loss", "eval_loss", "eval_accuracy", "learning_rate", "reward")
+                if k in self._last
             },
         }
         if self.probe is not None and model is not None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from llm_magics.config.configuration import LLMTrainingConfiguration
     from llm_magics.data.training_set import TrainingSet
     from llm_magics.store.database import DatabaseHandle
+    from llm_magics.training.rewards import Reward, Tried
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 BACKENDS = ("kernel", "thread", "process", "ray", "ray-job")
@@ -90,6 +91,9 @@ class Plan:
     args: Any | None  # the trainer's SFTConfig, built and checked here; None when a Ray worker builds it
     resume_from: dict[str, Any] | None = None
     adapter: str | None = None
+    rewards: list[Reward] = dataclasses.field(default_factory=list)  # grpo's functions
+    packed_rewards: list[bytes] | None = None  # the same, to travel to a process or a Ray worker
+    tried: Tried | None = None  # what the functions answered on the base model's completion
 
     @property
     def template(self) -> dict[str, Any]:
@@ -131,7 +135,12 @@ def plan_run(
 
     # the configuration is read here, once, for what the data and the run's record need of it
     keys, recorded = config.data_keys(), config.to_dict()
-    data = build(db.mongo_db, keys, tokenizer, transform)
+    if config.method == "sft":
+        data = build(db.mongo_db, keys, tokenizer, transform)
+    else:
+        from llm_magics.data import preference
+
+        data = preference.build(db.mongo_db, keys, tokenizer, transform)
     run_id = uuid.uuid4().hex[:8]
     output_dir = Path(config.output_dir or db.artifacts / name).expanduser().resolve() / run_id
     # the trainer's own checks run here; a Ray worker builds its arguments where it trains
@@ -139,7 +148,32 @@ def plan_run(
     base = BaseModel(path, config.bits, config.task, model_kwargs, tokenizer_kwargs, data.labels)
     if config.use_lora and config.lora_target_modules and adapter is None and resume_from is None:
         check_target_modules(base, config.lora_target_modules)
-    return Plan(name, run_id, config, recorded, base, data, where, db, output_dir, args, resume_from, adapter)
+    plan = Plan(name, run_id, config, recorded, base, data, where, db, output_dir, args, resume_from, adapter)
+    if config.method == "grpo":
+        _plan_rewards(plan, tokenizer, resume_from)
+    return plan
+
+
+def _plan_rewards(plan: Plan, tokenizer: Any, resume_from: dict[str, Any] | None) -> None:
+    """GRPO's functions: resolved, able to travel where the run trains, the same names as the run
+    it resumes, and tried on a real completion of the model the run starts from."""
+    from llm_magics.training import rewards
+
+    plan.rewards = rewards.resolve(plan.config.reward_funcs)
+    if plan.where.backend not in ("kernel", "thread"):
+        plan.packed_rewards = rewards.packed(plan.rewards)
+    if resume_from is not None:
+        trained = [r.get("name") for r in plan.db.store.run(resume_from["run"]).get("rewards") or []]
+        given = [r.name for r in plan.rewards]
+        if trained and given != trained:
+            raise ConfigError(
+                f"resume: run {resume_from['run']} trained with reward functions {', '.join(map(str, trained))}; "
+                f"give those again (got {', '.join(given)})"
+            )
+    length = plan.config.method_args.get("max_completion_length") or 32
+    plan.tried = rewards.try_on_base(
+        plan.rewards, plan.base, plan.adapter, tokenizer, plan.data.example, min(int(length), 32)
+    )
 
 
 def _remote_code(config: LLMTrainingConfiguration) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -211,11 +245,13 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
 
 
 def job_of(plan: Plan) -> TrainJob:
-    """What the training process needs of a plan."""
+    """What the training process needs of a plan. The reward functions travel as the job's own
+    (packed, for another process), not inside its configuration."""
+    config = plan.config if plan.config.reward_funcs is None else plan.config.replace(reward_funcs=None)
     return TrainJob(
         plan.run_id,
         plan.base,
-        plan.config,
+        config,
         plan.data.train,
         plan.data.valid,
         str(plan.output_dir),
@@ -223,6 +259,7 @@ def job_of(plan: Plan) -> TrainJob:
         resume_from=plan.resume_from["path"] if plan.resume_from else None,
         adapter=plan.adapter,
         template=plan.template,
+        reward_funcs=plan.packed_rewards or [reward.function for reward in plan.rewards] or None,
     )
 
 
@@ -319,6 +356,7 @@ def write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any)
             "step": 0,
             "total_steps": None,
             "resumed_from": plan.resume_from["_id"] if plan.resume_from else None,
+            **({"rewards": [reward.record() for reward in plan.rewards]} if plan.rewards else {}),
             **extra,
         },
         owner,

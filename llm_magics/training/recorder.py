@@ -31,6 +31,7 @@ _WRITES = {
     "update_run": "the run's record",
     "add_metrics": "the metrics",
     "add_checkpoint": "a checkpoint's record",
+    "add_completions": "the sampled completions",
 }
 
 
@@ -160,6 +161,10 @@ class Recorder:
             self.state.add_probes(event["step"], event["probes"])
         if self.outbox.write("add_checkpoint", record, upload=self.upload):
             self._prune()
+
+    def _on_completions(self, event: dict[str, Any]) -> None:
+        self.state.add_completions(event["step"], event["rows"])
+        self.outbox.write("add_completions", self.state.run_id, event["step"], event["rows"])
 
     def _on_probe(self, event: dict[str, Any]) -> None:
         self.state.add_probes(event["step"], event["probes"])

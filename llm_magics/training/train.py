@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from llm_magics.core.errors import RunError
 from llm_magics.models.generate import generate
 from llm_magics.models.loader import BaseModel, load_base_model, load_tokenizer
+from llm_magics.training.methods import method_trainer, samples_of
 
 if TYPE_CHECKING:
     from llm_magics.config.configuration import LLMTrainingConfiguration
@@ -32,6 +34,8 @@ class TrainJob:
     template: dict[str, Any] | None = None
     kernel_node: str | None = None  # the Ray node of the kernel
     ship_checkpoints: bool | None = None  # send checkpoint files to the kernel; None: when on another node
+    # grpo: the reward functions; in another process, each cloudpickled (training.rewards.packed)
+    reward_funcs: list[Any] | None = None
 
 
 def trainer_arguments(config: LLMTrainingConfiguration, output_dir: str) -> Any:
@@ -72,6 +76,7 @@ def train(job: TrainJob, sink: Sink, stop: StopSignal | None = None, *, device_m
     callback = ProgressCallback(sink, stop, _prober(config, tokenizer, job.template), config.probe_steps, early)
     with _quiet_datasets():
         trainer = _trainer(config, args, model, tokenizer, job, [callback, *([early] if early else [])])
+    callback.samples = samples_of(trainer, config.completions_to_record)
     if args.disable_tqdm:
         from transformers.trainer_callback import PrinterCallback
 
@@ -160,6 +165,8 @@ def _trainer(
         "processing_class": tokenizer,
         "callbacks": callbacks,
     }
+    if config.method != "sft":
+        return method_trainer(config.method, {"model": model, "peft_config": peft_config, **common}, job.reward_funcs)
     if config.task == "text-classification":
         from transformers import DataCollatorWithPadding, Trainer
 
@@ -210,13 +217,17 @@ def _prober(
 
 @contextlib.contextmanager
 def _quiet_datasets() -> Iterator[None]:
-    """Hides the datasets library's progress bars while the trainer prepares the data."""
+    """Hides the datasets library's progress bars while the trainer prepares the data, and the
+    warning of a tokenizer that ends every text with EOS (ByT5's) when TRL's preference trainers
+    tokenize a text that already ends with it: it is not added twice."""
     import datasets
 
     shown = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="This sequence already has", category=UserWarning)
+            yield
     finally:
         if shown:
             datasets.enable_progress_bars()

@@ -33,6 +33,12 @@ _COLORS = {
 }
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 _LABELS = {
+    "reward": "total reward",
+    "rewards/chosen": "chosen",
+    "rewards/rejected": "rejected",
+    "rewards/margins": "margin",
+    "rewards/accuracies": "pairs ranked right",
+    "completions/mean_length": "completion length",
     "loss": "train loss",
     "eval_loss": "eval loss",
     "learning_rate": "learning rate",
@@ -100,7 +106,10 @@ def run_chart_svg(history: Sequence[dict[str, Any]], options: ChartOptions | Non
     panels = [
         loss,
         Panel("learning rate", {"learning_rate": logged.get("learning_rate", [])}, 56),
-        Panel("accuracy", {k: v for k, v in logged.items() if k.endswith("accuracy")}, 56, smoothing=loss.smoothing),
+        Panel("accuracy", {k: v for k, v in logged.items() if _accuracy(k)}, 56, smoothing=loss.smoothing),
+        Panel("rewards", {k: v for k, v in logged.items() if _reward(k)}, 110, smoothing=loss.smoothing),
+        Panel("completion length", {k: v for k, v in logged.items() if k.endswith("completions/mean_length")}, 56),
+        Panel("KL · entropy", {k: v for k, v in logged.items() if k.removeprefix("eval_") in ("kl", "entropy")}, 56),
     ]
     return chart_svg([panel for panel in panels if any(panel.series.values())] or [loss], width)
 
@@ -119,6 +128,27 @@ def curves_svg(
     palette = {name: (colors or {}).get(name, _PALETTE[i % len(_PALETTE)]) for i, name in enumerate(clean)}
     panel = Panel(title, clean, max(40, height - _TITLE - _GAP - _BOTTOM))
     return chart_svg([panel], width, palette)
+
+
+def _label(name: str) -> str:
+    """A series' name in the legend; a reward function's curve by the function's name."""
+    if name in _LABELS:
+        return _LABELS[name]
+    parts = name.split("/")
+    if len(parts) == 3 and parts[0] in ("rewards", "eval_rewards") and parts[2] == "mean":
+        return ("eval " if parts[0].startswith("eval_") else "") + parts[1]
+    return name
+
+
+def _accuracy(name: str) -> bool:
+    """Token and label accuracies, and a preference method's share of pairs ranked right."""
+    return name.endswith(("accuracy", "rewards/accuracies"))
+
+
+def _reward(name: str) -> bool:
+    """A preference method's implicit rewards and margin, a reward method's total and per function."""
+    name = name.removeprefix("eval_")
+    return name == "reward" or (name.startswith("rewards/") and not name.endswith(("/std", "accuracies")))
 
 
 def chart_svg(panels: list[Panel], width: int = 480, colors: dict[str, str] | None = None) -> str:
@@ -180,7 +210,7 @@ def _panel(panel: Panel, x_ticks: list[float], x_of: Scale, top: int, width: int
     )
     points, names = ['<g fill="transparent">'], []
     for i, (name, series) in enumerate(panel.series.items()):
-        color, label = palette.get(name, _PALETTE[i % len(_PALETTE)]), html.escape(_LABELS.get(name, name))
+        color, label = palette.get(name, _PALETTE[i % len(_PALETTE)]), html.escape(_label(name))
         weight = 0.0 if name.startswith("eval") or len(series) < 2 else panel.smoothing
         lines, hover = _series(name, label, series, weight, color, x_of, y_of)
         parts += lines

@@ -1,0 +1,196 @@
+"""GRPO's reward functions: the user's own Python, checked before anything trains (SPEC §11).
+
+A function comes from the notebook (``{{ f }}``, or ``reward_funcs=[f]``) or is named
+``module:function`` and imported. Before a run starts, each must travel (cloudpickle, by value, to
+a detached process or a Ray worker) and must answer a real completion of the base model with one
+number (or None) per completion. A record keeps only each function's name and source text, which
+are shown and never run; a resumed run is given its functions again.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from llm_magics.core.errors import ConfigError, RunError
+
+_SOURCE_LIMIT = 20_000
+_MODULE_FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+@dataclass
+class Reward:
+    """A reward function, as a run holds it."""
+
+    name: str
+    function: Callable[..., Any]
+    source: str
+
+    def record(self) -> dict[str, str]:
+        """What a run's record keeps: text to show, never to run."""
+        return {"name": self.name, "source": self.source}
+
+
+def resolve(specs: list[Any] | None) -> list[Reward]:
+    """The configuration's ``reward_funcs`` as functions; a short error for anything else."""
+    if not specs:
+        raise ConfigError(
+            "reward_funcs: grpo learns from reward functions — define one in a cell, e.g. "
+            "def short(completions, **kw): return [-len(c) / 100 for c in completions], "
+            "then reward_funcs: [{{ short }}]"
+        )
+    rewards = [_resolve(spec) for spec in specs]
+    names = [reward.name for reward in rewards]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"reward_funcs: two functions are named {twice[0]!r} — their curves would share a name")
+    return rewards
+
+
+def _resolve(spec: Any) -> Reward:
+    if callable(spec):
+        return Reward(_name(spec), spec, _source(spec))
+    if isinstance(spec, str) and _MODULE_FUNCTION.fullmatch(spec):
+        module_name, _, attribute = spec.partition(":")
+        try:
+            function = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            raise ConfigError(f"reward_funcs: cannot import {spec!r}: {error}") from None
+        if not callable(function):
+            raise ConfigError(f"reward_funcs: {spec!r} is {type(function).__name__}, not a function")
+        return Reward(_name(function), function, _source(function))
+    if isinstance(spec, str):
+        raise ConfigError(
+            f"reward_funcs: {spec!r} is a name, not a function — pass the function ({{{{ {spec} }}}} in a cell, "
+            f"reward_funcs=[{spec}] in Python) or 'module:function'"
+        )
+    raise ConfigError(f"reward_funcs: {spec!r} is {type(spec).__name__}, not a function or 'module:function'")
+
+
+def _name(function: Any) -> str:
+    return getattr(function, "__name__", None) or type(function).__name__
+
+
+def _source(function: Any) -> str:
+    try:
+        text = inspect.getsource(function)
+    except (OSError, TypeError):
+        return f"# the source of {_name(function)} is not available"
+    return text if len(text) <= _SOURCE_LIMIT else text[:_SOURCE_LIMIT] + "\n# ..."
+
+
+def packed(rewards: list[Reward]) -> list[bytes]:
+    """Each function by value, for a process or a Ray worker; one that cannot travel is refused
+    by name, with the reason (a lock, a socket, an open file it holds)."""
+    import cloudpickle
+
+    payloads = []
+    for reward in rewards:
+        try:
+            payloads.append(cloudpickle.dumps(reward.function))
+        except Exception as error:  # pickling raises whatever the object's __reduce__ raises
+            raise ConfigError(
+                f"reward function {reward.name!r} cannot travel to the training process: {error} — "
+                "define what it needs inside the function, or train in the kernel"
+            ) from None
+    return payloads
+
+
+def unpacked(payloads: list[bytes]) -> list[Callable[..., Any]]:
+    import cloudpickle
+
+    return [cloudpickle.loads(payload) for payload in payloads]
+
+
+def check(rewards: list[Reward], prompt: Any, completion: Any, fields: dict[str, Any]) -> list[float | None]:
+    """Calls each function as TRL will, on one real completion; returns their values. A function
+    that raises, or returns anything but one number or None per completion, is refused by name."""
+    values = []
+    for reward in rewards:
+        try:
+            result = reward.function(prompts=[prompt], completions=[completion], **{k: [v] for k, v in fields.items()})
+        except Exception as error:
+            raise ConfigError(
+                f"reward function {reward.name!r} raised {type(error).__name__}: {error} "
+                f"(tried on a completion of the base model, with fields {', '.join(fields) or 'none'})"
+            ) from None
+        values.append(_one_value(reward.name, result))
+    return values
+
+
+def _one_value(name: str, result: Any) -> float | None:
+    if not isinstance(result, list | tuple) or len(result) != 1:
+        raise ConfigError(
+            f"reward function {name!r} returned {_shown(result)}; it must return a list with one number "
+            "(or None) per completion — it was given 1"
+        )
+    value = result[0]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(
+            f"reward function {name!r} returned {_shown(result)}: each value must be a finite number or None"
+        )
+    return float(value)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def guarded(functions: list[Callable[..., Any]]) -> list[Callable[..., Any]]:
+    """The functions as the trainer calls them: an exception ends the run naming the function."""
+    return [_guard(function) for function in functions]
+
+
+def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
+    name = _name(function)
+
+    @functools.wraps(function)  # TRL names each reward's curve by __name__
+    def reward(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            raise RunError(f"reward function {name!r} raised {type(error).__name__}: {error}") from error
+
+    return reward
+
+
+@dataclass
+class Tried:
+    """What the functions answered before training: shown by ``--dry-run``."""
+
+    prompt: Any
+    completion: Any
+    values: dict[str, float | None]
+
+
+def try_on_base(
+    rewards: list[Reward], base: Any, adapter: str | None, tokenizer: Any, row: dict[str, Any], max_new_tokens: int
+) -> Tried:
+    """Generates one completion of the first training prompt with the model the run starts from,
+    and calls every function on it with the document's fields (see ``check``)."""
+    from llm_magics.models.generate import generate
+    from llm_magics.models.loader import load_base_model
+
+    model = load_base_model(base)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    prompt = row["prompt"]
+    chat = isinstance(prompt, list)
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True) if chat else prompt
+    (answer,) = generate(model, tokenizer, [text], max_new_tokens=max_new_tokens, do_sample=False)
+    del model
+    completion = [{"role": "assistant", "content": answer}] if chat else answer
+    fields = {key: value for key, value in row.items() if key != "prompt"}
+    values = check(rewards, prompt, completion, fields)
+    return Tried(prompt, completion, {reward.name: value for reward, value in zip(rewards, values, strict=True)})

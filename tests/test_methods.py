@@ -1,0 +1,169 @@
+"""Training methods (SPEC §11): DPO, KTO, ORPO and SimPO on preferences, through ``llm.fit`` on the
+tiny model, and the configuration's checks of each method's settings and fields."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import FACTS, kto_docs, preference_docs
+
+from llm_magics import LLM, LLMTrainingConfiguration
+from llm_magics.core.errors import ConfigError, DataError
+
+TEMPLATE = "Q: {prompt}\nA:"
+PAIRS = {"data": "prefs", "prompt": "q", "chosen": "good", "rejected": "bad"}
+# ORPO's beta weighs its odds-ratio term against the chosen answer's likelihood, which also lifts
+# the rejected answers that are another fact's chosen one ("hot", "cold"): a larger beta, longer
+ORPO = {"beta": 1.0, "max_steps": 80, "save_steps": 40}
+
+
+def preferred(base_path: str, adapter: str | None) -> list[float]:
+    """Per fact: log p(chosen) - log p(rejected) of the answer tokens, after the prompt as trained."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llm_magics.models.loader import load_tokenizer
+
+    tokenizer = load_tokenizer(base_path)
+    model = AutoModelForCausalLM.from_pretrained(base_path)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+
+    def logp(prompt: str, answer: str) -> float:
+        head = tokenizer(TEMPLATE.replace("{prompt}", prompt), add_special_tokens=False)["input_ids"]
+        tail = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([head + tail])
+        with torch.no_grad():
+            logits = model(ids).logits[0, :-1].log_softmax(-1)
+        picked = logits[len(head) - 1 :].gather(1, ids[0, len(head) :, None])
+        return float(picked.sum())
+
+    return [logp(q, good) - logp(q, bad) for q, good, bad in FACTS]
+
+
+def pairs_config(method: str, **changes):
+    values = {
+        "method": method,
+        **PAIRS,
+        "prompt_template": TEMPLATE,
+        "max_steps": 40,
+        "per_device_train_batch_size": 8,
+        "learning_rate": 5e-3,
+        "lora_r": 8,
+        "max_length": 64,
+        "save_steps": 20,
+        "logging_steps": 5,
+    }
+    return LLMTrainingConfiguration(**{**values, **changes})
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo", "simpo"])
+def test_a_preference_method_learns_to_prefer_the_chosen_answer(db, tiny_path, method):
+    db["prefs"].insert_many(preference_docs())
+    before = preferred(tiny_path, None)
+    llm = LLM(f"{method}-model", tiny_path)
+    # ORPO's beta weighs its odds-ratio term against the answer's likelihood: 1 lets it show in 40 steps
+    run = llm.fit(configuration=pairs_config(method, **(ORPO if method == "orpo" else {})), db=db)
+    assert run.status == "completed", run.error
+    metrics = run.metrics
+    margins, accuracies = metrics["rewards/margins"].tolist(), metrics["rewards/accuracies"].tolist()
+    assert margins[-1] > margins[0] + 0.02, margins
+    assert min(accuracies[-2:]) > accuracies[0], accuracies
+    after = preferred(tiny_path, run.checkpoints[-1]["path"])
+    assert all(a > 0 for a in after), after  # every fact: the chosen answer is now the likelier
+    assert sum(after) > sum(before)
+    # a checkpoint of any method predicts like one of SFT, in the prompt format it trained on
+    assert isinstance(llm.predict("capital of France?", max_new_tokens=4), str)
+    assert run.record["config"]["method"] == method
+
+
+def test_kto_learns_from_desirable_and_undesirable_answers(db, tiny_path):
+    db["kto"].insert_many(kto_docs())
+    before = preferred(tiny_path, None)
+    config = LLMTrainingConfiguration(
+        method="kto",
+        data="kto",
+        prompt="q",
+        completion="answer",
+        label="ok",
+        prompt_template=TEMPLATE,
+        max_steps=30,
+        per_device_train_batch_size=8,
+        learning_rate=5e-3,
+        lora_r=8,
+        max_length=64,
+        logging_steps=5,
+        save_steps=30,
+    )
+    run = LLM("kto-model", tiny_path).fit(configuration=config, db=db)
+    assert run.status == "completed", run.error
+    margins = run.metrics["rewards/margins"].dropna().tolist()
+    assert margins[-1] > margins[0] + 0.2, margins
+    # KTO judges each answer alone, against a reference point: the gap between the desirable and
+    # the undesirable answers widens (its rewards), without every pair being ranked yet
+    assert sum(preferred(tiny_path, run.checkpoints[-1]["path"])) > sum(before)
+
+
+def test_a_preference_run_chains_after_sft_from_its_checkpoint(db, tiny_path):
+    """SFT, then DPO from the SFT checkpoint (adapter_id: checkpoint://NAME/STEP)."""
+    db["sft"].insert_many([{"q": q, "a": good} for _ in range(4) for q, good, _ in FACTS])
+    db["prefs"].insert_many(preference_docs(4))
+    sft = LLMTrainingConfiguration(
+        data="sft", prompt="q", response="a", prompt_template=TEMPLATE, max_steps=10, save_steps=10, lora_r=8
+    )
+    LLM("chain-sft", tiny_path).fit(configuration=sft, db=db)
+    dpo = pairs_config("dpo", adapter_id="checkpoint://chain-sft/10", max_steps=10, save_steps=10)
+    run = LLM("chain-dpo", tiny_path).fit(configuration=dpo, db=db)
+    assert run.status == "completed", run.error
+    assert run.record["base"]["adapter_id"] == "checkpoint://chain-sft/10"
+
+
+# --- the configuration's checks: nothing is trained or written --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"method": "sft", "beta": 0.2}, "beta: a setting of dpo, kto, orpo, simpo, grpo, not of method sft"),
+        ({"method": "dpo", "betta": 0.2}, "did you mean 'beta'"),
+        ({"method": "grpo", "num_generation": 4}, "did you mean 'num_generations'"),
+        ({"method": "dpo", "num_generations": 4}, "num_generations: a setting of grpo, not of method dpo"),
+        ({"method": "dpo", "packing": True}, "packing: a setting of sft, not of method dpo"),
+        ({"method": "dpo", "beta": "high"}, "beta: expected a number, got 'high'"),
+        ({"method": "dpo", "chosen": None}, "method dpo: name the document fields of chosen"),
+        ({"method": "kto", "chosen": None, "rejected": None}, "method kto: name the document fields of completion"),
+        ({"method": "dpo", "reward_funcs": [len]}, "reward_funcs: a setting of grpo, not of method dpo"),
+        ({"method": "dpoo"}, "method: expected 'sft', 'dpo'"),
+    ],
+)
+def test_a_method_setting_is_checked_against_that_method(changes, message):
+    values = {**PAIRS, **changes}
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        LLMTrainingConfiguration(**{k: v for k, v in values.items() if v is not None})
+
+
+def test_a_method_setting_reaches_its_trainer_and_sft_defaults_give_way():
+    config = LLMTrainingConfiguration(method="simpo", **PAIRS, beta=2.0, simpo_gamma=0.7, output_dir="out")
+    args = config.training_arguments(output_dir="out")
+    assert type(args).__name__ == "CPOConfig"
+    assert (args.loss_type, args.cpo_alpha, args.beta, args.simpo_gamma) == ("simpo", 0.0, 2.0, 0.7)
+    assert args.learning_rate == 2e-4 and args.max_length == 512  # ours, not TRL's
+    dpo = LLMTrainingConfiguration(method="dpo", **PAIRS).training_arguments(output_dir="out")
+    assert dpo.loss_type == ["sigmoid"]  # DPO's own, not SFT's "nll"
+    assert LLMTrainingConfiguration.from_yaml(
+        "method: dpo\ndata: d\nprompt: p\nchosen: c\nrejected: r\nbeta: 0.3"
+    ).method_args == {"beta": 0.3}
+
+
+def test_a_document_without_a_named_field_is_named_before_anything_is_written(db, tiny_path):
+    docs = preference_docs(2)
+    del docs[5]["bad"]
+    db["prefs"].insert_many(docs)
+    with pytest.raises(DataError, match=r"bad: missing in 1 of 12 documents .*first: document"):
+        LLM("dpo-missing", tiny_path).fit(configuration=pairs_config("dpo"), db=db)
+    db["prefs"].update_one({"bad": {"$exists": False}}, {"$set": {"bad": 3}})
+    with pytest.raises(DataError, match=r"bad: must be text, got int \(document "):
+        LLM("dpo-missing", tiny_path).fit(configuration=pairs_config("dpo"), db=db)
+    assert not db.store.list_runs() and not db.store.model_names()
