@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import warnings
 from typing import Any
 
 from llm_magics.config.validation import defaults, init_fields, type_hints, type_problem
@@ -48,7 +49,15 @@ _SETTINGS_OF = {"reward_funcs": ("grpo",), "completions_to_record": ("grpo",)}
 
 def config_class(method: str) -> type:
     module, name = _CONFIGS[method]
-    return getattr(importlib.import_module(module), name)
+    return getattr(stable_import(module), name)
+
+
+def stable_import(module: str) -> Any:
+    """Imports a TRL module; ORPO's and CPO's live in ``trl.experimental``, whose import warns that
+    its APIs may change: ours are pinned by the tests, so the user is not told on each run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
+        return importlib.import_module(module)
 
 
 @functools.cache

@@ -57,6 +57,8 @@ def chart_point(row: dict[str, Any]) -> dict[str, Any] | None:
     point = {
         name: value for name, value in row.items() if _number(value) and (charted(name) or name.startswith("eval_"))
     }
+    if "reward" not in row:  # SFT logs its entropy too; it is charted where a reward method's is
+        point.pop("entropy", None)
     return point if len(point) > ("step" in point) else None
 
 

@@ -8,10 +8,10 @@ reference, so no second copy of the weights is loaded.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
+from llm_magics.config.methods import stable_import
 from llm_magics.training import rewards
 
 # method -> (module, class) of its TRL trainer
@@ -28,7 +28,7 @@ def method_trainer(method: str, common: dict[str, Any], reward_funcs: list[Any] 
     """The trainer of ``method``; ``common``: model, args, data, processing_class, callbacks,
     peft_config. ``reward_funcs``: GRPO's functions, or their cloudpickled bytes (another process)."""
     module, name = _TRAINERS[method]
-    trainer_class = getattr(importlib.import_module(module), name)
+    trainer_class = getattr(stable_import(module), name)
     if method == "grpo":
         functions = [f if callable(f) else rewards.unpacked([f])[0] for f in reward_funcs or []]
         return trainer_class(reward_funcs=rewards.guarded(functions), **common)
