@@ -111,6 +111,12 @@ class LLMTrainingConfiguration(SFTConfig):
         default=None,
         metadata=_help("Modules that get LoRA layers; null: every linear layer but the output head."),
     )
+    lora_modules_to_save: list[str] | None = field(
+        default=None,
+        metadata=_help(
+            "Modules trained in full beside the adapter and saved with it, e.g. [lm_head] (peft's modules_to_save)."
+        ),
+    )
     lora_bias: Literal["none", "all", "lora_only"] = field(
         default="none", metadata=_help("Which biases train: 'none', 'all' or 'lora_only'.")
     )
@@ -349,6 +355,7 @@ class LLMTrainingConfiguration(SFTConfig):
             lora_dropout=self.lora_dropout,
             target_modules=self.lora_target_modules or "all-linear",
             bias=self.lora_bias,
+            modules_to_save=self.lora_modules_to_save,
             task_type="SEQ_CLS" if self.task == "text-classification" else "CAUSAL_LM",
         )
 

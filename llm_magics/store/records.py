@@ -350,11 +350,14 @@ class Store:
                 return found
             ref = LATEST
         if ref.kind == "best":
-            scored = self.checkpoints.find({"model": model, f"metrics.{BEST_METRIC}": {"$ne": None}})
-            found = best_of(list(scored))
+            either = [{f"metrics.{metric}": {"$ne": None}} for metric in (BEST_METRIC, REWARD_METRIC)]
+            found = best_of(list(self.checkpoints.find({"model": model, "$or": either})))
             if found is None:
                 self._exists(model)
-                raise ModelError(f"model '{model}' has no best checkpoint: no evaluation ran (set eval_strategy)")
+                raise ModelError(
+                    f"model '{model}' has no best checkpoint: no evaluation ran (set eval_strategy) and no reward "
+                    "was logged"
+                )
             return found
         query: dict[str, Any] = {"model": model}
         if ref.kind == "step":

@@ -108,17 +108,30 @@ def unpacked(payloads: list[bytes]) -> list[Callable[..., Any]]:
     return [cloudpickle.loads(payload) for payload in payloads]
 
 
-def check(rewards: list[Reward], prompt: Any, completion: Any, fields: dict[str, Any]) -> list[float | None]:
-    """Calls each function as TRL will, on one real completion; returns their values. A function
-    that raises, or returns anything but one number or None per completion, is refused by name."""
+def check(
+    rewards: list[Reward], prompt: Any, completion: Any, fields: dict[str, Any], completion_ids: list[int] | None = None
+) -> list[float | None]:
+    """Calls each function as TRL's GRPO trainer will (``prompts``, ``completions``,
+    ``completion_ids``, ``trainer_state``, ``log_extra``, ``log_metric`` and the document's fields,
+    as keyword arguments), on one real completion; returns their values. A function that raises,
+    or returns anything but one number or None per completion, is refused by name."""
     values = []
+    extras = {
+        "completion_ids": [completion_ids or []],
+        "trainer_state": None,  # none before training
+        "log_extra": lambda column, values: None,
+        "log_metric": lambda name, value: None,
+    }
     for reward in rewards:
         try:
-            result = reward.function(prompts=[prompt], completions=[completion], **{k: [v] for k, v in fields.items()})
+            result = reward.function(
+                prompts=[prompt], completions=[completion], **{k: [v] for k, v in fields.items()}, **extras
+            )
         except Exception as error:
+            hint = " — a reward function takes **kwargs: TRL passes more" if isinstance(error, TypeError) else ""
             raise ConfigError(
-                f"reward function {reward.name!r} raised {type(error).__name__}: {error} "
-                f"(tried on a completion of the base model, with fields {', '.join(fields) or 'none'})"
+                f"reward function {reward.name!r} raised {type(error).__name__}: {error} (tried on a completion "
+                f"of the base model, with the fields {', '.join(fields) or 'none'}){hint}"
             ) from None
         values.append(_one_value(reward.name, result))
     return values
@@ -192,5 +205,6 @@ def try_on_base(
     del model
     completion = [{"role": "assistant", "content": answer}] if chat else answer
     fields = {key: value for key, value in row.items() if key != "prompt"}
-    values = check(rewards, prompt, completion, fields)
+    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    values = check(rewards, prompt, completion, fields, ids)
     return Tried(prompt, completion, {reward.name: value for reward, value in zip(rewards, values, strict=True)})
