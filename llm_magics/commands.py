@@ -83,9 +83,15 @@ def dry_run_report(checked: Plan) -> DryRun:
     from llm_magics.models.estimate import estimate
     from llm_magics.models.loader import load_tokenizer
 
-    data = checked.data
-    longest = max(len(ids) for ids in data.train["input_ids"])
+    data, method = checked.data, checked.config.method
     tokenizer = load_tokenizer(checked.base.path, checked.base.tokenizer_kwargs)
+    if method == "sft":
+        longest = max(len(ids) for ids in data.train["input_ids"])
+    else:
+        from llm_magics.widgets.method_example import longest as longest_of
+
+        completion = int(checked.config.method_args.get("max_completion_length") or 512)
+        longest = longest_of(method, data.train, tokenizer, completion)
     return DryRun(checked, estimate(checked.config, checked.base, longest), tokenizer)
 
 

@@ -4,6 +4,7 @@ is text that never runs."""
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -191,3 +192,83 @@ def test_a_detached_grpo_run_gets_its_notebook_functions_by_value(tiny_path):
     reward = run.metrics["rewards/share_of_b/mean"].tolist()
     assert reward[-1] > reward[0] + 0.3, reward
     assert not run.completions().empty
+
+
+def test_the_views_show_each_reward_curve_and_the_newest_completions(db, tiny_path):
+    from llm_magics.widgets.progress import summary_html
+
+    db["prompts"].insert_many(PROMPTS)
+    run = LLM("grpo-views", tiny_path).fit(configuration=grpo_config(max_steps=10, save_steps=10), db=db)
+    for state in (run.state, db.run(run.id).stored_state()):  # live, and rebuilt from the store
+        page = summary_html(state)
+        for series in ("reward", "rewards/share_of_a/mean", "rewards/names_the_answer/mean", "entropy"):
+            assert f'data-series="{series}"' in page
+        assert 'class="llm-completions"' in page and "Sampled completions</b> at step 10" in page
+        assert page.count("<code>say a") >= 8  # the newest step's completions, with their prompts
+
+
+GRPO_CELL = """%%llm_finetune {name} {flags} -o run
+method: grpo
+model: {{{{ base_path }}}}
+data: prompts
+prompt: q
+reward_funcs: [{{{{ share_of_a }}}}, {{{{ names_the_answer }}}}]
+num_generations: 4
+max_completion_length: 12
+per_device_train_batch_size: 8
+learning_rate: 0.005
+lora_modules_to_save: [lm_head]
+max_steps: {steps}
+save_steps: 20
+logging_steps: 5"""
+NOTEBOOK_FUNCTIONS = """def share_of_a(completions, **kwargs):
+    return [c.count("a") / max(1, len(c)) for c in completions]
+
+def names_the_answer(completions, answer, **kwargs):
+    return [1.0 if a in c else 0.0 for c, a in zip(completions, answer)]"""
+
+
+def test_the_dry_run_shows_the_prompt_a_completion_and_each_functions_value(shell, db):
+    db["prompts"].insert_many(PROMPTS)
+    shell.run(NOTEBOOK_FUNCTIONS)
+    report, _ = shell.run(GRPO_CELL.format(name="dry", flags="--dry-run", steps=4).replace(" -o run", ""))
+    text = repr(report)
+    assert "method: grpo" in text and "reward functions: share_of_a, names_the_answer" in text
+    assert "prompt as rendered · 7 tokens" in text and "say a 0" in text
+    assert re.search(r"a completion of the starting model · rewards: share_of_a [\d.e-]+ · names_the_answer 0", text)
+    assert not db.store.list_runs()
+
+
+@pytest.mark.slow
+def test_functions_written_in_notebook_cells_train_a_detached_run_that_a_new_kernel_attaches(workdir):
+    """Kernel A defines the functions in cells and starts a detached GRPO run; it shuts down.
+    Kernel B attaches and sees the reward curves rise and the sampled completions."""
+    from test_notebook_kernel import executed
+
+    started = executed(
+        [
+            "%load_ext llm_magics",
+            "from llm_magics import tiny_model\nbase_path = str(tiny_model('tiny'))\ndb = %llm_db\n"
+            "db['prompts'].insert_many([{'q': f'say a {i}', 'answer': 'a'} for i in range(32)]);",
+            NOTEBOOK_FUNCTIONS,
+            GRPO_CELL.format(name="cells", flags="--detach", steps=60),
+            "print(run.id)",
+        ],
+        workdir,
+    )
+    assert not any(o.output_type == "error" for cell in started for o in cell), started
+    run_id = started[4][0]["text"].strip()
+    attached = executed(
+        [
+            "%load_ext llm_magics",
+            f"%llm_attach {run_id}",
+            f"db = %llm_db\nrun = db.run('{run_id}').wait(300)\nm = run.metrics\n"
+            "print(run.status, round(m['reward'].iloc[0], 2), round(m['reward'].iloc[-1], 2), len(run.completions()))",
+        ],
+        workdir,
+    )
+    (view,) = attached[1]  # the live view, replaced by the summary when the run ended
+    page = view["data"]["text/html"]
+    assert 'data-series="rewards/share_of_a/mean"' in page and 'class="llm-completions"' in page
+    status, first, last, sampled = attached[2][0]["text"].split()
+    assert status == "completed" and float(last) > float(first) + 1.0 and int(sampled) == 96

@@ -66,6 +66,7 @@ class Follower:
         self.state = Run(db, run_id).stored_state()  # everything so far, once
         self._last_row = max((_step(row) for row in self.state.history), default=-1)
         self._last_checkpoint = max((c["step"] for c in self.state.checkpoints), default=-1)
+        self._last_sampled = max((_step(row) for row in self.state.completions), default=-1)
         self.looks = 0
         record = self.db.store.runs.find_one({"_id": run_id}) or {}
         self.uncertain = _uncertain(record)  # judged dead from another host by its silence: it may write again
@@ -89,6 +90,7 @@ class Follower:
         before = (self.state.step, self.state.status, len(self.state.history), len(self.state.checkpoints))
         self._rows(record)
         self._checkpoints()
+        self._completions()
         self._apply(record)
         after = (self.state.step, self.state.status, len(self.state.history), len(self.state.checkpoints))
         return after != before or self.state.stalled_for is not None
@@ -115,10 +117,17 @@ class Follower:
                 self.state.add_probes(record["step"], record["probes"])
             self._last_checkpoint = _step(record)
 
+    def _completions(self) -> None:
+        """A reward method's sampled completions of the steps logged since the last look."""
+        for row in self.db.store.run_completions(self.run_id, after=self._last_sampled):
+            self.state.completions.append(row)
+            self._last_sampled = max(self._last_sampled, _step(row))
+
     def _apply(self, record: dict[str, Any], ended: RunState | None = None) -> None:
         state = self.state
         if ended is not None:
             state.history, state.checkpoints, state.probes = ended.history, ended.checkpoints, ended.probes
+            state.completions = ended.completions
             state.ended, state.eval_accuracy, state.latest = ended.ended, ended.eval_accuracy, ended.latest
         state.status = record.get("status", state.status)
         state.error = record.get("error")

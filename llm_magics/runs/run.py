@@ -198,6 +198,8 @@ class Run:
         for checkpoint in state.checkpoints:
             if isinstance(checkpoint.get("probes"), list):
                 state.add_probes(checkpoint.get("step"), checkpoint["probes"])
+        for row in self.db.store.run_completions(self.id, newest=state.completions.maxlen):
+            state.completions.append(row)
         return state
 
     @property

@@ -282,9 +282,11 @@ class Store:
         record = {"_id": f"{run_id}:{step}", "run": run_id, "step": step, "rows": rows}
         self.completions.replace_one({"_id": record["_id"]}, record, upsert=True)
 
-    def run_completions(self, run_id: str) -> list[dict[str, Any]]:
-        """Every recorded completion of a run, each with its step, oldest first."""
-        records = sorted(self.completions.find({"run": run_id}), key=lambda r: _number(r.get("step")))
+    def run_completions(self, run_id: str, newest: int | None = None, after: int = -1) -> list[dict[str, Any]]:
+        """The recorded completions of a run (those of steps after ``after``; of the ``newest`` steps
+        only, if given), each with its step, oldest first."""
+        found = self.completions.find({"run": run_id, "step": {"$gt": after}})
+        records = sorted(found, key=lambda r: _number(r.get("step")))[-newest if newest else 0 :]
         rows = [(record.get("step"), row) for record in records for row in record.get("rows") or []]
         return [{"step": step, **row} for step, row in rows if isinstance(row, dict)]
 

@@ -125,14 +125,23 @@ class DryRun:
 
     def facts(self) -> list[tuple[str, str]]:
         plan, counts, est = self.plan, self.plan.data.counts, self.estimate
-        share = counts["trained_tokens"] / counts["train_tokens"] if counts["train_tokens"] else 0
         quantized = f"{plan.base.bits}-bit" if plan.base.bits else "full precision"
-        return [
+        facts = [
             ("model", f"{plan.name} ← {plan.base.path} ({quantized})"),
+            ("method", plan.config.method),
             ("backend", plan.where.backend),
             ("data", f"collection '{plan.data.selection.collection}' as {plan.data.format.kind}"),
             ("documents", f"{counts['train_docs']} train · {counts['valid_docs']} valid"),
-            ("tokens", f"{counts['train_tokens']} train, {counts['trained_tokens']} trained ({share:.0%})"),
+        ]
+        if "train_tokens" in counts:  # SFT's tokenized data (the other methods' trainers tokenize)
+            share = counts["trained_tokens"] / counts["train_tokens"] if counts["train_tokens"] else 0
+            facts.append(
+                ("tokens", f"{counts['train_tokens']} train, {counts['trained_tokens']} trained ({share:.0%})")
+            )
+        if plan.rewards:
+            facts.append(("reward functions", ", ".join(reward.name for reward in plan.rewards)))
+        return [
+            *facts,
             ("parameters", f"{est.parameters:,} · trainable {est.trainable:,} ({est.trainable / est.parameters:.2%})"),
             (
                 "memory (estimate)",
@@ -140,6 +149,15 @@ class DryRun:
                 f"{_size(est.training_state_gib)} + activations {_size(est.activations_gib)}",
             ),
         ]
+
+    def sections(self) -> list[tuple[str, list[tuple[str, bool]]]]:
+        """What training sees of the first example, as titled (text, trained) pieces."""
+        method = self.plan.config.method
+        if method == "sft":
+            return [("first example", self.example())]
+        from llm_magics.widgets.method_example import sections
+
+        return sections(method, self.plan.data.example, self.tokenizer, self.plan.tried)
 
     def example(self) -> list[tuple[str, bool]]:
         """The first example as (text, trained) pieces: consecutive tokens grouped."""
@@ -164,7 +182,8 @@ class DryRun:
 
     def __repr__(self) -> str:
         lines = ["dry run: nothing was trained or written", *(f"{k}: {v}" for k, v in self.facts())]
-        lines.append("example (trained part in [[ ]]): " + "".join(f"[[{t}]]" if m else t for t, m in self.example()))
+        for title, pieces in self.sections():
+            lines.append(f"{title} (trained part in [[ ]]): " + "".join(f"[[{t}]]" if m else t for t, m in pieces))
         lines.append("configuration (differs from the defaults):")
         lines += [f"  {key}: {value!r}" for key, value in self.config_rows()]
         return "\n".join(lines)
@@ -174,16 +193,20 @@ class DryRun:
             f"<tr><th style='{CELL_STYLE}'>{html.escape(k)}</th><td style='{CELL_STYLE}'>{html.escape(v)}</td></tr>"
             for k, v in self.facts()
         )
-        example = "".join(
-            f'<mark class="llm-trained">{html.escape(text)}</mark>' if trained else html.escape(text)
-            for text, trained in self.example()
+        examples = "".join(
+            f"<div>{html.escape(title)} (<mark>highlighted</mark>: trained):<pre style='white-space:pre-wrap'>"
+            + "".join(
+                f'<mark class="llm-trained">{html.escape(text)}</mark>' if trained else html.escape(text)
+                for text, trained in pieces
+            )
+            + "</pre></div>"
+            for title, pieces in self.sections()
         )
         config = html_table(["key", "value"], [(k, repr(v)) for k, v in self.config_rows()], "llm-config")
         return (
             '<div class="llm-dry-run"><b>Dry run</b>: nothing was trained or written.'
             f'<table style="{TABLE_STYLE}">{facts}</table>'
-            f"<div>First example (<mark>highlighted</mark> tokens are trained):<pre style='white-space:pre-wrap'>"
-            f"{example}</pre></div><details><summary>Configuration (keys that differ from the defaults)</summary>"
+            f"{examples}<details><summary>Configuration (keys that differ from the defaults)</summary>"
             f"{config}</details></div>"
         )
 

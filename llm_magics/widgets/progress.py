@@ -20,6 +20,7 @@ from llm_magics.runs import logs
 from llm_magics.runs.follow import follow
 from llm_magics.runs.run import DETACHED, Run, RunState
 from llm_magics.store.records import FINAL
+from llm_magics.widgets.completions import completions_html
 from llm_magics.widgets.curve import SMOOTHING, ChartOptions, run_chart_svg
 from llm_magics.widgets.display import NOTHING, clock, is_number, shown
 from llm_magics.widgets.probes import probe_grid_html
@@ -149,7 +150,8 @@ def summary_html(state: RunState, options: ChartOptions | None = None) -> str:
     return (
         f'<div class="llm-summary"><div><b>{title}</b></div>'
         f'<div style="display:flex;gap:16px;align-items:flex-start"><table>{rows}</table>'
-        f"{run_chart_svg(state.history, options)}</div>{probe_grid_html(state.probes)}{log_html(state)}</div>"
+        f"{run_chart_svg(state.history, options)}</div>{probe_grid_html(state.probes)}"
+        f"{completions_html(state.completions)}{log_html(state)}</div>"
     )
 
 
@@ -285,7 +287,7 @@ def body_html(state: RunState, options: ChartOptions | None = None) -> str:
     return (
         f"<div>{line}</div><div style='display:flex;gap:16px;align-items:flex-start'>"
         f"<table>{metrics}</table>{run_chart_svg(state.history, options)}</div>"
-        f"{probe_grid_html(state.probes)}{log_html(state)}"
+        f"{probe_grid_html(state.probes)}{completions_html(state.completions)}{log_html(state)}"
     )
 
 
