@@ -79,6 +79,22 @@ def _live_children() -> set[str]:
     return {p.name() for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
 
 
+def test_grpo_on_ray_gets_its_reward_function_by_value_and_learns(local_ray, db, tiny_path):
+    from test_rewards import PROMPTS, grpo_config
+
+    def share_of_e(completions, **kwargs):  # a local function: importable by no name, so sent by value
+        return [c.count("e") / max(1, len(c)) for c in completions]
+
+    db["prompts"].insert_many(PROMPTS)
+    config = grpo_config(reward_funcs=[share_of_e], max_steps=60, save_steps=30)
+    run = LLM("grpo-ray", tiny_path).fit(configuration=config, db=db, on_ray=True, ray_configs=ONE_WORKER)
+    assert run.wait(300).status == "completed", run.error
+    assert run.record["backend"] == "ray" and [r["name"] for r in run.record["rewards"]] == ["share_of_e"]
+    reward = run.metrics["rewards/share_of_e/mean"].tolist()
+    assert reward[-1] > reward[0] + 0.3, reward
+    assert len(run.completions()) == 12 * 8
+
+
 def test_a_worker_error_fails_the_run_with_the_workers_message_passwords_hidden(local_ray, db, tiny_path):
     db["docs"].insert_many(qa_docs(20))
     attention = "s3://AK:hunter2@bucket/no-such-attention"  # a value whose error message holds a password

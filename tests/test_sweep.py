@@ -200,6 +200,33 @@ def test_a_grid_on_ray_tune_prunes_the_trials_that_fall_behind_and_best_is_the_b
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.xdist_group("ray")
+def test_a_dpo_sweep_over_beta_runs_a_trial_per_value(db, tiny_path):
+    """A method's own setting is swept like any key: each trial trains DPO with its beta."""
+    from helpers import preference_docs
+
+    db["prefs"].insert_many(preference_docs(4))
+    body = {"method": "dpo", "data": "prefs", "prompt": "q", "chosen": "good", "rejected": "bad", "lora_r": 4}
+    sweep = {
+        "beta": [0.1, 0.5],
+        "max_concurrent_trials": 2,
+        "scheduler": "none",
+        "metric": "eval_rewards/margins",
+        "mode": "max",
+    }
+    mapping = {**body, "model": tiny_path, "max_steps": 8, "save_steps": 4, "eval_steps": 4, "eval_strategy": "steps"}
+    handle = commands.finetune(db, "dpo-sweep", {**mapping, "learning_rate": 5e-3, "sweep": sweep})
+    handle.wait(300)
+    record = handle.record
+    assert record["status"] == "completed", [run.error for run in handle.runs]
+    runs = [db.store.run(run_id) for run_id in record["trials"]]
+    assert [run["config"]["method_args"]["beta"] for run in runs] == [0.1, 0.5]
+    assert all(run["status"] == "completed" and run["config"]["method"] == "dpo" for run in runs)
+    assert all("eval_rewards/margins" in row for row in db.store.run_metrics(runs[0]["_id"]) if "eval_loss" in row)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.xdist_group("ray")
 def test_a_sweep_stopped_from_its_view_ends_every_trial_with_a_checkpoint(db, tiny_path):
     from llm_magics.widgets.sweep import SweepView, sweep_html
 

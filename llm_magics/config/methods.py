@@ -43,6 +43,14 @@ DATA_FIELDS = {
     "kto": ("prompt", "completion", "label"),
     "grpo": ("prompt",),
 }
+# the training signals each method's trainer logs (and, evaluating, logs again with eval_)
+_SIGNALS = {
+    "dpo": ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"),
+    "orpo": ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "nll_loss"),
+    "simpo": ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "nll_loss"),
+    "kto": ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl"),
+    "grpo": ("reward", "reward_std", "completions/mean_length", "entropy", "kl"),
+}
 # what only the trainers of these methods do, and so is no setting of any other method
 _SETTINGS_OF = {"reward_funcs": ("grpo",), "completions_to_record": ("grpo",)}
 
@@ -177,3 +185,9 @@ def trainer_settings(config: Any, values: dict[str, Any]) -> dict[str, Any]:
             continue  # left at SFT's default: the method's default applies
         kept[name] = value
     return {**kept, **_OWN_DEFAULTS.get(method, {}), **config.method_args}
+
+
+def signals(method: str, reward_names: list[str] | None = None) -> tuple[str, ...]:
+    """The numbers a method's run logs beyond the loss, a reward function's own among them."""
+    own = tuple(f"rewards/{name}/mean" for name in reward_names or ())
+    return (*_SIGNALS.get(method, ()), *own)

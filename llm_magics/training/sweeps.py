@@ -48,12 +48,15 @@ def plan_sweep(
     settings: Placement | None = None,
 ) -> SweepPlan:
     """Checks the sweep and each of its trials; raises a user error, having written nothing."""
+    from llm_magics.config import methods
     from llm_magics.config.configuration import ALIASES, LLMTrainingConfiguration
     from llm_magics.config.validation import init_fields
 
     mapping = dict(mapping)
     block = mapping.pop("sweep")
-    sweep = parse_sweep(block, [*init_fields(LLMTrainingConfiguration), *ALIASES])
+    method = mapping.get("method", "sft")
+    own = methods.own_settings(method) if method in methods.METHODS else ()  # e.g. a DPO sweep over beta
+    sweep = parse_sweep(block, [*init_fields(LLMTrainingConfiguration), *ALIASES, *own])
     base = LLMTrainingConfiguration.from_dict(mapping)
     for bound in extremes(sweep):
         try:
@@ -81,7 +84,12 @@ _EVALUATED = ("eval_loss", "eval_mean_token_accuracy", "eval_entropy", "eval_num
 
 def _check_metric(metric: str, config: LLMTrainingConfiguration) -> None:
     """The metric must be one the trials report: a typo would never prune, nor find a best."""
+    from llm_magics.config.configuration import reward_name
+    from llm_magics.config.methods import signals
+
+    own = signals(config.method, [reward_name(f) for f in config.reward_funcs or []])
     known = [*_LOGGED, *_EVALUATED, *(("eval_accuracy",) if config.task == "text-classification" else ())]
+    known += [*own, *(f"eval_{name}" for name in own)]
     if metric not in known:
         raise ConfigError(f"sweep.metric: the trials do not log '{metric}'{did_you_mean(metric, known)}")
     if metric.startswith("eval_") and str(config.eval_strategy) == "no":
