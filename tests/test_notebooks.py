@@ -88,3 +88,13 @@ def test_real_model_skips_cleanly_offline(workdir):
     outputs = execute("real_model.ipynb", workdir)
     assert [o["output_type"] for cell in outputs for o in cell] == ["stream"]
     assert text(outputs[0]).startswith("Offline: huggingface.co cannot be reached")
+
+
+def test_preferences(workdir):
+    outputs = execute("preferences.ipynb", workdir)
+    assert "completed" in text(outputs[2])  # the SFT run's summary
+    assert "a completion of the starting model · rewards: has_letter" in text(outputs[4])
+    assert "llm-completions" in text(outputs[5]) and 'data-series="rewards/has_letter/mean"' in text(outputs[5])
+    status, first, _, last = text(outputs[6]).split()
+    assert status == "completed" and float(last) > float(first) + 0.3
+    assert "has_letter" in text(outputs[7]) and "llm-comparison" in text(outputs[8])

@@ -39,7 +39,8 @@ def test_every_magic_is_documented():
 
 def test_the_readmes_cell_bodies_parse_as_pasted():
     """Every %%llm_finetune cell of the README (up to the end of its block or a blank line)
-    reads as a configuration mapping, comments included, with {{ base_path }} set."""
+    reads as a configuration mapping, comments included, with {{ base_path }} and the README's
+    reward functions set."""
     from llm_magics.config.cell import parse_cell
 
     readme = (ROOT / "README.md").read_text()
@@ -48,5 +49,5 @@ def test_the_readmes_cell_bodies_parse_as_pasted():
     assert len(cells) >= 3
     for cell in cells:
         body = cell.split("\n", 1)[1].split("\n\n", 1)[0]
-        mapping = parse_cell(body, {"base_path": "/models/tiny"})
+        mapping = parse_cell(body, {"base_path": "/models/tiny", "has_letter": len, "short": len})
         assert isinstance(mapping, dict) and mapping, body

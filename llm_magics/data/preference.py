@@ -52,6 +52,7 @@ def build(mongo_db: Any, keys: DataKeys, tokenizer: Any, transform: Callable[[di
     rows: dict[str, list[tuple[dict, float]]] = {"train": [], "valid": [], "unassigned": []}
     missing: dict[str, list[Any]] = {}
     seen = 0
+    chats: bool | None = None  # whether the prompts are chats: the first one says, the others follow it
     for docs in documents(mongo_db, selection, fmt, transform, every_field=keys.method == "grpo"):
         for doc in docs:
             seen += 1
@@ -64,8 +65,18 @@ def build(mongo_db: Any, keys: DataKeys, tokenizer: Any, transform: Callable[[di
             if fold is not None and fold not in ("train", "valid"):
                 raise DataError(f"_fold: must be 'train' or 'valid', got {fold!r} (document {doc.get('_id')})")
             row = _row(doc, keys.method, columns, fields, fmt)
+            chat = isinstance(row["prompt"], list)
+            if chats is not None and chat != chats:
+                kinds = ("a chat", "text") if chats else ("text", "a chat")
+                raise DataError(
+                    f"{fields[0]}: the first prompt is {kinds[0]} and this one is {kinds[1]} "
+                    f"(document {doc.get('_id')}) — give every prompt the same way"
+                )
+            chats = chat
             rows[fold or "unassigned"].append((row, bucket(doc, keys.seed)))
     _check_found(seen, missing, selection)
+    # a checkpoint answers prompts as it trained on them: through the chat template only if chats
+    fmt = Format(fmt.kind, fmt.fields, fmt.prompt_template, chat_template if chats else None)
     return _assemble(rows, keys, fmt, selection)
 
 
@@ -76,7 +87,7 @@ def _row(doc: dict, method: str, columns: tuple[str, ...], fields: tuple[str, ..
     chat = isinstance(prompt, list)
     if chat:
         _check_chat(prompt, fields[0], where)
-        if not fmt.chat_template:
+        if not fmt.chat_template:  # the tokenizer's, until the prompts are known to be chats
             raise DataError(
                 f"{fields[0]}: a chat needs the tokenizer's chat template and this tokenizer has none — "
                 "set one in tokenizer_kwargs (chat_template: ...) or give the prompt as text"

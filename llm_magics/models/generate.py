@@ -14,7 +14,7 @@ def format_prompt(prompt: str, template: dict[str, Any] | None, tokenizer: Any) 
     """Writes ``prompt`` the way the model saw prompts in training."""
     template = template or {}
     kind = template.get("kind")
-    if kind == "messages":
+    if kind == "messages" or template.get("chat_template"):  # SFT's chats, a preference or reward method's
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}],
             chat_template=template.get("chat_template"),

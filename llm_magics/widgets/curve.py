@@ -109,7 +109,7 @@ def run_chart_svg(history: Sequence[dict[str, Any]], options: ChartOptions | Non
         Panel("accuracy", {k: v for k, v in logged.items() if _accuracy(k)}, 56, smoothing=loss.smoothing),
         Panel("rewards", {k: v for k, v in logged.items() if _reward(k)}, 110, smoothing=loss.smoothing),
         Panel("completion length", {k: v for k, v in logged.items() if k.endswith("completions/mean_length")}, 56),
-        Panel("KL · entropy", {k: v for k, v in logged.items() if k.removeprefix("eval_") in ("kl", "entropy")}, 56),
+        Panel("KL · entropy", {k: v for k, v in logged.items() if _policy(k, logged)}, 56),
     ]
     return chart_svg([panel for panel in panels if any(panel.series.values())] or [loss], width)
 
@@ -138,6 +138,11 @@ def _label(name: str) -> str:
     if len(parts) == 3 and parts[0] in ("rewards", "eval_rewards") and parts[2] == "mean":
         return ("eval " if parts[0].startswith("eval_") else "") + parts[1]
     return name
+
+
+def _policy(name: str, logged: dict[str, Any]) -> bool:
+    """A reward method's KL and entropy (SFT logs an entropy too, which is not charted)."""
+    return name.removeprefix("eval_") in ("kl", "entropy") and ("reward" in logged or "eval_reward" in logged)
 
 
 def _accuracy(name: str) -> bool:
