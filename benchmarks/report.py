@@ -11,6 +11,7 @@ from typing import Any
 
 from formatting import ms, ratio, secs, table
 from report_gguf import GGUF_TITLE, gguf_goals, gguf_result
+from report_methods import METHODS_TITLE, methods_goals, methods_section
 
 TRAINING_GOAL, PREDICT_GOAL, FAR_FASTER = 1.03, 1.05, 10.0
 GPU_COMMANDS = (
@@ -60,6 +61,8 @@ def markdown(results: dict[str, Any]) -> str:
     if gguf:
         lines += [f"## {SECTION_TITLES['gguf_export']}", ""]
         lines += [line for entry in gguf for line in _section(entry, gguf_result)[2:]]
+    if "methods" in by_name:
+        lines += _section(by_name["methods"], methods_section)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -150,6 +153,8 @@ def goal_rows(by_name: dict[str, dict[str, Any]], gpu: list[dict[str, Any]]) -> 
         goals += store_goals(by_name["store"]["result"])
     if "result" in by_name.get("detached", {}):
         goals += detached_goals(by_name["detached"]["result"])
+    if "result" in by_name.get("methods", {}):
+        goals += methods_goals(by_name["methods"]["result"])
     devices = on_gpu(gpu)
     goals.append(
         {
@@ -301,6 +306,7 @@ SECTION_TITLES = {
     "detached": "9. Detached runs (`--detach`) against a run in the kernel; following a run",
     "sweep": "10. A sweep on Ray Tune against its trials one after another in the kernel",
     "gguf_export": GGUF_TITLE,
+    "methods": METHODS_TITLE,
 }
 
 

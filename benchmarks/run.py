@@ -67,6 +67,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "store": ["--sizes", "10000", "--neighbours", "5000", "20000"],
             "detached": ["--steps", "20", "--rounds", "1", "--follow-steps", "10", "1000"],
             "sweep": ["--steps", "20"],
+            "methods": ["--steps", "20", "--rounds", "1"],
         }
     else:
         sizes = {
@@ -79,6 +80,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "store": ["--sizes", "100000", "1000000", "--neighbours", "5000", "100000"],
             "detached": ["--steps", "300", "--rounds", "5", "--follow-steps", "10", "1000", "10000"],
             "sweep": ["--steps", "600"],
+            "methods": ["--steps", "200", "--rounds", "7"],
         }
     steps = [
         (name, [f"{name}.py", *args, *([] if name in ("load_ext", "data_path", "store") else cpu)])

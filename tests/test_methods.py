@@ -3,6 +3,8 @@ tiny model, and the configuration's checks of each method's settings and fields.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from helpers import FACTS, kto_docs, preference_docs
 
@@ -167,3 +169,32 @@ def test_a_document_without_a_named_field_is_named_before_anything_is_written(db
     with pytest.raises(DataError, match=r"bad: must be text, got int \(document "):
         LLM("dpo-missing", tiny_path).fit(configuration=pairs_config("dpo"), db=db)
     assert not db.store.list_runs() and not db.store.model_names()
+
+
+@pytest.mark.slow
+def test_dpo_and_kto_cells_train_in_a_real_kernel(workdir):
+    """The magics in a real kernel: a DPO and a KTO cell, their summaries charting the margin."""
+    from test_notebook_kernel import executed
+
+    body = (
+        "model: {{ base_path }}\nlearning_rate: 5.0e-3\nmax_steps: 30\nsave_steps: 30\nper_device_train_batch_size: 8"
+    )
+    outputs = executed(
+        [
+            "%load_ext llm_magics",
+            f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "from helpers import kto_docs, preference_docs\nfrom llm_magics import tiny_model\n"
+            "base_path = str(tiny_model('tiny'))\ndb = %llm_db mongomock://kernel-methods\n"
+            "db['prefs'].insert_many(preference_docs())\ndb['kto'].insert_many(kto_docs());",
+            f"%%llm_finetune pairs -o dpo\nmethod: dpo\ndata: prefs\nprompt: q\nchosen: good\nrejected: bad\n{body}",
+            f"%%llm_finetune labels -o kto\nmethod: kto\ndata: kto\nprompt: q\ncompletion: answer\nlabel: ok\n{body}",
+            "for run in (dpo, kto):\n    m = run.metrics['rewards/margins']\n"
+            "    print(run.status, m.iloc[-1] > m.iloc[0] + 0.1)",
+        ],
+        workdir,
+    )
+    assert not any(o.output_type == "error" for cell in outputs for o in cell), outputs
+    for cell in outputs[2:4]:
+        page = cell[0]["data"]["text/html"]
+        assert "llm-summary" in page and 'data-series="rewards/margins"' in page
+    assert outputs[4][0]["text"] == "completed True\ncompleted True\n"

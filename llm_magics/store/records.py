@@ -33,7 +33,7 @@ _LEGACY_BASE = {
     "labels": "labels",
     "adapter_id": "adapter_id",
 }
-_REPLAYABLE = ("update_run", "add_metrics", "add_checkpoint")
+_REPLAYABLE = ("update_run", "add_metrics", "add_completions", "add_checkpoint")
 ACTIVE = ("running", "starting", "stopping")
 FINAL = ("completed", "failed", "stopped", "interrupted", "pruned")  # pruned: a sweep's scheduler stopped it
 # judged dead from another host by its silence alone: it may write again, and then it runs again
@@ -277,10 +277,19 @@ class Store:
     def run_metrics(self, run_id: str) -> list[dict[str, Any]]:
         return sorted(self.metrics.find({"run": run_id}, {"_id": 0}), key=lambda row: _number(row.get("step")))
 
-    def add_completions(self, run_id: str, step: int, rows: list[dict[str, Any]]) -> None:
-        """A logging step's sampled completions and their rewards (once, however often retried)."""
-        record = {"_id": f"{run_id}:{step}", "run": run_id, "step": step, "rows": rows}
-        self.completions.replace_one({"_id": record["_id"]}, record, upsert=True)
+    def add_completions(self, records: Iterable[dict[str, Any]]) -> None:
+        """Logging steps' sampled completions and their rewards, each ``{run, step, rows}``; a step
+        already written (a retried write) is not written twice."""
+        from pymongo.errors import BulkWriteError
+
+        records = [{"_id": f"{record['run']}:{record['step']}", **record} for record in records]
+        if not records:
+            return
+        try:
+            self.completions.insert_many(records, ordered=False)
+        except BulkWriteError as error:
+            if any(e["code"] != 11000 for e in error.details["writeErrors"]):
+                raise
 
     def run_completions(self, run_id: str, newest: int | None = None, after: int = -1) -> list[dict[str, Any]]:
         """The recorded completions of a run (those of steps after ``after``; of the ``newest`` steps
@@ -391,7 +400,7 @@ def _unreplayable(write: dict[str, Any], run_id: str, directory: Path) -> str | 
     first = args[0] if args else None
     if method == "update_run":
         ours = first == run_id
-    elif method == "add_metrics":
+    elif method in ("add_metrics", "add_completions"):
         ours = isinstance(first, list) and all(isinstance(row, dict) and row.get("run") == run_id for row in first)
     else:
         ours = isinstance(first, dict) and first.get("run") == run_id and inside(first.get("path"), directory)

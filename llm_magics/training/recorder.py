@@ -107,6 +107,7 @@ class Recorder:
         self.outbox, self.grace, self.output_dir = Outbox(store), grace, output_dir
         self.keep, self.template, self.flush_interval = keep, template, flush_interval
         self._rows: list[dict[str, Any]] = []
+        self._samples: list[dict[str, Any]] = []  # a reward method's sampled completions, per logging step
         self._flushed = time.monotonic()
         self._summary: dict[str, Any] = {}
 
@@ -163,8 +164,9 @@ class Recorder:
             self._prune()
 
     def _on_completions(self, event: dict[str, Any]) -> None:
+        """Shown at once; written with the metric rows, in batches."""
         self.state.add_completions(event["step"], event["rows"])
-        self.outbox.write("add_completions", self.state.run_id, event["step"], event["rows"])
+        self._samples.append({"run": self.state.run_id, "step": event["step"], "rows": event["rows"]})
 
     def _on_probe(self, event: dict[str, Any]) -> None:
         self.state.add_probes(event["step"], event["probes"])
@@ -180,8 +182,11 @@ class Recorder:
     def flush(self) -> None:
         """Writes the buffered metric rows and the run's progress (or leaves them in the outbox)."""
         rows, self._rows = self._rows, []
+        samples, self._samples = self._samples, []
         if self.log_metrics and rows:
             self.outbox.write("add_metrics", rows)
+        if samples:
+            self.outbox.write("add_completions", samples)
         state = self.state
         progress = {"progressed": now()} if rows else {}
         self.outbox.write(
