@@ -37,6 +37,7 @@ def test_the_grpo_live_view_charts_each_reward_and_shows_the_sampled_completions
     completions.wait_for(timeout=120_000)  # the first logging step's samples, while it trains
     assert "completed" not in view.inner_text()
     chart = view.locator("svg.llm-curve")
+    chart.locator('polyline.llm-series[data-series="reward"]').wait_for(timeout=120_000)  # a line: two points
     for series in ("reward", "rewards/share_of_a/mean", "rewards/names_the_answer/mean"):
         assert chart.locator(f'polyline.llm-series[data-series="{series}"]').count() == 1, series
     header = completions.locator("thead").inner_text()
@@ -48,6 +49,6 @@ def test_the_grpo_live_view_charts_each_reward_and_shows_the_sampled_completions
     summary.wait_for(timeout=600_000)
     assert "completed" in summary.inner_text() and "120 / 120" in summary.inner_text()
     assert summary.locator(".llm-completions").inner_text().startswith("Sampled completions at step 120")
-    legend = summary.locator("svg.llm-curve").inner_text()
+    legend = summary.locator("svg.llm-curve").text_content()
     assert "share_of_a" in legend and "names_the_answer" in legend  # each curve named by its function
     screenshot(cell_output(page, 2), "grpo-summary.png")

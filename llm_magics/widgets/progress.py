@@ -92,6 +92,10 @@ def log_html(state: RunState, lines: int = 15) -> str:
     )
 
 
+# a reward or preference method's newest signal, in the view's table
+SIGNAL_ROWS = (("reward", "mean reward"), ("rewards/margins", "margin"), ("rewards/accuracies", "pairs right"))
+
+
 def metrics_rows(state: RunState) -> list[tuple[str, str]]:
     """(name, value) of the run's latest metrics, as text; the accuracies, evaluation metrics,
     samples/s and GPU memory only when the run logs them."""
@@ -101,6 +105,9 @@ def metrics_rows(state: RunState) -> list[tuple[str, str]]:
         rows.append(("eval accuracy", shown(state.eval_accuracy, ".1%")))
     if "mean_token_accuracy" in latest:
         rows.append(("token accuracy", shown(latest["mean_token_accuracy"], ".1%")))
+    for name, label in SIGNAL_ROWS:
+        if name in latest:
+            rows.append((label, shown(latest[name], ".1%" if name.endswith("accuracies") else ".4g")))
     for name, value in sorted(latest.items()):
         if name.startswith("eval_") and name not in ("eval_loss", "eval_accuracy") and not name.endswith("num_tokens"):
             shown_as = ".1%" if name.endswith("accuracy") else ".4g"
