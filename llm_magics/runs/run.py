@@ -29,8 +29,8 @@ COMPLETIONS_KEPT = 64  # sampled completions a live view keeps (the store keeps 
 RECENT = 20  # logged steps the pace (ETA) and the token rate are measured over
 ROW_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per_s")  # a logged row's, kept live
 # a logged row's other numbers kept live (their newest value, in RunState.latest): besides these, every eval_*
-LATEST = ("mean_token_accuracy", "samples_per_s", "gpu_memory_allocated", "gpu_memory_reserved", "gpu_memory_peak")
-LATEST += ("reward", "rewards/margins", "rewards/accuracies")  # a reward or preference method's signal
+LATEST: tuple[str, ...] = ("mean_token_accuracy", "samples_per_s", "gpu_memory_allocated", "gpu_memory_reserved")
+LATEST += ("gpu_memory_peak", "reward", "rewards/margins", "rewards/accuracies")  # and a method's signal
 
 
 def _number(value: Any) -> bool:
