@@ -198,3 +198,76 @@ def test_dpo_and_kto_cells_train_in_a_real_kernel(workdir):
         page = cell[0]["data"]["text/html"]
         assert "llm-summary" in page and 'data-series="rewards/margins"' in page
     assert outputs[4][0]["text"] == "completed True\ncompleted True\n"
+
+
+# --- what every method shares with SFT: QLoRA, save_total_limit, --resume, early stopping ----
+
+
+def _method_config(method: str, **changes):
+    """A short run of each kind of method on its own collection (filled by ``_fill``)."""
+    if method == "grpo":
+        from test_rewards import grpo_config
+
+        return grpo_config(**changes)
+    if method == "kto":
+        kto = {"data": "kto", "completion": "answer", "label": "ok", "chosen": None, "rejected": None}
+        return pairs_config("kto", **kto, **changes)
+    return pairs_config(method, **changes)
+
+
+def _fill(db, method: str) -> None:
+    if method == "grpo":
+        from test_rewards import PROMPTS
+
+        db["prompts"].insert_many(PROMPTS)
+    elif method == "kto":
+        db["kto"].insert_many(kto_docs(2))
+    else:
+        db["prefs"].insert_many(preference_docs(2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dpo", "kto", "grpo"])
+def test_a_method_trains_quantized_keeps_its_newest_checkpoints_and_resumes(db, tiny_path, method):
+    _fill(db, method)
+    short = {"bits": 4, "max_steps": 4, "save_steps": 1, "save_total_limit": 2, "logging_steps": 1}
+    llm = LLM(f"{method}-4bit", tiny_path)
+    run = llm.fit(configuration=_method_config(method, **short), db=db)
+    assert run.status == "completed", run.error
+    assert run.record["config"]["bits"] == 4
+    assert [c["step"] for c in db.show("checkpoint", f"{method}-4bit")] == [3, 4]
+    assert sorted(p.name for p in Path(run.record["output_dir"]).glob("checkpoint-*")) == [
+        "checkpoint-3",
+        "checkpoint-4",
+    ]
+    longer = _method_config(method, **{**short, "max_steps": 6})
+    resumed = llm.fit(configuration=longer, db=db, resume_from_checkpoint=True)
+    assert resumed.status == "completed", resumed.error
+    assert resumed.metrics["step"].tolist() == [5, 6]
+    assert resumed.record["resumed_from"] == f"{run.id}-4"
+    assert isinstance(llm.predict("capital of France?", max_new_tokens=4), str)
+
+
+@pytest.mark.slow
+def test_early_stopping_ends_a_dpo_run_whose_evaluation_stops_improving(db, tiny_path):
+    docs = preference_docs(4)
+    for i, doc in enumerate(docs):
+        doc["_fold"] = "valid" if i % 4 == 0 else "train"
+    db["prefs"].insert_many(docs)
+    # a learning rate this large overshoots: the held-out DPO loss stops improving within a few evaluations
+    config = pairs_config(
+        "dpo",
+        max_steps=200,
+        save_steps=2,
+        eval_steps=2,
+        eval_strategy="steps",
+        learning_rate=0.5,
+        early_stopping_patience=2,
+    )
+    run = LLM("dpo-early", tiny_path).fit(configuration=config, db=db)
+    record = run.record
+    assert run.status == "completed" and record["step"] < 200, record.get("reason")
+    assert record["reason"].startswith("no improvement in eval_loss for 2 evaluations; best at step")
+    best = db.store.checkpoint("dpo-early", "best")
+    assert best["metrics"]["eval_loss"] == min(c["metrics"]["eval_loss"] for c in run.checkpoints)
+    assert "eval_rewards/margins" in run.metrics.columns

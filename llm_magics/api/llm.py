@@ -12,6 +12,7 @@ from llm_magics.config.refs import CheckpointRef
 from llm_magics.core.cache import ModelCache
 from llm_magics.core.errors import ConfigError, ModelError
 from llm_magics.export.merged import export_model
+from llm_magics.models.checkpoint import base_of
 from llm_magics.models.generate import generate
 from llm_magics.models.loader import BaseModel, Loaded, check_model_path, load_cached, load_tokenizer, resolve_adapter
 from llm_magics.store.artifacts import is_adapter
@@ -343,35 +344,6 @@ class LLM:
         if self._cache is None:
             self._cache = ModelCache()
         return self._cache
-
-
-def base_of(name: str, record: dict[str, Any], recorded: dict[str, Any], *, trust_remote_code: bool) -> BaseModel:
-    """The base that checkpoint ``record`` of model ``name`` trained on, as its run recorded it.
-
-    A record that asks for the model's own code (``trust_remote_code``) loads only when the loading
-    user allows it: whoever can write the database must not choose what code runs here.
-    """
-    model_kwargs, tokenizer_kwargs = (
-        dict(recorded.get("model_kwargs") or {}),
-        dict(recorded.get("tokenizer_kwargs") or {}),
-    )
-    asks = any(kwargs.pop("trust_remote_code", False) for kwargs in (model_kwargs, tokenizer_kwargs))
-    if asks and not trust_remote_code:
-        raise ModelError(
-            f"model '{name}' (run {record['run']}) was trained with trust_remote_code: its model runs its own "
-            "Python code; load it only if you trust that code: db.load(..., trust_remote_code=True), "
-            "%llm_predict --trust-remote-code or %config LLMMagics.trust_remote_code = True"
-        )
-    if asks:
-        model_kwargs["trust_remote_code"] = tokenizer_kwargs["trust_remote_code"] = True
-    return BaseModel(
-        check_model_path(recorded["model"]),
-        recorded.get("bits"),
-        recorded.get("task") or "causal-lm",
-        model_kwargs,
-        tokenizer_kwargs,
-        list(recorded.get("labels") or []),
-    )
 
 
 def _prompts(prompt: Any) -> list[str]:

@@ -19,6 +19,8 @@ from trl import SFTConfig
 from llm_magics.config import methods
 from llm_magics.config.cell import load_yaml
 from llm_magics.config.data_keys import DataKeys
+from llm_magics.config.eval_generate import EvalGenerate, placement_problems
+from llm_magics.config.eval_generate import parse as parse_eval_generate
 from llm_magics.config.validation import (
     argument_problems,
     defaults,
@@ -78,6 +80,15 @@ class LLMTrainingConfiguration(SFTConfig):
     completions_to_record: int = field(
         default=8,
         metadata=_help("grpo: how many sampled completions, with their rewards, are kept at each logging step."),
+    )
+
+    # --- evaluation by generation (SPEC §12) ---
+    eval_generate: dict[str, Any] | None = field(
+        default=None,
+        metadata=_help(
+            "Score checkpoints by what they answer on held-out documents: {metrics: [exact_match, rouge_l, "
+            "{{ my_metric }}], limit, max_new_tokens, when: save | end}."
+        ),
     )
 
     # --- model ---
@@ -234,6 +245,7 @@ class LLMTrainingConfiguration(SFTConfig):
     def __post_init__(self) -> None:
         # Validation only; see the module docstring for why TrainingArguments' own runs later.
         problems = value_problems(self, init_fields(type(self))) + methods.method_problems(self)
+        problems += self._eval_generate_problems()
         if problems:
             raise ConfigError(problems)
         for name in enum_fields(type(self)):
@@ -270,7 +282,23 @@ class LLMTrainingConfiguration(SFTConfig):
         values = {name: plain(getattr(self, name)) for name in init_fields(type(self))}
         if self.reward_funcs is not None and masked:  # a record keeps a function by its name, never its code
             values["reward_funcs"] = [reward_name(f) for f in self.reward_funcs]
+        block = self.generation_eval() if masked else None
+        if block is not None:
+            values["eval_generate"] = block.to_dict()
         return masked_values(values) if masked else values
+
+    def generation_eval(self) -> EvalGenerate | None:
+        """The ``eval_generate`` block, checked; None when the run scores no generations."""
+        return None if self.eval_generate is None else parse_eval_generate(self.eval_generate)
+
+    def _eval_generate_problems(self) -> list[str]:
+        if self.eval_generate is None:
+            return []
+        try:
+            block = parse_eval_generate(self.eval_generate)
+        except ConfigError as error:
+            return list(error.problems)
+        return placement_problems(self, block)
 
     def changes(self) -> dict[str, Any]:
         """The fields that differ from their defaults, secrets masked."""

@@ -10,10 +10,14 @@ from llm_magics.data.training_set import render_prompt
 DEFAULT_MAX_NEW_TOKENS = 64
 
 
-def format_prompt(prompt: str, template: dict[str, Any] | None, tokenizer: Any) -> str:
-    """Writes ``prompt`` the way the model saw prompts in training."""
+def format_prompt(prompt: str | list[dict[str, Any]], template: dict[str, Any] | None, tokenizer: Any) -> str:
+    """Writes ``prompt`` (text, or a chat's turns so far) the way the model saw prompts in training."""
     template = template or {}
     kind = template.get("kind")
+    if isinstance(prompt, list):  # a held-out chat, up to the turn the model answers
+        return tokenizer.apply_chat_template(
+            prompt, chat_template=template.get("chat_template"), add_generation_prompt=True, tokenize=False
+        )
     if kind == "messages" or template.get("chat_template"):  # SFT's chats, a preference or reward method's
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}],
@@ -27,7 +31,7 @@ def format_prompt(prompt: str, template: dict[str, Any] | None, tokenizer: Any) 
 
 
 def generate(
-    model: Any, tokenizer: Any, prompts: list[str], template: dict[str, Any] | None = None, **kwargs: Any
+    model: Any, tokenizer: Any, prompts: list[Any], template: dict[str, Any] | None = None, **kwargs: Any
 ) -> list[str]:
     """Generates one answer per prompt (batched, left-padded); returns only the new text."""
     import torch

@@ -90,6 +90,9 @@ class RunState:
     probes: list[dict[str, Any]] = field(default_factory=list)  # {step, prompt, answer} of every probed step
     # a reward method's sampled completions: {step, prompt, completion, rewards} of the newest logging steps
     completions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=COMPLETIONS_KEPT), repr=False)
+    # eval_generate: the newest evaluation's scored examples {index, prompt, reference, prediction, scores}
+    examples: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    examples_step: int | None = None
     log: Path | None = None  # a detached run's log file, in its own directory on this machine
     reason: str | None = None  # why it ended before max_steps, e.g. early stopping
     stalled_for: float | None = None  # seconds since a running run's step last moved, when far too long
@@ -118,6 +121,11 @@ class RunState:
     def add_completions(self, step: Any, rows: list[Any]) -> None:
         """A logging step's sampled completions (entries that are not mappings are left out)."""
         self.completions.extend({**row, "step": step} for row in rows if isinstance(row, dict))
+
+    def add_evaluation(self, step: Any, scores: dict[str, Any], rows: list[Any]) -> None:
+        """An evaluation's scored examples (the view shows the newest); its scores come as eval_* rows."""
+        self.examples = [row for row in rows if isinstance(row, dict)]
+        self.examples_step = step if isinstance(step, int) else None
 
     def logged(self, row: dict[str, Any]) -> None:
         """Keeps a logged step's time, step and token count for the windowed pace and rate."""
@@ -294,6 +302,22 @@ class Run:
                 }
             )
         return pd.DataFrame(rows, columns=None if rows else ["step", "prompt", "completion"])
+
+    def evaluations(self) -> Any:
+        """The scored examples of every evaluation by generation of this run's checkpoints, as a
+        pandas DataFrame: its step, prompt, reference, prediction and a column per metric."""
+        import pandas as pd
+
+        rows = []
+        for checkpoint in self.checkpoints:
+            for row in self.db.store.checkpoint_evaluations(checkpoint["_id"]):
+                scores = row.get("scores")
+                shown = {
+                    k: row.get(k) for k in ("step", "checkpoint", "key", "index", "prompt", "reference", "prediction")
+                }
+                rows.append({**shown, **(scores if isinstance(scores, dict) else {})})
+        columns = ["step", "checkpoint", "key", "index", "prompt", "reference", "prediction"]
+        return pd.DataFrame(rows, columns=None if rows else columns)
 
     @property
     def checkpoints(self) -> list[dict[str, Any]]:

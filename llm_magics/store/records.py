@@ -18,7 +18,7 @@ from llm_magics.config.refs import LATEST, CheckpointRef, parse_ref
 from llm_magics.core.errors import ModelError, RunError, did_you_mean
 from llm_magics.core.processes import owner_alive, process_owner, same_host
 from llm_magics.core.secrets import redact_text
-from llm_magics.store import unsaved, uploads
+from llm_magics.store import evaluations, unsaved, uploads
 from llm_magics.store.artifacts import remove_local
 from llm_magics.store.run_dirs import inside, own_dir, regular_file
 
@@ -33,7 +33,7 @@ _LEGACY_BASE = {
     "labels": "labels",
     "adapter_id": "adapter_id",
 }
-_REPLAYABLE = ("update_run", "add_metrics", "add_completions", "add_checkpoint")
+_REPLAYABLE = ("update_run", "add_metrics", "add_completions", "add_checkpoint", "add_evaluations")
 ACTIVE = ("running", "starting", "stopping")
 FINAL = ("completed", "failed", "stopped", "interrupted", "pruned")  # pruned: a sweep's scheduler stopped it
 # judged dead from another host by its silence alone: it may write again, and then it runs again
@@ -65,6 +65,7 @@ class Store:
         self.sweeps = mongo_db[PREFIX + "sweeps"]
         self.exports = mongo_db[PREFIX + "exports"]  # GGUF exports and what their check found
         self.completions = mongo_db[PREFIX + "completions"]  # GRPO's sampled completions, per logging step
+        self.evaluations = mongo_db[PREFIX + "evaluations"]  # generation evaluations' scored examples
 
     def ensure_indexes(self) -> None:
         self.runs.create_index([("model", 1), ("started", 1)])
@@ -299,6 +300,16 @@ class Store:
         rows = [(record.get("step"), row) for record in records for row in record.get("rows") or []]
         return [{"step": step, **row} for step, row in rows if isinstance(row, dict)]
 
+    def add_evaluations(self, records: Iterable[dict[str, Any]], scores: dict[str, Any] | None = None) -> None:
+        """Scored examples (see ``evaluations``); ``scores``: ``{checkpoint, key, evaluation}`` to set
+        on the checkpoint's record once its examples are in."""
+        evaluations.insert_examples(self.evaluations, records)
+        if scores is not None:
+            evaluations.set_scores(self.checkpoints, scores["checkpoint"], scores["key"], scores["evaluation"])
+
+    def checkpoint_evaluations(self, checkpoint: str, key: str | None = None) -> list[dict[str, Any]]:
+        return evaluations.examples(self.evaluations, checkpoint, key)
+
     # --- checkpoints ---
 
     def add_checkpoint(self, record: dict[str, Any], upload: str | None = None) -> None:
@@ -326,6 +337,7 @@ class Store:
         """Deletes a checkpoint: its record first, then its files, so no record outlives its files.
         Local files go only from inside the run's own directory on this machine."""
         self.checkpoints.delete_one({"_id": record["_id"]})
+        self.evaluations.delete_many({"checkpoint": record["_id"]})
         if record.get("gridfs"):
             uploads.sweep(self.mongo_db, record["_id"], keep=set())
         remove_local(record, self.run_dir(record.get("run")))
@@ -343,7 +355,8 @@ class Store:
         """The model's checkpoints by creation, each with latest / best / selected flags."""
         records = sorted(self.checkpoints.find({"model": model}), key=_created)
         found = self.models.find_one({"_id": model}) or {}
-        best = best_of(records)
+        by = found.get("best_by")
+        best = best_of(records, by if isinstance(by, dict) else None)
         for record in records:
             record["latest"] = record is records[-1]
             record["best"] = record is best
@@ -361,8 +374,7 @@ class Store:
                 return found
             ref = LATEST
         if ref.kind == "best":
-            either = [{f"metrics.{metric}": {"$ne": None}} for metric in (BEST_METRIC, REWARD_METRIC)]
-            found = best_of(list(self.checkpoints.find({"model": model, "$or": either})))
+            found = best_of(list(self.checkpoints.find({"model": model})), self.best_by(model))
             if found is None:
                 self._exists(model)
                 raise ModelError(
@@ -384,6 +396,11 @@ class Store:
             )
         return newest
 
+    def best_by(self, model: str) -> dict[str, Any] | None:
+        """The metric ``@best`` follows for ``model`` (``{metric, greater}``), or None: eval_loss."""
+        by = (self.models.find_one({"_id": model}, {"best_by": 1}) or {}).get("best_by")
+        return by if isinstance(by, dict) else None
+
     def _exists(self, model: str) -> None:
         """Raises the clearest error for a model without the checkpoint asked for."""
         if self.checkpoints.find_one({"model": model}, {"_id": 1}) is None:
@@ -400,8 +417,9 @@ def _unreplayable(write: dict[str, Any], run_id: str, directory: Path) -> str | 
     first = args[0] if args else None
     if method == "update_run":
         ours = first == run_id
-    elif method in ("add_metrics", "add_completions"):
+    elif method in ("add_metrics", "add_completions", "add_evaluations"):
         ours = isinstance(first, list) and all(isinstance(row, dict) and row.get("run") == run_id for row in first)
+        ours = ours and not kwargs  # a run's examples only: its checkpoints' scores are on their records
     else:
         ours = isinstance(first, dict) and first.get("run") == run_id and inside(first.get("path"), directory)
     return None if ours else f"a {method} that is not run {run_id}'s own"
@@ -437,14 +455,18 @@ def _number(value: Any) -> float:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else float("-inf")
 
 
-def best_of(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The checkpoint with the lowest evaluation loss (the earliest of equals); where none was
-    evaluated, the one with the highest mean reward (a GRPO run); else None."""
+def best_of(records: list[dict[str, Any]], by: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The best checkpoint: by the model's chosen metric (``by``: {metric, greater}, from
+    ``metric_for_best_model``) where checkpoints have it; else the lowest evaluation loss; where
+    none was evaluated, the highest mean reward (a GRPO run); else None. The earliest of equals."""
 
     def scored(metric: str) -> list[dict[str, Any]]:
         kept = [c for c in records if _number((c.get("metrics") or {}).get(metric)) > float("-inf")]
         return sorted(kept, key=_created)
 
+    if by is not None and isinstance(by.get("metric"), str) and (chosen := scored(by["metric"])):
+        pick = max if by.get("greater") else min
+        return pick(chosen, key=lambda c: c["metrics"][by["metric"]])
     if evaluated := scored(BEST_METRIC):
         return min(evaluated, key=lambda c: c["metrics"][BEST_METRIC])
     return max(scored(REWARD_METRIC), key=lambda c: c["metrics"][REWARD_METRIC], default=None)

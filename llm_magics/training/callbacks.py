@@ -28,6 +28,9 @@ _NOT_METRICS = {
 }
 
 
+_CHECKPOINT_METRICS = ("loss", "learning_rate", "reward")  # and every evaluation's (eval_*)
+
+
 class StopSignal(Protocol):
     def is_set(self) -> bool: ...
 
@@ -59,6 +62,10 @@ class ProgressCallback(TrainerCallback):
         self.stopped = False
         # a reward method's newest sampled completions with their rewards (set once its trainer exists)
         self.samples: Callable[[], list[dict[str, Any]]] | None = None
+        # eval_generate: scores the model on held-out examples ({key, record, rows}), at each save or the end
+        self.scorer: Callable[[Any], dict[str, Any]] | None = None
+        self.score_at, self.score_names = "save", ()
+        self._scored: dict[str, Any] | None = None  # the newest evaluation, for the checkpoint saved after it
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -134,6 +141,37 @@ class ProgressCallback(TrainerCallback):
             if rows:
                 self.sink({"kind": "completions", "step": state.global_step, "rows": rows})
 
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, Any] | None = None,
+        model: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """Scores generations where a checkpoint follows (or at the end); the scores join the
+        evaluation's metrics before the trainer and early stopping read them (``eval_NAME``).
+        Every process scores, so that each judges the same best metric."""
+        if self.score_at == "save":  # and at every evaluation when the trainer picks its best by a score
+            best = (args.metric_for_best_model or "").removeprefix("eval_")
+            due = control.should_save or best in self.score_names
+        else:
+            due = state.global_step >= state.max_steps or self.stopped
+        if self.scorer is None or model is None or metrics is None or not due:
+            return
+        scored = self.scorer(model)
+        named = {f"eval_{k}": v for k, v in scored["record"]["scores"].items() if v is not None}
+        metrics.update(named)
+        if not state.is_world_process_zero:
+            return
+        self._last.update(named)
+        if self._row is None:
+            self._row = {"step": state.global_step, "time": time.time()}
+        self._row.update(named)
+        self._scored = {"step": state.global_step, **scored}
+        self.sink({"kind": "evaluation", "step": state.global_step, **scored})
+
     def _per_second(self, row: dict[str, Any], name: str, seen: float, moment: float) -> None:
         """``row[name]``: how fast ``seen`` (a count that only grows) grew since the last log."""
         last = self._counts.get(name)
@@ -161,12 +199,10 @@ class ProgressCallback(TrainerCallback):
             "path": str(directory),
             "files": files,
             "size": sum(f["size"] for f in files),
-            "metrics": {
-                k: self._last[k]
-                for k in ("loss", "eval_loss", "eval_accuracy", "learning_rate", "reward")
-                if k in self._last
-            },
+            "metrics": {k: v for k, v in self._last.items() if k in _CHECKPOINT_METRICS or k.startswith("eval_")},
         }
+        if self._scored is not None and self._scored["step"] == state.global_step:
+            event["evaluation"] = {"key": self._scored["key"], **self._scored["record"]}
         if self.probe is not None and model is not None:
             event["probes"] = self.probe(model)
         self.sink(event)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llm_magics.config.eval_generate import best_by
 from llm_magics.config.refs import LATEST, CheckpointRef, parse_ref
 from llm_magics.core.errors import ConfigError, did_you_mean, one_of
 from llm_magics.core.secrets import masked
@@ -22,12 +23,14 @@ from llm_magics.models.loader import BaseModel, check_model_path, check_target_m
 from llm_magics.runs.run import Control, Run, RunState
 from llm_magics.store.records import now
 from llm_magics.store.run_dirs import claim
+from llm_magics.training.evaluation import plan_evaluation
 from llm_magics.training.recorder import Recorder
 from llm_magics.training.train import TrainJob, trainer_arguments
 
 if TYPE_CHECKING:
     from llm_magics.config.configuration import LLMTrainingConfiguration
     from llm_magics.data.training_set import TrainingSet
+    from llm_magics.eval.scorer import EvalJob
     from llm_magics.store.database import DatabaseHandle
     from llm_magics.training.rewards import Reward, Tried
 
@@ -94,6 +97,7 @@ class Plan:
     rewards: list[Reward] = dataclasses.field(default_factory=list)  # grpo's functions
     packed_rewards: list[bytes] | None = None  # the same, to travel to a process or a Ray worker
     tried: Tried | None = None  # what the functions answered on the base model's completion
+    evaluation: EvalJob | None = None  # eval_generate: the held-out examples, metrics and judges
 
     @property
     def template(self) -> dict[str, Any]:
@@ -151,6 +155,7 @@ def plan_run(
     plan = Plan(name, run_id, config, recorded, base, data, where, db, output_dir, args, resume_from, adapter)
     if config.method == "grpo":
         _plan_rewards(plan, tokenizer, resume_from)
+    plan.evaluation = plan_evaluation(config, db, transform, travels=where.backend not in ("kernel", "thread"))
     return plan
 
 
@@ -260,6 +265,7 @@ def job_of(plan: Plan) -> TrainJob:
         adapter=plan.adapter,
         template=plan.template,
         reward_funcs=plan.packed_rewards or [reward.function for reward in plan.rewards] or None,
+        evaluation=plan.evaluation,
     )
 
 
@@ -340,6 +346,9 @@ def write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any)
     claim(plan.output_dir, plan.run_id)
     base = recorded_base(plan)
     store.save_defaults(plan.name, base)
+    chosen = best_by(plan.config.metric_for_best_model, plan.config.greater_is_better)
+    if chosen is not None:  # the model's @best follows the metric its newest run chose
+        store.save_model(plan.name, best_by=chosen)
     store.add_run(
         {
             "_id": plan.run_id,
@@ -357,10 +366,20 @@ def write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any)
             "total_steps": None,
             "resumed_from": plan.resume_from["_id"] if plan.resume_from else None,
             **({"rewards": [reward.record() for reward in plan.rewards]} if plan.rewards else {}),
+            **({"evaluation": _evaluation_record(plan.evaluation)} if plan.evaluation else {}),
             **extra,
         },
         owner,
     )
+
+
+def _evaluation_record(job: EvalJob) -> dict[str, Any]:
+    """What a run's record keeps of its evaluation: the settings, their key, each function's text."""
+    return {
+        "key": job.key,
+        "settings": job.settings,
+        "functions": [{"name": n, "source": s} for n, s in job.sources.items()],
+    }
 
 
 def recorded_base(plan: Plan) -> dict[str, Any]:

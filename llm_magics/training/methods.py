@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llm_magics.config.methods import stable_import
+from llm_magics.core.functions import unpacked
 from llm_magics.training import rewards
 
 # method -> (module, class) of its TRL trainer
@@ -30,7 +31,7 @@ def method_trainer(method: str, common: dict[str, Any], reward_funcs: list[Any] 
     module, name = _TRAINERS[method]
     trainer_class = getattr(stable_import(module), name)
     if method == "grpo":
-        functions = [f if callable(f) else rewards.unpacked([f])[0] for f in reward_funcs or []]
+        functions = [f if callable(f) else unpacked([f])[0] for f in reward_funcs or []]
         return trainer_class(reward_funcs=rewards.guarded(functions), **common)
     return trainer_class(**common)
 

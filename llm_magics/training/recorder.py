@@ -32,6 +32,7 @@ _WRITES = {
     "add_metrics": "the metrics",
     "add_checkpoint": "a checkpoint's record",
     "add_completions": "the sampled completions",
+    "add_evaluations": "the evaluation's examples",
 }
 
 
@@ -108,6 +109,7 @@ class Recorder:
         self.keep, self.template, self.flush_interval = keep, template, flush_interval
         self._rows: list[dict[str, Any]] = []
         self._samples: list[dict[str, Any]] = []  # a reward method's sampled completions, per logging step
+        self._examples: list[dict[str, Any]] = []  # eval_generate's scored examples, written with the checkpoint
         self._flushed = time.monotonic()
         self._summary: dict[str, Any] = {}
 
@@ -157,6 +159,9 @@ class Recorder:
             "template": self.template,
             "created": now(),
         }
+        if event.get("evaluation"):
+            evaluation = event["evaluation"]
+            record["evaluations"] = {evaluation["key"]: {k: v for k, v in evaluation.items() if k != "key"}}
         self.state.checkpoints.append(record)
         if event.get("probes"):
             self.state.add_probes(event["step"], event["probes"])
@@ -167,6 +172,23 @@ class Recorder:
         """Shown at once; written with the metric rows, in batches."""
         self.state.add_completions(event["step"], event["rows"])
         self._samples.append({"run": self.state.run_id, "step": event["step"], "rows": event["rows"]})
+
+    def _on_evaluation(self, event: dict[str, Any]) -> None:
+        """Shown at once; the examples are written just before the checkpoint they score."""
+        step, key = event["step"], event["key"]
+        self.state.add_evaluation(step, event["record"]["scores"], event["rows"])
+        checkpoint = f"{self.state.run_id}-{step}"
+        self._examples += [
+            {
+                "run": self.state.run_id,
+                "model": self.state.model,
+                "checkpoint": checkpoint,
+                "step": step,
+                "key": key,
+                **row,
+            }
+            for row in event["rows"]
+        ]
 
     def _on_probe(self, event: dict[str, Any]) -> None:
         self.state.add_probes(event["step"], event["probes"])
@@ -187,6 +209,9 @@ class Recorder:
             self.outbox.write("add_metrics", rows)
         if samples:
             self.outbox.write("add_completions", samples)
+        examples, self._examples = self._examples, []
+        if examples:
+            self.outbox.write("add_evaluations", examples)
         state = self.state
         progress = {"progressed": now()} if rows else {}
         self.outbox.write(
@@ -251,7 +276,7 @@ class Recorder:
             return  # the next checkpoint prunes
         records = [c for c in listed if c["run"] == self.state.run_id]
         protected = {c["_id"] for c in records if c["selected"]}
-        best = best_of(records)
+        best = best_of(records, self.store.best_by(self.state.model))
         if best is not None:
             protected.add(best["_id"])
         candidates = sorted(records, key=lambda c: c["step"])[: max(0, len(records) - self.keep)]

@@ -10,31 +10,16 @@ are shown and never run; a resumed run is given its functions again.
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from llm_magics.core.errors import ConfigError, RunError
+from llm_magics.core.functions import UserFunction, function_name, resolve_function, shown, unique_names
+from llm_magics.core.functions import packed as packed_functions
 
-_SOURCE_LIMIT = 20_000
-_MODULE_FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-
-
-@dataclass
-class Reward:
-    """A reward function, as a run holds it."""
-
-    name: str
-    function: Callable[..., Any]
-    source: str
-
-    def record(self) -> dict[str, str]:
-        """What a run's record keeps: text to show, never to run."""
-        return {"name": self.name, "source": self.source}
+Reward = UserFunction
 
 
 def resolve(specs: list[Any] | None) -> list[Reward]:
@@ -45,67 +30,14 @@ def resolve(specs: list[Any] | None) -> list[Reward]:
             "def short(completions, **kw): return [-len(c) / 100 for c in completions], "
             "then reward_funcs: [{{ short }}]"
         )
-    rewards = [_resolve(spec) for spec in specs]
-    names = [reward.name for reward in rewards]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise ConfigError(f"reward_funcs: two functions are named {twice[0]!r} — their curves would share a name")
+    rewards = [resolve_function(spec, "reward_funcs") for spec in specs]
+    unique_names(rewards, "reward_funcs")
     return rewards
 
 
-def _resolve(spec: Any) -> Reward:
-    if callable(spec):
-        return Reward(_name(spec), spec, _source(spec))
-    if isinstance(spec, str) and _MODULE_FUNCTION.fullmatch(spec):
-        module_name, _, attribute = spec.partition(":")
-        try:
-            function = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as error:
-            raise ConfigError(f"reward_funcs: cannot import {spec!r}: {error}") from None
-        if not callable(function):
-            raise ConfigError(f"reward_funcs: {spec!r} is {type(function).__name__}, not a function")
-        return Reward(_name(function), function, _source(function))
-    if isinstance(spec, str):
-        raise ConfigError(
-            f"reward_funcs: {spec!r} is a name, not a function — pass the function ({{{{ {spec} }}}} in a cell, "
-            f"reward_funcs=[{spec}] in Python) or 'module:function'"
-        )
-    raise ConfigError(f"reward_funcs: {spec!r} is {type(spec).__name__}, not a function or 'module:function'")
-
-
-def _name(function: Any) -> str:
-    return getattr(function, "__name__", None) or type(function).__name__
-
-
-def _source(function: Any) -> str:
-    try:
-        text = inspect.getsource(function)
-    except (OSError, TypeError):
-        return f"# the source of {_name(function)} is not available"
-    return text if len(text) <= _SOURCE_LIMIT else text[:_SOURCE_LIMIT] + "\n# ..."
-
-
 def packed(rewards: list[Reward]) -> list[bytes]:
-    """Each function by value, for a process or a Ray worker; one that cannot travel is refused
-    by name, with the reason (a lock, a socket, an open file it holds)."""
-    import cloudpickle
-
-    payloads = []
-    for reward in rewards:
-        try:
-            payloads.append(cloudpickle.dumps(reward.function))
-        except Exception as error:  # pickling raises whatever the object's __reduce__ raises
-            raise ConfigError(
-                f"reward function {reward.name!r} cannot travel to the training process: {error} — "
-                "define what it needs inside the function, or train in the kernel"
-            ) from None
-    return payloads
-
-
-def unpacked(payloads: list[bytes]) -> list[Callable[..., Any]]:
-    import cloudpickle
-
-    return [cloudpickle.loads(payload) for payload in payloads]
+    """Each function by value, for a process or a Ray worker (see ``core.functions.packed``)."""
+    return packed_functions(rewards, "reward function")
 
 
 def check(
@@ -140,7 +72,7 @@ def check(
 def _one_value(name: str, result: Any) -> float | None:
     if not isinstance(result, list | tuple) or len(result) != 1:
         raise ConfigError(
-            f"reward function {name!r} returned {_shown(result)}; it must return a list with one number "
+            f"reward function {name!r} returned {shown(result)}; it must return a list with one number "
             "(or None) per completion — it was given 1"
         )
     value = result[0]
@@ -148,14 +80,9 @@ def _one_value(name: str, result: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(
-            f"reward function {name!r} returned {_shown(result)}: each value must be a finite number or None"
+            f"reward function {name!r} returned {shown(result)}: each value must be a finite number or None"
         )
     return float(value)
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def guarded(functions: list[Callable[..., Any]]) -> list[Callable[..., Any]]:
@@ -164,7 +91,7 @@ def guarded(functions: list[Callable[..., Any]]) -> list[Callable[..., Any]]:
 
 
 def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
-    name = _name(function)
+    name = function_name(function)
 
     @functools.wraps(function)  # TRL names each reward's curve by __name__
     def reward(*args: Any, **kwargs: Any) -> Any:

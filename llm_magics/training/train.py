@@ -36,6 +36,7 @@ class TrainJob:
     ship_checkpoints: bool | None = None  # send checkpoint files to the kernel; None: when on another node
     # grpo: the reward functions; in another process, each cloudpickled (training.rewards.packed)
     reward_funcs: list[Any] | None = None
+    evaluation: Any | None = None  # eval_generate's EvalJob: scored at each save (or at the end)
 
 
 def trainer_arguments(config: LLMTrainingConfiguration, output_dir: str) -> Any:
@@ -74,6 +75,9 @@ def train(job: TrainJob, sink: Sink, stop: StopSignal | None = None, *, device_m
     model = _trainable(load_base_model(job.base, device_map=device_map), config, job)
     early = _early_stopping(config)
     callback = ProgressCallback(sink, stop, _prober(config, tokenizer, job.template), config.probe_steps, early)
+    if job.evaluation is not None:
+        callback.scorer, callback.score_at = _scorer(job, tokenizer), job.evaluation.settings["when"]
+        callback.score_names = tuple(job.evaluation.names)
     with _quiet_datasets():
         trainer = _trainer(config, args, model, tokenizer, job, [callback, *([early] if early else [])])
     callback.samples = samples_of(trainer, config.completions_to_record)
@@ -213,6 +217,25 @@ def _prober(
         return [{"prompt": p, "answer": a} for p, a in zip(prompts, answers, strict=True)]
 
     return probe
+
+
+def _scorer(job: TrainJob, tokenizer: Any) -> Callable[[Any], dict[str, Any]]:
+    """Scores the model in training on the held-out examples (``eval_generate``)."""
+    from llm_magics.eval.scorer import Scorer
+
+    evaluation = job.evaluation
+    assert evaluation is not None  # called only for a job that evaluates
+    scorer = Scorer(evaluation)
+
+    def score(model: Any) -> dict[str, Any]:
+        was_training = model.training
+        try:
+            scored = scorer(model, tokenizer, job.template)
+        finally:
+            model.train(was_training)
+        return {"key": evaluation.key, "record": scored.record(evaluation), "rows": scored.rows}
+
+    return score
 
 
 @contextlib.contextmanager
