@@ -147,6 +147,28 @@ def predict(
     return answers[0] if len(prompts) == 1 else answers
 
 
+def evaluate(
+    db: DatabaseHandle,
+    target: str,
+    *,
+    every: bool = False,
+    settings: dict[str, Any] | None = None,
+    progress: Any = None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """``%llm_eval NAME[@REF] [--all]``: stored checkpoints scored by what they answer on their
+    run's held-out documents (``settings``: those of ``eval_generate``); returns the scores."""
+    from llm_magics.eval.on_demand import Evaluation, evaluate_checkpoints
+
+    name, ref = parse_target(target)
+    if every and ref.kind != "default":
+        raise ConfigError(f"--all scores every checkpoint of {name}: give the name alone, not {target}")
+    results = evaluate_checkpoints(
+        db, name, ref, every=every, settings=settings, progress=progress, trust_remote_code=trust_remote_code
+    )
+    return Evaluation(name, results)
+
+
 def checkpoints(
     db: DatabaseHandle, name: str | None = None, refresh_interval: float = 1.0, *, trust_remote_code: bool = False
 ) -> CheckpointBrowser:

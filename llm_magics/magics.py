@@ -319,6 +319,52 @@ class LLMMagics(Magics):
         print(f"saved {args.target} as a standalone model in {directory}")
         return directory
 
+    # --- %llm_eval ---
+
+    @line_magic
+    @_magic
+    @magic_arguments()
+    @argument("target", help="NAME (its selected, else latest checkpoint), NAME@STEP, NAME@best, ...")
+    @_flag("--all", help="every checkpoint of the model")
+    @_option(
+        "--metrics",
+        nargs="+",
+        metavar="METRIC",
+        help="built-ins (exact_match rouge_l bleu chrf contains length) "
+        "or functions of the notebook by name (default: exact_match rouge_l)",
+    )
+    @_option("--on", metavar="COLLECTION", help="score on these documents instead of the run's held-out split")
+    @_option("--limit", type=int, metavar="N", help="documents at most (default 64)")
+    @_option("--max-new-tokens", type=int, metavar="N", help="tokens per answer (default 64)")
+    @_option("--batch-size", type=int, metavar="N", help="answers generated at once (default 8)")
+    @_option("--reference", metavar="FIELD", help="the field holding each expected answer")
+    def llm_eval(self, line: str) -> Any:
+        """Scores stored checkpoints by what they answer; scores already recorded with the same
+        settings are reused, and an interrupted evaluation resumes."""
+        from IPython.display import display
+
+        from llm_magics import commands
+        from llm_magics.widgets.evaluation import EvalProgress
+
+        args = _parse(self.llm_eval, line)
+        settings: dict[str, Any] = {"metrics": [self._metric(m) for m in args.metrics or ["exact_match", "rouge_l"]]}
+        for key in ("limit", "max_new_tokens", "batch_size", "reference"):
+            if getattr(args, key) is not None:
+                settings[key] = getattr(args, key)
+        if args.on is not None:
+            settings["select"] = args.on
+        progress = EvalProgress()
+        display(progress)
+        trust = self.trust_remote_code
+        return commands.evaluate(
+            self.db, args.target, every=args.all, settings=settings, progress=progress, trust_remote_code=trust
+        )
+
+    def _metric(self, name: str) -> Any:
+        """A metric named on the line: a built-in, or a function of the notebook (looked up, not run)."""
+        found = (self.shell.user_ns if self.shell is not None else {}).get(name)
+        return found if callable(found) and not isinstance(found, type) else name
+
     # --- %llm_checkpoints ---
 
     @line_magic

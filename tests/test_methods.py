@@ -235,11 +235,11 @@ def test_a_method_trains_quantized_keeps_its_newest_checkpoints_and_resumes(db, 
     run = llm.fit(configuration=_method_config(method, **short), db=db)
     assert run.status == "completed", run.error
     assert run.record["config"]["bits"] == 4
-    assert [c["step"] for c in db.show("checkpoint", f"{method}-4bit")] == [3, 4]
-    assert sorted(p.name for p in Path(run.record["output_dir"]).glob("checkpoint-*")) == [
-        "checkpoint-3",
-        "checkpoint-4",
-    ]
+    # the newest two are kept, and (a reward method's) the best by mean reward
+    kept = {3, 4} | ({db.store.checkpoint(f"{method}-4bit", "best")["step"]} if method == "grpo" else set())
+    assert [c["step"] for c in db.show("checkpoint", f"{method}-4bit")] == sorted(kept)
+    directories = sorted(p.name for p in Path(run.record["output_dir"]).glob("checkpoint-*"))
+    assert directories == [f"checkpoint-{step}" for step in sorted(kept)]
     longer = _method_config(method, **{**short, "max_steps": 6})
     resumed = llm.fit(configuration=longer, db=db, resume_from_checkpoint=True)
     assert resumed.status == "completed", resumed.error

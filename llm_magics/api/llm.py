@@ -198,7 +198,7 @@ class LLM:
         config = configuration or self.trainer or LLMTrainingConfiguration()
         changes: dict[str, Any] = {
             "model": self.model_name_or_path,
-            "bits": self.bits,
+            "bits": self.bits if self.bits is not None else config.bits,  # a configuration's bits: 4 holds
             "task": self.task,
             "model_kwargs": {**config.model_kwargs, **self.model_kwargs},
             "tokenizer_kwargs": {**config.tokenizer_kwargs, **self.tokenizer_kwargs},
@@ -240,6 +240,36 @@ class LLM:
 
     def _answer(self, model: Any, tokenizer: Any, prompts: list[str], template: dict | None, **kwargs: Any) -> list:
         return generate(model, tokenizer, prompts, template, **kwargs)
+
+    def evaluate(
+        self,
+        checkpoint: CheckpointRef | str | int | None = None,
+        *,
+        every: bool = False,
+        metrics: list[Any] | None = None,
+        on: str | None = None,
+        progress: Any = None,
+        **settings: Any,
+    ) -> Any:
+        """Scores a stored checkpoint (the selected, else latest; ``every``: all of them) by what it
+        answers on its run's held-out documents (``on``: a collection instead); ``metrics`` and the
+        other settings are those of ``eval_generate`` (``limit``, ``max_new_tokens``, ``reference``,
+        ...). Returns the scores; they are recorded, and reused when asked again the same way."""
+        from llm_magics.eval.on_demand import Evaluation, evaluate_checkpoints
+
+        if self.db is None:
+            raise ConfigError(f"evaluate: model '{self.identifier}' has no database — fit it first")
+        block = {"metrics": metrics or ["exact_match", "rouge_l"], **settings, **({"select": on} if on else {})}
+        results = evaluate_checkpoints(
+            self.db,
+            self.identifier,
+            checkpoint if checkpoint is not None else self.checkpoint,
+            every=every,
+            settings=block,
+            progress=progress,
+            trust_remote_code=self.trust_remote_code,
+        )
+        return Evaluation(self.identifier, results)
 
     def predict_one(self, prompt: str, **generate_kwargs: Any) -> str:
         """The seed's older name for ``predict`` of one prompt."""

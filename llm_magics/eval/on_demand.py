@@ -17,6 +17,7 @@ from llm_magics.config.data_keys import DataKeys
 from llm_magics.config.eval_generate import EvalGenerate, Judge, parse
 from llm_magics.config.refs import CheckpointRef
 from llm_magics.core.errors import ModelError
+from llm_magics.core.tables import html_table, text_table
 from llm_magics.eval.examples import held_out_examples
 from llm_magics.eval.scorer import EvalJob, Scorer, eval_job
 from llm_magics.models.checkpoint import StoredModel, checkpoint_model, stored_model
@@ -161,3 +162,45 @@ def _row(record: dict[str, Any], key: str, row: dict[str, Any]) -> dict[str, Any
 
 def _shown(evaluation: dict[str, Any]) -> dict[str, Any]:
     return {key: evaluation.get(key) for key in ("scores", "missing", "count")}
+
+
+class Evaluation:
+    """What ``%llm_eval`` scored: a row per checkpoint, a column per metric, how many examples,
+    which scores were missing and whether they were reused."""
+
+    def __init__(self, model: str, results: list[dict[str, Any]]):
+        self.model, self.results = model, results
+        self.metrics = list(dict.fromkeys(name for r in results for name in r.get("scores") or {}))
+
+    def _rows(self) -> tuple[list[str], list[list[Any]]]:
+        columns = ["checkpoint", "step", *self.metrics, "examples", "missing", "scored"]
+        rows = [
+            [
+                r["checkpoint"],
+                r.get("step"),
+                *(_number((r.get("scores") or {}).get(m)) for m in self.metrics),
+                r.get("count"),
+                ", ".join(f"{k}: {v}" for k, v in (r.get("missing") or {}).items()),
+                "reused" if r.get("reused") else "now",
+            ]
+            for r in self.results
+        ]
+        return columns, rows
+
+    def to_frame(self) -> Any:
+        """The scores as a pandas DataFrame: a row per checkpoint, a column per metric."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [{"checkpoint": r["checkpoint"], "step": r.get("step"), **(r.get("scores") or {})} for r in self.results]
+        )
+
+    def __repr__(self) -> str:
+        return text_table(*self._rows())
+
+    def _repr_html_(self) -> str:
+        return html_table(*self._rows(), css_class="llm-evaluation")
+
+
+def _number(value: Any) -> str:
+    return "—" if value is None else f"{value:.4g}" if isinstance(value, int | float) else str(value)

@@ -32,8 +32,25 @@ def method_trainer(method: str, common: dict[str, Any], reward_funcs: list[Any] 
     trainer_class = getattr(stable_import(module), name)
     if method == "grpo":
         functions = [f if callable(f) else unpacked([f])[0] for f in reward_funcs or []]
-        return trainer_class(reward_funcs=rewards.guarded(functions), **common)
+        trainer = trainer_class(reward_funcs=rewards.guarded(functions), **common)
+        _full_modules_in_model_dtype(trainer.model)
+        return trainer
     return trainer_class(**common)
+
+
+def _full_modules_in_model_dtype(model: Any) -> None:
+    """TRL's GRPO casts every trainable weight of a quantized model to bfloat16 (QLoRA's recipe for
+    the adapter, whose layers cast their input). A module trained in full beside the adapter
+    (``lora_modules_to_save``, e.g. lm_head) is a plain layer that casts nothing: it goes back to
+    the dtype of the model's activations, or its first step fails on mixed dtypes."""
+    from peft.utils import ModulesToSaveWrapper
+
+    dtype = model.get_input_embeddings().weight.dtype
+    for module in model.modules():
+        if isinstance(module, ModulesToSaveWrapper):
+            for parameter in module.parameters():
+                if parameter.requires_grad and parameter.dtype != dtype:
+                    parameter.data = parameter.data.to(dtype)
 
 
 def samples_of(trainer: Any, limit: int) -> Callable[[], list[dict[str, Any]]] | None:

@@ -19,6 +19,7 @@ from llm_magics.api.database import load_llm
 from llm_magics.core.errors import ConfigError
 from llm_magics.widgets.compare import runs_comparison_html
 from llm_magics.widgets.display import RUN_COLUMNS, Comparison, is_number, run_row, shown, shown_time, text_table
+from llm_magics.widgets.evaluation import examples_html, score_names
 from llm_magics.widgets.export import ExportPanel
 from llm_magics.widgets.probes import probes_html
 from llm_magics.widgets.table import Table
@@ -69,15 +70,23 @@ def _sorts_by(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else None
 
 
-def checkpoint_table_row(record: dict[str, Any]) -> dict[str, Any]:
+def checkpoint_table_row(record: dict[str, Any], scores: list[str] | None = None) -> dict[str, Any]:
     """A checkpoint as a row of the table widget: its text cells, the values its columns sort by
-    and its badges (shown in the flags column)."""
+    and its badges (shown in the flags column); ``scores``: the generation metrics, a column each."""
     metrics: dict[str, Any] = record["metrics"] if isinstance(record.get("metrics"), dict) else {}
     raw = [record.get("run"), record.get("step"), record.get("epoch") or 0, metrics.get("loss")]
     raw += [metrics.get("eval_loss"), record.get("created"), record.get("size", 0)]
     cells = dict(zip(COLUMNS, checkpoint_row(record)[:-1], strict=False))
     sort = {column: _sorts_by(value) for column, value in zip(COLUMNS, raw, strict=False)}
+    for name in scores or []:
+        value = metrics.get(f"eval_{name}")
+        cells[name], sort[name] = _number(value), value if is_number(value) else None
     return {"id": str(record["_id"]), "cells": {**cells, "flags": ""}, "sort": sort, "marks": marks(record)}
+
+
+def table_columns(scores: list[str]) -> list[dict[str, Any]]:
+    """The checkpoint table's columns: a sortable one per generation metric before the flags."""
+    return _columns(COLUMNS[:-1]) + [{"key": n, "label": n, "numeric": True} for n in scores] + _columns(COLUMNS[-1:])
 
 
 def run_table_row(run: dict[str, Any]) -> dict[str, Any]:
@@ -121,12 +130,17 @@ class CheckpointBrowser:
         )
         if model is not None and model not in names:
             db.store.model(model)  # raises "no model named ..." with the close names
-        self.table = Table(columns=_columns(COLUMNS), marks_column="flags", empty="no checkpoints yet")
+        self.table = Table(columns=table_columns([]), marks_column="flags", empty="no checkpoints yet")
         self.table.layout = w.Layout(max_height="18em", overflow="auto", width="100%")
         self.table.add_class("llm-checkpoints")
         self.use_button = self._button("Use", "Make the selected checkpoint the one %llm_predict uses", "llm-use")
         self.delete_button = self._button("Delete", "Delete the selected checkpoints (files and records)", "llm-delete")
         self.compare_button = self._button("Compare", "Answer the prompt with two selected checkpoints", "llm-compare")
+        self.examples_button = self._button(
+            "Examples",
+            "The held-out examples one or two selected checkpoints were scored on, worst first",
+            "llm-examples",
+        )
         self.confirm = w.HBox(
             [
                 w.HTML(),
@@ -158,7 +172,7 @@ class CheckpointBrowser:
             [
                 self.model,
                 self.table,
-                w.HBox([self.use_button, self.delete_button, self.compare_button]),
+                w.HBox([self.use_button, self.delete_button, self.compare_button, self.examples_button]),
                 self.confirm,
                 self.message,
                 self.prompt,
@@ -187,6 +201,7 @@ class CheckpointBrowser:
         self.use_button.on_click(lambda _: self.use())
         self.delete_button.on_click(lambda _: self.delete())
         self.compare_button.on_click(lambda _: self._in_background(self.compare))
+        self.examples_button.on_click(lambda _: self.examples())
         self.generate_button.on_click(lambda _: self._in_background(self.generate))
         self.confirm.children[1].on_click(lambda _: self.delete(confirmed=True))
         self.confirm.children[2].on_click(lambda _: self._hide_confirm())
@@ -218,10 +233,13 @@ class CheckpointBrowser:
             self.records = {str(r["_id"]): r for r in records}
             before = list(self.table.value)
             selected = [v for v in before if v in self.records]
+            scores = score_names(records)
             self._refreshing = True  # new rows may drop a selected one: not the user's doing
             try:
                 with self.table.hold_sync():
-                    self.table.rows = [checkpoint_table_row(r) for r in records]
+                    if self.table.columns != (columns := table_columns(scores)):
+                        self.table.columns = columns
+                    self.table.rows = [checkpoint_table_row(r, scores) for r in records]
                     self.table.value = selected
             finally:
                 self._refreshing = False
@@ -238,7 +256,8 @@ class CheckpointBrowser:
         if not name:
             return (tuple(self.db.store.model_names()),)
         model = self.db.store.models.find_one({"_id": name}) or {}
-        ids = tuple(doc["_id"] for doc in self.db.store.checkpoints.find({"model": name}, {"_id": 1}))
+        found = self.db.store.checkpoints.find({"model": name}, {"_id": 1, "evaluations": 1})
+        ids = tuple((doc["_id"], len(doc.get("evaluations") or {})) for doc in found)  # and when one is scored
         fields = {"status": 1, "step": 1}  # the runs table shows a run's step as it trains
         runs = tuple((r["_id"], r["status"], r.get("step")) for r in self.db.store.runs.find({"model": name}, fields))
         return ids, runs, model.get("selected")
@@ -332,6 +351,25 @@ class CheckpointBrowser:
         answers = {self._ref(r): [self._answer(self._ref(r), prompt)] for r in chosen}
         self.output.value = Comparison(self.model.value, [prompt], answers)._repr_html_()
         self._say("compared")
+
+    def examples(self) -> None:
+        """The examples view: the held-out examples the selected checkpoint (or two, side by side)
+        was last scored on, worst first."""
+        chosen = [self.records[i] for i in self.table.value if i in self.records]
+        if len(chosen) not in (1, 2):
+            self._say("select one checkpoint (or two, to compare) first")
+            return
+        columns = {}
+        for record in chosen:
+            evaluations: dict[str, Any] = record["evaluations"] if isinstance(record.get("evaluations"), dict) else {}
+            key = next(reversed(evaluations), None)  # the newest settings it was scored with
+            rows = self.db.store.checkpoint_evaluations(record["_id"], key) if key is not None else []
+            if not rows:
+                self._say(f"{html.escape(self._ref(record))} has no scored examples yet: %llm_eval it")
+                return
+            columns[self._ref(record)] = rows
+        self.output.value = examples_html(columns)
+        self._say(f"held-out examples of {html.escape(', '.join(columns))}")
 
     def _still_there(self, chosen: list[dict[str, Any]]) -> bool:
         """Whether the selected checkpoints still exist; if one was pruned or deleted since the list
