@@ -200,28 +200,49 @@ def test_a_grid_on_ray_tune_prunes_the_trials_that_fall_behind_and_best_is_the_b
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.xdist_group("ray")
-def test_a_dpo_sweep_over_beta_runs_a_trial_per_value(db, tiny_path):
-    """A method's own setting is swept like any key: each trial trains DPO with its beta."""
+def test_a_dpo_sweep_over_beta_is_judged_by_what_its_trials_answer(db, tiny_path):
+    """A method's own setting is swept like any key: each trial trains DPO with its beta; the sweep's
+    metric is a generation score (eval_generate), reported at each save."""
     from helpers import preference_docs
 
     db["prefs"].insert_many(preference_docs(4))
     body = {"method": "dpo", "data": "prefs", "prompt": "q", "chosen": "good", "rejected": "bad", "lora_r": 4}
-    sweep = {
-        "beta": [0.1, 0.5],
-        "max_concurrent_trials": 2,
-        "scheduler": "none",
-        "metric": "eval_rewards/margins",
-        "mode": "max",
-    }
+    sweep = {"beta": [0.1, 0.5], "max_concurrent_trials": 2, "scheduler": "none", "metric": "eval_rouge_l"}
     mapping = {**body, "model": tiny_path, "max_steps": 8, "save_steps": 4, "eval_steps": 4, "eval_strategy": "steps"}
-    handle = commands.finetune(db, "dpo-sweep", {**mapping, "learning_rate": 5e-3, "sweep": sweep})
+    scored = {"eval_generate": {"metrics": ["rouge_l"], "max_new_tokens": 4}}
+    handle = commands.finetune(db, "dpo-sweep", {**mapping, **scored, "learning_rate": 5e-3, "sweep": sweep})
     handle.wait(300)
     record = handle.record
     assert record["status"] == "completed", [run.error for run in handle.runs]
+    assert record["mode"] == "max"  # a score: greater is better
     runs = [db.store.run(run_id) for run_id in record["trials"]]
     assert [run["config"]["method_args"]["beta"] for run in runs] == [0.1, 0.5]
     assert all(run["status"] == "completed" and run["config"]["method"] == "dpo" for run in runs)
-    assert all("eval_rewards/margins" in row for row in db.store.run_metrics(runs[0]["_id"]) if "eval_loss" in row)
+    evaluated = [row for row in db.store.run_metrics(runs[0]["_id"]) if "eval_loss" in row]
+    assert len(evaluated) == 2 and all("eval_rewards/margins" in row and "eval_rouge_l" in row for row in evaluated)
+    best = handle.best
+    assert best["metrics"]["eval_rouge_l"] == max(
+        c["metrics"]["eval_rouge_l"]
+        for run in runs
+        for c in db.store.list_checkpoints("dpo-sweep")
+        if c["run"] == run["_id"]
+    )
+
+
+def test_a_methods_signal_and_a_generation_score_are_sweep_metrics(db, tiny_path):
+    """What the trials log is what a sweep may be judged by; a typo is named before any trial starts."""
+    from helpers import preference_docs
+
+    from llm_magics.training.sweeps import plan_sweep
+
+    db["prefs"].insert_many(preference_docs(1))
+    mapping = {"method": "dpo", "data": "prefs", "prompt": "q", "chosen": "good", "rejected": "bad", "model": tiny_path}
+    mapping |= {"eval_strategy": "steps", "eval_steps": 4, "save_steps": 4, "eval_generate": {"metrics": ["chrf"]}}
+    for metric in ("eval_rewards/margins", "eval_chrf"):
+        plan_sweep("m", {**mapping, "sweep": {"beta": [0.1, 0.2], "metric": metric}}, db)
+    with pytest.raises(ConfigError, match="the trials do not log 'eval_chr' — did you mean 'eval_chrf'"):
+        plan_sweep("m", {**mapping, "sweep": {"beta": [0.1, 0.2], "metric": "eval_chr"}}, db)
+    assert not db.store.list_runs()
 
 
 @pytest.mark.slow

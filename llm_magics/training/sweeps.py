@@ -90,6 +90,8 @@ def _check_metric(metric: str, config: LLMTrainingConfiguration) -> None:
     own = signals(config.method, [reward_name(f) for f in config.reward_funcs or []])
     known = [*_LOGGED, *_EVALUATED, *(("eval_accuracy",) if config.task == "text-classification" else ())]
     known += [*own, *(f"eval_{name}" for name in own)]
+    block = config.generation_eval()  # eval_generate's scores: ASHA prunes by answer quality
+    known += [f"eval_{name}" for name in block.metric_names()] if block is not None else []
     if metric not in known:
         raise ConfigError(f"sweep.metric: the trials do not log '{metric}'{did_you_mean(metric, known)}")
     if metric.startswith("eval_") and str(config.eval_strategy) == "no":

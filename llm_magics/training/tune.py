@@ -145,6 +145,9 @@ def _reports(job: TrainJob, metric: str) -> int:
     at each logged step for a training one (``loss``): ASHA's rungs count these reports."""
     config = job.config
     every = (config.eval_steps or config.logging_steps) if metric.startswith("eval_") else config.logging_steps
+    block = config.generation_eval()
+    if block is not None and metric.removeprefix("eval_") in block.metric_names():  # scored where it saves
+        every = config.save_steps if block.when == "save" else config.max_steps
     if not every or config.max_steps <= 0:
         return 1
     if every < 1:  # a fraction of the run, as transformers reads it
