@@ -199,3 +199,83 @@ def test_no_held_out_document_is_refused_before_anything_is_written(db, tiny_pat
     with pytest.raises(DataError, match="eval_generate: no held-out document to score"):
         LLM("refused", tiny_path).fit(configuration=config, db=db)
     _nothing_written(db)
+
+
+@pytest.mark.slow
+def test_the_views_sort_by_each_metric_show_the_examples_and_compare_two_runs(db, tiny_path):
+    import re
+
+    from llm_magics.widgets.checkpoints import CheckpointBrowser
+    from llm_magics.widgets.compare import runs_comparison_html
+
+    db["facts"].insert_many(fact_docs())
+    block = {"metrics": ["exact_match", "rouge_l"], "max_new_tokens": 8}
+    llm = LLM("viewed", tiny_path)
+    slow = llm.fit(configuration=facts_config(max_steps=20, learning_rate=1e-3, eval_generate=block), db=db)
+    fast = llm.fit(configuration=facts_config(eval_generate=block), db=db)
+    browser = CheckpointBrowser(db, "viewed")
+    try:
+        labels = [column["label"] for column in browser.table.columns]
+        assert labels[-3:] == ["exact_match", "rouge_l", "flags"]
+        assert all(column["numeric"] for column in browser.table.columns if column["label"] == "rouge_l")
+        # two checkpoints side by side: worst first by the first one's score, the differing answers marked
+        first, last = fast.checkpoints[0]["_id"], fast.checkpoints[-1]["_id"]
+        browser.table.value = [last, first]
+        browser.examples()
+        page = browser.output.value
+        assert 'class="llm-examples"' in page and page.count("<tr>") == len(FACTS) + 1
+        assert f"{fast.id}:20" in page and f"{fast.id}:60" in page and "worst first by exact_match" in page
+        predictions = {r["index"]: r["prediction"] for r in db.store.checkpoint_evaluations(last)}
+        differing = sum(r["prediction"] != predictions[r["index"]] for r in db.store.checkpoint_evaluations(first))
+        assert page.count('class="llm-differs"') == 2 * differing > 0
+        rows = db.store.checkpoint_evaluations(last)
+        assert len({r["scores"]["exact_match"] for r in rows}) == 2  # some right, some wrong
+        worst_first = [r["prompt"] for r in sorted(rows, key=lambda r: r["scores"]["exact_match"])]
+        assert re.findall(r"<tr><td[^>]*><code>(.*?)</code>", page) == worst_first
+    finally:
+        browser.close()
+    comparison = runs_comparison_html(db.store, [slow.id, fast.id])
+    assert "llm-score-deltas" in comparison and "rouge_l" in comparison
+    delta = fast.checkpoints[-1]["metrics"]["eval_rouge_l"] - slow.checkpoints[-1]["metrics"]["eval_rouge_l"]
+    assert f"({delta:+.4g})" in comparison
+
+
+@pytest.mark.slow
+def test_a_notebook_metric_in_a_cell_scores_a_run_in_a_real_kernel_and_the_browser_shows_it(workdir):
+    """The magics in a real kernel: a metric written in a cell scores each save (`{{ }}`), @best
+    follows it, %llm_eval adds a metric, and the browser's table and examples view show them."""
+    from pathlib import Path
+
+    from test_notebook_kernel import executed
+
+    outputs = executed(
+        [
+            "%load_ext llm_magics",
+            f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "from test_eval_generate import fact_docs\nfrom llm_magics import tiny_model\n"
+            "base_path = str(tiny_model('tiny'))\ndb = %llm_db mongomock://kernel-eval\n"
+            "db['facts'].insert_many(fact_docs());\n\n"
+            "def first_word(prediction, reference, document):\n"
+            "    return float(prediction.split()[:1] == reference.split()[:1])",
+            "%%llm_finetune scored -o run\nmodel: {{ base_path }}\ndata: facts\nprompt: q\nresponse: a\n"
+            f"prompt_template: {TEMPLATE!r}\nmax_steps: 60\nsave_steps: 20\neval_steps: 20\neval_strategy: steps\n"
+            "learning_rate: 1.0e-2\nlora_r: 8\nper_device_train_batch_size: 8\nmax_length: 64\n"
+            "eval_generate: {metrics: [rouge_l, '{{ first_word }}'], max_new_tokens: 8}\n"
+            "metric_for_best_model: first_word",
+            "scores = %llm_eval scored --all --metrics exact_match first_word --max-new-tokens 8\nprint(scores)",
+            "browser = %llm_checkpoints scored\n"
+            "print([c['label'] for c in browser.table.columns])\n"
+            "browser.table.value = [browser.table.rows[-1]['id']]\nbrowser.examples()\n"
+            "print(browser.output.value.count('<tr>'), db.store.checkpoint('scored', 'best')['step'])",
+        ],
+        workdir,
+    )
+    assert not any(o.output_type == "error" for cell in outputs for o in cell), outputs
+    summary = outputs[2][0]["data"]["text/html"]
+    assert 'data-series="eval_first_word"' in summary and 'data-series="eval_rouge_l"' in summary
+    printed = outputs[3][-1]["text"].splitlines()
+    assert printed[0].split()[:4] == ["checkpoint", "step", "exact_match", "first_word"] and len(printed) == 5
+    labels, examples = outputs[4][-1]["text"].splitlines()
+    assert labels.endswith("'rouge_l', 'first_word', 'exact_match', 'flags']")
+    count, best = examples.split()
+    assert int(count) == len(FACTS) + 1 and int(best) in (20, 40, 60)

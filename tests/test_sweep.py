@@ -109,10 +109,14 @@ def test_asha_counts_the_reports_the_metric_makes():
 
     from llm_magics.training.tune import _reports
 
-    config = SimpleNamespace(max_steps=40, logging_steps=1, eval_steps=10)
+    from llm_magics import LLMTrainingConfiguration
+
+    config = LLMTrainingConfiguration(max_steps=40, logging_steps=1, eval_steps=10, save_steps=20)
     job = SimpleNamespace(config=config)
     assert _reports(job, "loss") == 40  # every logged step: ASHA's max_t must not be 4 + 1
     assert _reports(job, "eval_loss") == 4
+    scored = config.replace(eval_strategy="steps", data="d", prompt="p", response="r", eval_generate={})
+    assert _reports(SimpleNamespace(config=scored), "eval_rouge_l") == 2  # generations are scored where it saves
 
 
 def test_a_nan_metric_never_becomes_the_sweeps_best(db):

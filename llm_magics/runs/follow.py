@@ -112,9 +112,7 @@ class Follower:
     def _checkpoints(self) -> None:
         found = self.db.store.checkpoints.find({"run": self.run_id, "step": {"$gt": self._last_checkpoint}})
         for record in sorted(found, key=_step):
-            self.state.checkpoints.append(record)
-            if isinstance(record.get("probes"), list):
-                self.state.add_probes(record["step"], record["probes"])
+            self.state.add_checkpoint(record)
             self._last_checkpoint = _step(record)
 
     def _completions(self) -> None:

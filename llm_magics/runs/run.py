@@ -93,6 +93,7 @@ class RunState:
     # eval_generate: the newest evaluation's scored examples {index, prompt, reference, prediction, scores}
     examples: list[dict[str, Any]] = field(default_factory=list, repr=False)
     examples_step: int | None = None
+    scores: list[str] = field(default_factory=list)  # eval_generate's metrics (charted as eval_NAME)
     log: Path | None = None  # a detached run's log file, in its own directory on this machine
     reason: str | None = None  # why it ended before max_steps, e.g. early stopping
     stalled_for: float | None = None  # seconds since a running run's step last moved, when far too long
@@ -126,6 +127,21 @@ class RunState:
         """An evaluation's scored examples (the view shows the newest); its scores come as eval_* rows."""
         self.examples = [row for row in rows if isinstance(row, dict)]
         self.examples_step = step if isinstance(step, int) else None
+        self.add_scores(scores)
+
+    def add_scores(self, scores: Any) -> None:
+        """The names of generation metrics a checkpoint was scored by (its record's ``evaluations``)."""
+        names = [name for name in scores if isinstance(name, str)] if isinstance(scores, dict) else []
+        self.scores = list(dict.fromkeys([*self.scores, *names]))
+
+    def add_checkpoint(self, record: dict[str, Any]) -> None:
+        """A recorded checkpoint: its probe answers and the metrics it was scored by."""
+        self.checkpoints.append(record)
+        if isinstance(record.get("probes"), list):
+            self.add_probes(record.get("step"), record["probes"])
+        evaluations = record.get("evaluations")
+        for evaluation in evaluations.values() if isinstance(evaluations, dict) else []:
+            self.add_scores(evaluation.get("scores") if isinstance(evaluation, dict) else None)
 
     def logged(self, row: dict[str, Any]) -> None:
         """Keeps a logged step's time, step and token count for the windowed pace and rate."""
@@ -203,10 +219,8 @@ class Run:
             state.ended = state.started + duration
         for row in self.db.store.run_metrics(self.id):  # as they were logged: the same chart and metrics
             state.take(row)
-        state.checkpoints = self.checkpoints
-        for checkpoint in state.checkpoints:
-            if isinstance(checkpoint.get("probes"), list):
-                state.add_probes(checkpoint.get("step"), checkpoint["probes"])
+        for checkpoint in self.checkpoints:
+            state.add_checkpoint(checkpoint)
         for row in self.db.store.run_completions(self.id, newest=state.completions.maxlen):
             state.completions.append(row)
         return state

@@ -162,9 +162,7 @@ class Recorder:
         if event.get("evaluation"):
             evaluation = event["evaluation"]
             record["evaluations"] = {evaluation["key"]: {k: v for k, v in evaluation.items() if k != "key"}}
-        self.state.checkpoints.append(record)
-        if event.get("probes"):
-            self.state.add_probes(event["step"], event["probes"])
+        self.state.add_checkpoint(record)
         if self.outbox.write("add_checkpoint", record, upload=self.upload):
             self._prune()
 

@@ -139,7 +139,7 @@ class CheckpointBrowser:
         self.examples_button = self._button(
             "Examples",
             "The held-out examples one or two selected checkpoints were scored on, worst first",
-            "llm-examples",
+            "llm-examples-button",
         )
         self.confirm = w.HBox(
             [

@@ -6,7 +6,8 @@ import html
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.widgets.curve import curves_svg
-from llm_magics.widgets.display import html_table
+from llm_magics.widgets.display import html_table, is_number, shown
+from llm_magics.widgets.evaluation import score_names
 
 if TYPE_CHECKING:
     from llm_magics.store.records import Store
@@ -45,5 +46,35 @@ def runs_comparison_html(store: Store, run_ids: list[str]) -> str:
     return (
         f'<div class="llm-run-comparison"><b>train loss of runs {names}</b>'
         f"<div>{curves_svg({k: v for k, v in series.items() if v})}</div>"
-        f"<b>configuration keys that differ</b>{table}</div>"
+        f"{_scores_html(store, runs)}<b>configuration keys that differ</b>{table}</div>"
     )
+
+
+def score_deltas(store: Store, runs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """(metric, [(score, its difference from the first run's)] per run) of each generation metric,
+    at each run's last checkpoint (None where a run was not scored by it)."""
+    last = {}
+    for run in runs:
+        checkpoints = [c for c in store.list_checkpoints(run["model"]) if c["run"] == run["_id"]]
+        last[run["_id"]] = checkpoints[-1] if checkpoints else {}
+    rows = []
+    for name in score_names(list(last.values())):
+        values = [(last[run["_id"]].get("metrics") or {}).get(f"eval_{name}") for run in runs]
+        first = values[0]
+        rows.append((name, [(v, v - first if is_number(v) and is_number(first) else None) for v in values]))
+    return rows
+
+
+def _scores_html(store: Store, runs: list[dict[str, Any]]) -> str:
+    rows = score_deltas(store, runs)
+    if not rows:
+        return ""
+    cells = [
+        [
+            name,
+            *(f"{shown(v, '.4g')}" + (f" ({d:+.4g})" if d is not None and i else "") for i, (v, d) in enumerate(pairs)),
+        ]
+        for name, pairs in rows
+    ]
+    table = html_table(["generation metric", *[run["_id"] for run in runs]], cells, "llm-score-deltas")
+    return f"<b>scores at each run's last checkpoint (difference from the first run)</b>{table}"

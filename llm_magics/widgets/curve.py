@@ -83,9 +83,14 @@ class Panel:
     notes: list[str] = field(default_factory=list)  # said after the title, e.g. the scale
 
 
-def run_chart_svg(history: Sequence[dict[str, Any]], options: ChartOptions | None = None, width: int = 480) -> str:
-    """A run's chart: train and eval loss; under it, sharing the step axis, the learning rate and
-    the accuracies when they were logged."""
+def run_chart_svg(
+    history: Sequence[dict[str, Any]],
+    options: ChartOptions | None = None,
+    width: int = 480,
+    scores: Sequence[str] = (),
+) -> str:
+    """A run's chart: train and eval loss; under it, sharing the step axis, the learning rate, the
+    accuracies, a method's signals and the generation metrics (``scores``) when they were logged."""
     options = options or ChartOptions()
     logged: dict[str, list[Point]] = {}  # every series, in one pass over the history
     for row in history:
@@ -110,8 +115,21 @@ def run_chart_svg(history: Sequence[dict[str, Any]], options: ChartOptions | Non
         Panel("rewards", {k: v for k, v in logged.items() if _reward(k)}, 110, smoothing=loss.smoothing),
         Panel("completion length", {k: v for k, v in logged.items() if k.endswith("completions/mean_length")}, 56),
         Panel("KL · entropy", {k: v for k, v in logged.items() if _policy(k, logged)}, 56),
+        *_score_panels({f"eval_{name}": logged.get(f"eval_{name}", []) for name in scores}),
     ]
     return chart_svg([panel for panel in panels if any(panel.series.values())] or [loss], width)
+
+
+def _score_panels(series: dict[str, list[Point]]) -> list[Panel]:
+    """The generation metrics per checkpoint: those between 0 and 1 share a panel; one on another
+    scale (BLEU, chrF: 0 to 100; a length) gets its own."""
+    unit = {name: values for name, values in series.items() if all(0 <= y <= 1 for _, y in values)}
+    other = [
+        Panel(f"held-out {name.removeprefix('eval_')}", {name: values}, 56)
+        for name, values in series.items()
+        if name not in unit
+    ]
+    return [Panel("held-out answers", unit, 80), *other]
 
 
 def curves_svg(

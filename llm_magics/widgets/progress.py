@@ -157,7 +157,7 @@ def summary_html(state: RunState, options: ChartOptions | None = None) -> str:
     return (
         f'<div class="llm-summary"><div><b>{title}</b></div>'
         f'<div style="display:flex;gap:16px;align-items:flex-start"><table>{rows}</table>'
-        f"{run_chart_svg(state.history, options)}</div>{probe_grid_html(state.probes)}"
+        f"{run_chart_svg(state.history, options, scores=state.scores)}</div>{probe_grid_html(state.probes)}"
         f"{completions_html(state.completions)}{log_html(state)}</div>"
     )
 
@@ -293,7 +293,7 @@ def body_html(state: RunState, options: ChartOptions | None = None) -> str:
     )
     return (
         f"<div>{line}</div><div style='display:flex;gap:16px;align-items:flex-start'>"
-        f"<table>{metrics}</table>{run_chart_svg(state.history, options)}</div>"
+        f"<table>{metrics}</table>{run_chart_svg(state.history, options, scores=state.scores)}</div>"
         f"{probe_grid_html(state.probes)}{completions_html(state.completions)}{log_html(state)}"
     )
 
