@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from formatting import ms, ratio, secs, table
+from report_evaluation import EVALUATION_TITLE, evaluation_goals, evaluation_section
 from report_gguf import GGUF_TITLE, gguf_goals, gguf_result
 from report_methods import METHODS_TITLE, methods_goals, methods_section
 
@@ -63,6 +64,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [line for entry in gguf for line in _section(entry, gguf_result)[2:]]
     if "methods" in by_name:
         lines += _section(by_name["methods"], methods_section)
+    if "evaluation" in by_name:
+        lines += _section(by_name["evaluation"], evaluation_section)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -155,6 +158,8 @@ def goal_rows(by_name: dict[str, dict[str, Any]], gpu: list[dict[str, Any]]) -> 
         goals += detached_goals(by_name["detached"]["result"])
     if "result" in by_name.get("methods", {}):
         goals += methods_goals(by_name["methods"]["result"])
+    if "result" in by_name.get("evaluation", {}):
+        goals += evaluation_goals(by_name["evaluation"]["result"])
     devices = on_gpu(gpu)
     goals.append(
         {
@@ -307,6 +312,7 @@ SECTION_TITLES = {
     "sweep": "10. A sweep on Ray Tune against its trials one after another in the kernel",
     "gguf_export": GGUF_TITLE,
     "methods": METHODS_TITLE,
+    "evaluation": EVALUATION_TITLE,
 }
 
 

@@ -68,6 +68,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "detached": ["--steps", "20", "--rounds", "1", "--follow-steps", "10", "1000"],
             "sweep": ["--steps", "20"],
             "methods": ["--steps", "20", "--rounds", "1"],
+            "evaluation": ["--steps", "30", "--rounds", "1"],
         }
     else:
         sizes = {
@@ -81,6 +82,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "detached": ["--steps", "300", "--rounds", "5", "--follow-steps", "10", "1000", "10000"],
             "sweep": ["--steps", "600"],
             "methods": ["--steps", "200", "--rounds", "7"],
+            "evaluation": ["--steps", "300", "--rounds", "5"],
         }
     steps = [
         (name, [f"{name}.py", *args, *([] if name in ("load_ext", "data_path", "store") else cpu)])

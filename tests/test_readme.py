@@ -49,5 +49,5 @@ def test_the_readmes_cell_bodies_parse_as_pasted():
     assert len(cells) >= 3
     for cell in cells:
         body = cell.split("\n", 1)[1].split("\n\n", 1)[0]
-        mapping = parse_cell(body, {"base_path": "/models/tiny", "has_letter": len, "short": len})
+        mapping = parse_cell(body, {"base_path": "/models/tiny", "has_letter": len, "short": len, "first_word": len})
         assert isinstance(mapping, dict) and mapping, body
