@@ -153,19 +153,31 @@ def evaluate(
     *,
     every: bool = False,
     settings: dict[str, Any] | None = None,
+    harness: list[str] | None = None,
+    tasks_dir: str | None = None,
     progress: Any = None,
     trust_remote_code: bool = False,
 ) -> Any:
     """``%llm_eval NAME[@REF] [--all]``: stored checkpoints scored by what they answer on their
-    run's held-out documents (``settings``: those of ``eval_generate``); returns the scores."""
+    run's held-out documents (``settings``: those of ``eval_generate``), or by lm-evaluation-harness
+    tasks (``harness``, from ``tasks_dir``); returns the scores."""
     from llm_magics.eval.on_demand import Evaluation, evaluate_checkpoints
 
     name, ref = parse_target(target)
     if every and ref.kind != "default":
         raise ConfigError(f"--all scores every checkpoint of {name}: give the name alone, not {target}")
-    results = evaluate_checkpoints(
-        db, name, ref, every=every, settings=settings, progress=progress, trust_remote_code=trust_remote_code
-    )
+    if harness:
+        from llm_magics.eval.harness import run_harness
+
+        limit = (settings or {}).get("limit")
+        results = run_harness(
+            db, name, ref, harness, every=every, tasks_dir=tasks_dir, limit=limit, progress=progress,
+            trust_remote_code=trust_remote_code,
+        )  # fmt: skip
+    else:
+        results = evaluate_checkpoints(
+            db, name, ref, every=every, settings=settings, progress=progress, trust_remote_code=trust_remote_code
+        )
     return Evaluation(name, results)
 
 

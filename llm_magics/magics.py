@@ -338,6 +338,8 @@ class LLMMagics(Magics):
     @_option("--max-new-tokens", type=int, metavar="N", help="tokens per answer (default 64)")
     @_option("--batch-size", type=int, metavar="N", help="answers generated at once (default 8)")
     @_option("--reference", metavar="FIELD", help="the field holding each expected answer")
+    @_option("--harness", nargs="+", metavar="TASK", help="lm-evaluation-harness tasks instead (the harness extra)")
+    @_option("--tasks-dir", metavar="DIR", help="the harness tasks' YAML files (default: lm-eval's own tasks)")
     def llm_eval(self, line: str) -> Any:
         """Scores stored checkpoints by what they answer; scores already recorded with the same
         settings are reused, and an interrupted evaluation resumes."""
@@ -357,7 +359,14 @@ class LLMMagics(Magics):
         display(progress)
         trust = self.trust_remote_code
         return commands.evaluate(
-            self.db, args.target, every=args.all, settings=settings, progress=progress, trust_remote_code=trust
+            self.db,
+            args.target,
+            every=args.all,
+            settings=settings,
+            harness=args.harness,
+            tasks_dir=args.tasks_dir,
+            progress=progress,
+            trust_remote_code=trust,
         )
 
     def _metric(self, name: str) -> Any:

@@ -107,9 +107,8 @@ def test_a_metric_the_trials_will_not_log_is_refused(db, tiny_path, options, mes
 def test_asha_counts_the_reports_the_metric_makes():
     from types import SimpleNamespace
 
-    from llm_magics.training.tune import _reports
-
     from llm_magics import LLMTrainingConfiguration
+    from llm_magics.training.tune import _reports
 
     config = LLMTrainingConfiguration(max_steps=40, logging_steps=1, eval_steps=10, save_steps=20)
     job = SimpleNamespace(config=config)

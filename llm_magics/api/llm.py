@@ -248,17 +248,29 @@ class LLM:
         every: bool = False,
         metrics: list[Any] | None = None,
         on: str | None = None,
+        harness: list[str] | None = None,
+        tasks_dir: str | None = None,
         progress: Any = None,
         **settings: Any,
     ) -> Any:
         """Scores a stored checkpoint (the selected, else latest; ``every``: all of them) by what it
         answers on its run's held-out documents (``on``: a collection instead); ``metrics`` and the
         other settings are those of ``eval_generate`` (``limit``, ``max_new_tokens``, ``reference``,
-        ...). Returns the scores; they are recorded, and reused when asked again the same way."""
+        ...); ``harness``: lm-evaluation-harness tasks instead (``tasks_dir``: their YAML files).
+        Returns the scores; they are recorded, and reused when asked again the same way."""
         from llm_magics.eval.on_demand import Evaluation, evaluate_checkpoints
 
         if self.db is None:
             raise ConfigError(f"evaluate: model '{self.identifier}' has no database — fit it first")
+        if harness:
+            from llm_magics.eval.harness import run_harness
+
+            found = run_harness(
+                self.db, self.identifier, checkpoint if checkpoint is not None else self.checkpoint, harness,
+                every=every, tasks_dir=tasks_dir, limit=settings.get("limit"), progress=progress,
+                trust_remote_code=self.trust_remote_code,
+            )  # fmt: skip
+            return Evaluation(self.identifier, found)
         block = {"metrics": metrics or ["exact_match", "rouge_l"], **settings, **({"select": on} if on else {})}
         results = evaluate_checkpoints(
             self.db,
