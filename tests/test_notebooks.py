@@ -68,7 +68,7 @@ def test_python_api(workdir):
 @pytest.mark.xdist_group("ray")  # with test_ray.py: one Ray on the machine at a time
 def test_ray(workdir):
     outputs = execute("ray.ipynb", workdir)
-    assert "completed [20, 40]" in text(outputs[3])
+    assert "completed [10, 20]" in text(outputs[3])
 
 
 @pytest.mark.ray

@@ -155,7 +155,8 @@ def plan_run(
     plan = Plan(name, run_id, config, recorded, base, data, where, db, output_dir, args, resume_from, adapter)
     if config.method == "grpo":
         _plan_rewards(plan, tokenizer, resume_from)
-    plan.evaluation = plan_evaluation(config, db, transform, travels=where.backend not in ("kernel", "thread"))
+    if config.eval_generate is not None:
+        plan.evaluation = plan_evaluation(config, db, transform, travels=where.backend not in ("kernel", "thread"))
     return plan
 
 
