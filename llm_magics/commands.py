@@ -95,6 +95,17 @@ def dry_run_report(checked: Plan) -> DryRun:
     return DryRun(checked, estimate(checked.config, checked.base, longest), tokenizer)
 
 
+def ingest(db: DatabaseHandle, source: Any, collection: str, *, progress: Any = None, **options: Any) -> str:
+    """``%llm_ingest SOURCE COLLECTION``: the documents written, and the keys that train on them."""
+    from llm_magics.data.formats import detect
+    from llm_magics.data.ingest import ingest as write
+
+    done = write(db.mongo_db, source, collection, progress=progress, **options)
+    found = detect(list(db[collection].find({}, limit=200)))
+    keys = f"\n{found.name}: train on it with\n  " + found.cell().replace("\n", "\n  ") if found else ""
+    return repr(done) + keys
+
+
 def export(
     db: DatabaseHandle,
     target: str,

@@ -16,40 +16,15 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.utils.process import arg_split
 from traitlets import Bool, Enum, Float, Unicode, observe
 
-from llm_magics.core.errors import ConfigError, LLMMagicsError, did_you_mean
+from llm_magics.core.errors import ConfigError, LLMMagicsError
+from llm_magics.core.magic_line import flag, option, parse_line, words
 from llm_magics.core.secrets import redact_text
 
 if TYPE_CHECKING:
     from llm_magics.api.database import Database
     from llm_magics.runs.run import Run
-
-
-class _Once(argparse.Action):
-    """An option that may be given once: a repeated flag is an error, not a silent override."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        seen = namespace.__dict__.setdefault("_given", set())
-        if self.dest in seen:
-            raise UsageError(f"{option_string} is given twice")
-        seen.add(self.dest)
-        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
-
-
-def _flag(*names: str, **kwargs: Any) -> Callable:
-    return argument(*names, action=_Once, nargs=0, const=True, default=False, **kwargs)
-
-
-def _option(*names: str, **kwargs: Any) -> Callable:
-    return argument(*names, action=_Once, **kwargs)
 
 
 def _magic(method: Callable) -> Callable:
@@ -58,7 +33,7 @@ def _magic(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def wrapper(self: LLMMagics, line: str, cell: str | None = None) -> Any:
-        if {"-h", "--help"} & set(_words(line)):  # a quoted prompt may say "-h"
+        if {"-h", "--help"} & set(words(line)):  # a quoted prompt may say "-h"
             print(method.__doc__)
             return None
         try:
@@ -69,39 +44,6 @@ def _magic(method: Callable) -> Callable:
             raise
 
     return wrapper
-
-
-def _words(line: str) -> list[str]:
-    """The line's words, as a shell reads them; an unclosed quote is a one-line error."""
-    try:
-        return arg_split(line, posix=True, strict=True)
-    except ValueError as error:  # shlex: "No closing quotation"
-        raise UsageError(f'{str(error).lower()} in the line: close the quote, e.g. "What is X?"') from None
-
-
-def _parse(method: Callable, line: str) -> argparse.Namespace:
-    parser: argparse.ArgumentParser = method.parser  # type: ignore[attr-defined] # magic_arguments sets it
-    parser.allow_abbrev = False  # --dry is not --dry-run: a typo is an error, not a guess
-    try:
-        # intermixed: options may come after the name and before or between the prompts
-        return parser.parse_intermixed_args(_words(line))
-    except UsageError as error:
-        message = str(error)
-        if "arguments are required" in message:
-            usage = " ".join(parser.format_usage().removeprefix("usage:").split()).removeprefix(":: ")
-            message = f"{message} — usage: {usage}"
-        if "unrecognized arguments" in message:
-            options = [option for action in parser._actions for option in action.option_strings]
-            unknown = message.split(":", 1)[1].split()
-            hints = "".join(_closest_flag(flag, options) for flag in unknown if flag.startswith("-"))
-            message = f"{message}{hints}; see --help"
-        raise UsageError(message) from None
-
-
-def _closest_flag(flag: str, options: list[str]) -> str:
-    """A shortened flag names the one it starts; otherwise the closest spelling."""
-    started = [option for option in options if option.startswith(flag)]
-    return f" — did you mean '{started[0]}'?" if len(started) == 1 else did_you_mean(flag, options)
 
 
 @magics_class
@@ -160,7 +102,7 @@ class LLMMagics(Magics):
     @argument("uri", nargs="?", help="mongodb://..., mongomock://NAME or embedded://DIR; none: show the current one")
     def llm_db(self, line: str) -> Database:
         """Shows or sets the database; returns its handle (``db = %llm_db``)."""
-        args = _parse(self.llm_db, line)
+        args = parse_line(self.llm_db, line)
         if args.uri:
             from llm_magics.api.database import connect
 
@@ -175,16 +117,16 @@ class LLMMagics(Magics):
     @_magic
     @magic_arguments()
     @argument("name", help="the model's name (its checkpoints are listed under it)")
-    @_option("--config", metavar="FILE", help="a YAML file with the configuration (the cell body adds to it)")
-    @_flag("--async", dest="background", help="return at once and train in a background thread")
-    @_flag("--detach", help="train in a process of its own (with --ray: a Ray Job) that outlives the kernel")
-    @_flag("--ray", help="train on Ray (never blocks)")
-    @_option("--ray-address", metavar="ADDR", help="the Ray cluster, e.g. ray://host:10001")
-    @_option(
+    @option("--config", metavar="FILE", help="a YAML file with the configuration (the cell body adds to it)")
+    @flag("--async", dest="background", help="return at once and train in a background thread")
+    @flag("--detach", help="train in a process of its own (with --ray: a Ray Job) that outlives the kernel")
+    @flag("--ray", help="train on Ray (never blocks)")
+    @option("--ray-address", metavar="ADDR", help="the Ray cluster, e.g. ray://host:10001")
+    @option(
         "--resume", nargs="?", const="latest", metavar="STEP", help="continue from the latest or a given checkpoint"
     )
-    @_flag("--dry-run", help="check everything and show what would train; train nothing")
-    @_option("-o", "--output", metavar="VAR", help="store the Run handle in this variable")
+    @flag("--dry-run", help="check everything and show what would train; train nothing")
+    @option("-o", "--output", metavar="VAR", help="store the Run handle in this variable")
     def llm_finetune(self, line: str, cell: str | None = None) -> Any:
         """Fine-tunes model NAME; the cell body is the YAML training configuration.
 
@@ -195,7 +137,7 @@ class LLMMagics(Magics):
         from llm_magics.config.refs import parse_ref
         from llm_magics.training.launch import Placement
 
-        args = _parse(self.llm_finetune, line)
+        args = parse_line(self.llm_finetune, line)
         if args.output and not (args.output.isidentifier() and not keyword.iskeyword(args.output)):
             raise ConfigError(f"-o {args.output!r}: give a Python variable name, e.g. -o run")
         mapping = self._configuration(args.config, cell)
@@ -252,18 +194,18 @@ class LLMMagics(Magics):
     @magic_arguments()
     @argument("target", help="NAME, NAME@STEP, NAME@best, NAME@latest or NAME@RUN:STEP")
     @argument("prompt", nargs="*", help="the prompt(s), each in quotes; or the cell body")
-    @_option("--max-new-tokens", type=int, metavar="N", help="tokens to generate (default 64)")
-    @_option("--temperature", type=float, metavar="T")
-    @_option("--top-p", type=float, metavar="P")
-    @_flag("--do-sample", help="sample instead of greedy decoding")
-    @_flag("--base", help="the base model alone, without any adapter")
-    @_flag("--trust-remote-code", help="allow a model that runs its own code (one trained with trust_remote_code)")
-    @_option("--compare", nargs="+", metavar="@REF", help="answer with several checkpoints side by side")
+    @option("--max-new-tokens", type=int, metavar="N", help="tokens to generate (default 64)")
+    @option("--temperature", type=float, metavar="T")
+    @option("--top-p", type=float, metavar="P")
+    @flag("--do-sample", help="sample instead of greedy decoding")
+    @flag("--base", help="the base model alone, without any adapter")
+    @flag("--trust-remote-code", help="allow a model that runs its own code (one trained with trust_remote_code)")
+    @option("--compare", nargs="+", metavar="@REF", help="answer with several checkpoints side by side")
     def llm_predict(self, line: str, cell: str | None = None) -> Any:
         """Generates with a model's selected (else latest) or given checkpoint; returns the text."""
         from llm_magics import commands
 
-        args = _parse(self.llm_predict, line)
+        args = parse_line(self.llm_predict, line)
         prompts = [cell.strip("\n")] if cell is not None else _line_prompts(line, args.prompt)
         options = {
             key: value
@@ -300,7 +242,7 @@ class LLMMagics(Magics):
         """Merges a checkpoint into its base and saves a model plain transformers loads, or a GGUF."""
         from llm_magics import commands
 
-        args = _parse(self.llm_export, line)
+        args = parse_line(self.llm_export, line)
         trust = self.trust_remote_code
         if args.gguf is not None:
             from llm_magics.export.gguf import quantization, stages
@@ -325,21 +267,21 @@ class LLMMagics(Magics):
     @_magic
     @magic_arguments()
     @argument("target", help="NAME (its selected, else latest checkpoint), NAME@STEP, NAME@best, ...")
-    @_flag("--all", help="every checkpoint of the model")
-    @_option(
+    @flag("--all", help="every checkpoint of the model")
+    @option(
         "--metrics",
         nargs="+",
         metavar="METRIC",
         help="built-ins (exact_match rouge_l bleu chrf contains length) "
         "or functions of the notebook by name (default: exact_match rouge_l)",
     )
-    @_option("--on", metavar="COLLECTION", help="score on these documents instead of the run's held-out split")
-    @_option("--limit", type=int, metavar="N", help="documents at most (default 64)")
-    @_option("--max-new-tokens", type=int, metavar="N", help="tokens per answer (default 64)")
-    @_option("--batch-size", type=int, metavar="N", help="answers generated at once (default 8)")
-    @_option("--reference", metavar="FIELD", help="the field holding each expected answer")
-    @_option("--harness", nargs="+", metavar="TASK", help="lm-evaluation-harness tasks instead (the harness extra)")
-    @_option("--tasks-dir", metavar="DIR", help="the harness tasks' YAML files (default: lm-eval's own tasks)")
+    @option("--on", metavar="COLLECTION", help="score on these documents instead of the run's held-out split")
+    @option("--limit", type=int, metavar="N", help="documents at most (default 64)")
+    @option("--max-new-tokens", type=int, metavar="N", help="tokens per answer (default 64)")
+    @option("--batch-size", type=int, metavar="N", help="answers generated at once (default 8)")
+    @option("--reference", metavar="FIELD", help="the field holding each expected answer")
+    @option("--harness", nargs="+", metavar="TASK", help="lm-evaluation-harness tasks instead (the harness extra)")
+    @option("--tasks-dir", metavar="DIR", help="the harness tasks' YAML files (default: lm-eval's own tasks)")
     def llm_eval(self, line: str) -> Any:
         """Scores stored checkpoints by what they answer; scores already recorded with the same
         settings are reused, and an interrupted evaluation resumes."""
@@ -348,7 +290,7 @@ class LLMMagics(Magics):
         from llm_magics import commands
         from llm_magics.widgets.evaluation import EvalProgress
 
-        args = _parse(self.llm_eval, line)
+        args = parse_line(self.llm_eval, line)
         settings: dict[str, Any] = {"metrics": [self._metric(m) for m in args.metrics or ["exact_match", "rouge_l"]]}
         for key in ("limit", "max_new_tokens", "batch_size", "reference"):
             if getattr(args, key) is not None:
@@ -374,6 +316,67 @@ class LLMMagics(Magics):
         found = (self.shell.user_ns if self.shell is not None else {}).get(name)
         return found if callable(found) and not isinstance(found, type) else name
 
+    # --- %llm_ingest, %llm_data ---
+
+    @line_magic
+    @_magic
+    @magic_arguments()
+    @argument(
+        "source",
+        help="a .jsonl/.json/.csv/.tsv/.parquet file or a glob of them, a folder of .txt/.md, a "
+        "saved dataset, or {{ df }} (a DataFrame or a list of dicts of the notebook)",
+    )
+    @argument("collection", help="the collection to write into")
+    @flag("--replace", help="empty the collection first")
+    @flag("--dedupe", help="skip documents whose content the collection already has")
+    @flag("--skip-bad", help="leave malformed rows out (counted) instead of writing nothing")
+    def llm_ingest(self, line: str) -> Any:
+        """Writes documents from files, a saved dataset or the notebook into a collection, in batches."""
+        import re
+
+        from IPython.display import display
+
+        from llm_magics import commands
+        from llm_magics.widgets.ingest import IngestProgress
+
+        line = re.sub(r"\{\{?\s*([A-Za-z_]\w*)\s*\}?\}", r"{{\1}}", line)  # one word for the parser
+        args = parse_line(self.llm_ingest, line)
+        progress = IngestProgress()
+        display(progress)
+        options = {"replace": args.replace, "dedupe": args.dedupe, "skip_bad": args.skip_bad}
+        said = commands.ingest(
+            self.db, self._namespace_value(args.source), args.collection, progress=progress, **options
+        )
+        progress.finish()
+        print(said)
+
+    def _namespace_value(self, word: str) -> Any:
+        """``{{ name }}`` (IPython may have turned it into ``{ name }``): the notebook's object by
+        that name (looked up, not evaluated); anything else: the word itself (a path)."""
+        import re
+
+        found = re.fullmatch(r"\{\{?\s*([A-Za-z_]\w*)\s*\}?\}", word.strip())
+        if found is None:
+            return word
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        if found.group(1) not in namespace:
+            raise ConfigError(f"{{{{ {found.group(1)} }}}}: no such name in the notebook")
+        return namespace[found.group(1)]
+
+    @line_magic
+    @_magic
+    @magic_arguments()
+    @argument("collection", help="the collection to report on")
+    @option("--model", metavar="M", help="a model path or a stored model: its tokenizer measures the tokens")
+    @option("--max-length", type=int, metavar="N", help="the length training cuts documents at")
+    def llm_data(self, line: str) -> Any:
+        """The data report: fields, duplicates, chat problems, token lengths and what trains."""
+        from llm_magics.api.database import data_report
+
+        args = parse_line(self.llm_data, line)
+        model = args.model or self.default_model
+        return data_report(self.db, args.collection, model=model, max_length=args.max_length)
+
     # --- %llm_checkpoints ---
 
     @line_magic
@@ -384,7 +387,7 @@ class LLMMagics(Magics):
         """The checkpoint browser: use, try, compare and delete a model's checkpoints."""
         from llm_magics import commands
 
-        name = _parse(self.llm_checkpoints, line).name
+        name = parse_line(self.llm_checkpoints, line).name
         return commands.checkpoints(self.db, name, trust_remote_code=self.trust_remote_code)
 
     # --- %llm_runs, %llm_stop ---
@@ -397,7 +400,7 @@ class LLMMagics(Magics):
         """A table of runs: name, id, status, backend, steps, last loss, started, duration."""
         from llm_magics import commands
 
-        return commands.runs_table(self.db, _parse(self.llm_runs, line).name)
+        return commands.runs_table(self.db, parse_line(self.llm_runs, line).name)
 
     @line_magic
     @_magic
@@ -407,7 +410,7 @@ class LLMMagics(Magics):
         """Stops a run gracefully: it saves a checkpoint, then ends as 'stopped'."""
         from llm_magics import commands
 
-        run = commands.stop(self.db, _parse(self.llm_stop, line).run_id)
+        run = commands.stop(self.db, parse_line(self.llm_stop, line).run_id)
         print(f"run {run.id}: stopping after the current step; a final checkpoint is being saved")
 
     @line_magic
@@ -421,7 +424,7 @@ class LLMMagics(Magics):
         from llm_magics import commands
         from llm_magics.runs.run import Run
 
-        found = commands.attach(self.db, _parse(self.llm_attach, line).target)
+        found = commands.attach(self.db, parse_line(self.llm_attach, line).target)
         if isinstance(found, Run):
             return found
         from llm_magics.widgets.sweep import SweepView
@@ -433,12 +436,12 @@ class LLMMagics(Magics):
     @_magic
     @magic_arguments()
     @argument("run_id", help="a detached run (see %%llm_runs)")
-    @_option("--tail", type=int, default=50, metavar="N", help="how many of its last lines (default 50)")
+    @option("--tail", type=int, default=50, metavar="N", help="how many of its last lines (default 50)")
     def llm_logs(self, line: str) -> None:
         """Prints the output of a detached run's training process (secrets masked)."""
         from llm_magics import commands
 
-        args = _parse(self.llm_logs, line)
+        args = parse_line(self.llm_logs, line)
         if args.tail < 1:
             raise ConfigError(f"--tail {args.tail}: give a number of lines, 1 or more")
         print("\n".join(commands.log_lines(self.db, args.run_id, args.tail)) or "(the log is empty so far)")

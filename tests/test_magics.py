@@ -253,7 +253,8 @@ def test_a_background_backend_set_in_the_config_is_used(db, tiny_path):
 )
 def test_flags_then_the_body_then_the_settings_decide_where_it_trains(flags, body, settings, expected):
     from llm_magics import LLMTrainingConfiguration
-    from llm_magics.magics import LLMMagics, _parse, flagged_placement
+    from llm_magics.core.magic_line import parse_line as _parse
+    from llm_magics.magics import LLMMagics, flagged_placement
     from llm_magics.training.launch import Placement, placement
 
     magics = LLMMagics(shell=None, **settings)

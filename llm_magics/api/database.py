@@ -3,6 +3,8 @@ whose ``load`` builds a model from its records and whose ``apply`` trains one.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from llm_magics.api.classification import TextClassification
 from llm_magics.api.llm import LLM
 from llm_magics.config.refs import CheckpointRef
@@ -44,6 +46,35 @@ def load_llm(
     return cls.of_checkpoint(db, name, record, checkpoint, recorded=recorded, trust_remote_code=trust_remote_code)
 
 
+def data_report(
+    db: DatabaseHandle,
+    collection: str,
+    *,
+    model: str | None = None,
+    max_length: int | None = None,
+    keys: dict[str, Any] | None = None,
+) -> Any:
+    """``%llm_data COLLECTION [--model M] [--max-length N]``: the data report; ``model``: a model
+    path, or a stored model's name (its base's tokenizer), for the token lengths and the label mask."""
+    from llm_magics.config.data_keys import DataKeys
+    from llm_magics.data.report import data_report as report
+
+    tokenizer = _tokenizer_of(db, model) if model else None
+    given = DataKeys(collection=collection, max_length=max_length, **keys) if keys else None
+    return report(db.mongo_db, collection, keys=given, tokenizer=tokenizer, max_length=max_length)
+
+
+def _tokenizer_of(db: DatabaseHandle, model: str) -> Any:
+    from llm_magics.models.loader import check_model_path, load_tokenizer
+
+    if db.store.has_model(model.partition("@")[0]):
+        from llm_magics.models.checkpoint import stored_model
+
+        base = stored_model(db, model).base
+        return load_tokenizer(base.path, base.tokenizer_kwargs)
+    return load_tokenizer(check_model_path(model))
+
+
 class Database(DatabaseHandle):
     """A database handle (the pymongo API on the data, ``show``, ``execute``) with the seed's
     ``load`` and ``apply``, and ``run``."""
@@ -67,6 +98,22 @@ class Database(DatabaseHandle):
         if kind != "model":
             raise DatabaseError(f"load: only 'model' can be loaded, not {kind!r}")
         return load_llm(self, name, checkpoint, trust_remote_code=trust_remote_code)
+
+    def ingest(self, source: Any, collection: str, **options: Any) -> Any:
+        """Writes ``source`` into ``collection``: a JSONL, JSON, CSV/TSV or Parquet file (or a glob of
+        them), a folder of .txt / .md files, a dataset saved with ``save_to_disk``, a DataFrame or a
+        list of dicts. ``replace``, ``dedupe``, ``skip_bad``: see ``data.ingest.ingest``."""
+        from llm_magics.data.ingest import ingest
+
+        return ingest(self.mongo_db, source, collection, **options)
+
+    def data_report(
+        self, collection: str, *, model: str | None = None, max_length: int | None = None, **keys: Any
+    ) -> Any:
+        """What ``collection`` holds and what training will see of it (``data.report``); ``model``:
+        a model path or name whose tokenizer measures the token lengths and the label mask; ``keys``:
+        the configuration's data keys (prompt, response, messages, X), else those of the format found."""
+        return data_report(self, collection, model=model, max_length=max_length, keys=keys or None)
 
     def apply(self, model: LLM) -> LLM:
         """The seed's form: trains ``model`` with its ``trainer`` configuration, then returns it."""

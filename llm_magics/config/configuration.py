@@ -147,8 +147,12 @@ class LLMTrainingConfiguration(SFTConfig):
     )
     X: str = field(default="text", metadata=_help("The field holding each document's text (alias key)."))
     y: str | None = field(default=None, metadata=_help("The label field (text-classification)."))
-    prompt: str | None = field(
-        default=None, metadata=_help("The prompt field; with response, the loss is on the response only.")
+    prompt: str | list[str] | None = field(
+        default=None,
+        metadata=_help(
+            "The prompt field; with response, the loss is on the response only. SFT: a list of fields "
+            "([instruction, input]: alpaca) joins them with a blank line, leaving out empty ones."
+        ),
     )
     response: str | None = field(default=None, metadata=_help("The response field (with prompt)."))
     chosen: str | None = field(default=None, metadata=_help("dpo, orpo, simpo: the preferred response's field."))

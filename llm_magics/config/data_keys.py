@@ -15,7 +15,7 @@ class DataKeys:
     task: str = "causal-lm"
     X: str = "text"
     y: str | None = None
-    prompt: str | None = None
+    prompt: str | list[str] | None = None  # a list: the fields joined (alpaca's instruction and input)
     response: str | None = None
     prompt_template: str | None = None
     messages: str | None = None

@@ -153,6 +153,8 @@ def data_problems(config: Any) -> list[str]:
         return problems
     if config.task != "causal-lm":
         return [f"method {method}: trains a causal-lm, not {config.task}"]
+    if isinstance(config.prompt, list):
+        return [f"prompt: one field for method {method} (a list of fields joins them for sft only)"]
     needed = DATA_FIELDS[method]
     missing = [key for key in needed if getattr(config, key) is None]
     problems = []

@@ -249,7 +249,8 @@ def describe(annotation: Any) -> str:
     if annotation in names:
         return names[annotation]
     if origin in names:
-        return names[origin] + (f" of {describe(args[0])}s" if origin is list and args and args[0] is not Any else "")
+        inner = describe(args[0]).removeprefix("an ").removeprefix("a ") if origin is list and args else ""
+        return names[origin] + (f" of {inner}s" if inner and args[0] is not Any else "")
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return one_of(member.value for member in annotation)
     return getattr(annotation, "__name__", str(annotation))

@@ -29,6 +29,11 @@ class DataError(LLMMagicsError):
     """The documents cannot become a training set (empty, missing field, wrong type)."""
 
 
+class DataWarning(UserWarning):
+    """What the data report finds in a run's documents (cut at max_length, duplicated), said at
+    the run's start."""
+
+
 class DatabaseError(LLMMagicsError):
     """The database cannot be reached or used."""
 

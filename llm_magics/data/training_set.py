@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.core.errors import DataError, did_you_mean
+from llm_magics.data.formats import as_messages
 
 if TYPE_CHECKING:
     from llm_magics.config.data_keys import DataKeys
@@ -81,7 +82,8 @@ class Format:
             return cls("messages", (keys.messages,), chat_template=template)
         if keys.prompt:
             assert keys.response is not None  # the configuration checked it
-            return cls("prompt-response", (keys.prompt, keys.response), prompt_template=keys.prompt_template)
+            prompts = tuple(keys.prompt) if isinstance(keys.prompt, list) else (keys.prompt,)
+            return cls("prompt-response", (*prompts, keys.response), prompt_template=keys.prompt_template)
         return cls("text", (keys.X,))
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,10 +148,15 @@ def build(mongo_db: Any, keys: DataKeys, tokenizer: Any, transform: Callable[[di
     selection = Selection.of(keys)
     fmt = Format.of(keys, tokenizer)
     check_collection(mongo_db, selection)
-    encode = _encoder(fmt, tokenizer, keys.max_length)
+    # the encoders cut at max_length here, so that the documents cut are counted (a classifier's
+    # tokenizer cuts its own)
+    limit = keys.max_length if fmt.kind != "classification" else None
+    encode = encoder(fmt, tokenizer, None if limit else keys.max_length)
     splits = {name: _Split() for name in (*_FOLDS, "unassigned")}
     missing: dict[str, int] = {}
     example: dict[str, list[int]] = {}
+    seen: set[int] = set()
+    found = {"cut": 0, "duplicates": 0}  # documents longer than max_length; of the same content as one before
     for docs in documents(mongo_db, selection, fmt, transform):
         grouped: dict[str, list[dict]] = {name: [] for name in splits}
         for doc in docs:
@@ -158,15 +165,24 @@ def build(mongo_db: Any, keys: DataKeys, tokenizer: Any, transform: Callable[[di
                 raise DataError(f"_fold: must be 'train' or 'valid', got {fold!r} (document {doc.get('_id')})")
             grouped[fold or "unassigned"].append(doc)
         for name, group in grouped.items():
-            kept, values = _values(group, fmt, missing)
+            kept, values = row_values(group, fmt, missing)
             rows = encode(values) if values else []
+            if limit:
+                found["cut"] += sum(1 for ids, _ in rows if len(ids) > limit)
+                rows = [(ids[:limit], labels[:limit]) for ids, labels in rows]
+            for value in values:
+                key = hash(repr(value))
+                found["duplicates"] += key in seen
+                seen.add(key)
             if rows and not example:
                 example = {"input_ids": rows[0][0], "labels": rows[0][1]}
             splits[name].add(
                 [(ids, labels, bucket(doc, keys.seed)) for (ids, labels), doc in zip(rows, kept, strict=True)]
             )
     _check_counts(splits, missing, selection, fmt)
-    return _assemble(splits, keys, fmt, selection, example)
+    built = _assemble(splits, keys, fmt, selection, example)
+    built.counts.update(found)
+    return built
 
 
 def check_collection(mongo_db: Any, selection: Selection) -> None:
@@ -210,18 +226,27 @@ def _transformed(doc: dict, transform: Callable[[dict], Any], fmt: Format) -> di
     raise DataError(f"transform: must return text or a mapping of fields, got {type(result).__name__}")
 
 
-def _values(docs: list[dict], fmt: Format, missing: dict[str, int]) -> tuple[list[dict], list[tuple]]:
+def row_values(docs: list[dict], fmt: Format, missing: dict[str, int]) -> tuple[list[dict], list[tuple]]:
     kept, rows = [], []
+    optional = set(fmt.fields[1:-1]) if fmt.kind == "prompt-response" else set()  # alpaca's input may be absent
     for doc in docs:
-        values = tuple(doc.get(name) for name in fmt.fields)
+        values = tuple(doc.get(name, "" if name in optional else None) for name in fmt.fields)
+        if fmt.kind == "messages" and isinstance(values[0], list):
+            values = (as_messages(values[0]),)  # ShareGPT's from / value turns train as they are
         absent = [name for name, value in zip(fmt.fields, values, strict=True) if value is None]
         for name in absent:
             missing[name] = missing.get(name, 0) + 1
         if not absent:
             _check_types(doc, fmt, values)
             kept.append(doc)
-            rows.append(values)
+            rows.append(joined_prompt(values) if len(values) > 2 and fmt.kind == "prompt-response" else values)
     return kept, rows
+
+
+def joined_prompt(values: tuple) -> tuple:
+    """(prompt parts..., response) as (prompt, response): the parts that are not empty, a blank
+    line between them."""
+    return ("\n\n".join(part for part in values[:-1] if part), values[-1])
 
 
 def _check_types(doc: dict, fmt: Format, values: tuple) -> None:
@@ -248,7 +273,7 @@ def bucket(doc: dict, seed: int) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def _encoder(fmt: Format, tokenizer: Any, max_length: int | None) -> Callable[[list[tuple]], list[tuple]]:
+def encoder(fmt: Format, tokenizer: Any, max_length: int | None) -> Callable[[list[tuple]], list[tuple]]:
     eos = tokenizer.eos_token_id
 
     def text(rows: list[tuple]) -> list[tuple]:

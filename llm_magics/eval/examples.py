@@ -11,7 +11,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.core.errors import DataError
-from llm_magics.data.training_set import Format, Selection, bucket, check_collection, documents, held_out
+from llm_magics.data.formats import as_messages
+from llm_magics.data.training_set import (
+    Format,
+    Selection,
+    bucket,
+    check_collection,
+    documents,
+    held_out,
+    joined_prompt,
+)
 
 if TYPE_CHECKING:
     from llm_magics.config.data_keys import DataKeys
@@ -55,13 +64,17 @@ def held_out_examples(
 def _example(doc: dict[str, Any], keys: DataKeys, reference: str) -> dict[str, Any]:
     where = f"(document {doc.get('_id')})"
     if keys.messages and reference == keys.messages:
-        chat = doc.get(keys.messages) or []
+        chat = as_messages(doc.get(keys.messages) or [])
         turns = [i for i, m in enumerate(chat) if isinstance(m, dict) and m.get("role") == "assistant"]
         if not turns:
             raise DataError(f"{keys.messages}: a held-out chat has no assistant turn to compare with {where}")
-        prompt, answer = chat[: turns[-1]], chat[turns[-1]].get("content")
+        prompt: Any = chat[: turns[-1]]
+        answer = chat[turns[-1]].get("content")
     else:
-        prompt, answer = doc.get(keys.prompt or ""), doc.get(reference)
+        prompt = doc.get(keys.prompt) if isinstance(keys.prompt, str) else None
+        if isinstance(keys.prompt, list) and doc.get(keys.prompt[0]) is not None:  # alpaca's parts, joined
+            prompt = joined_prompt((*(doc.get(p) or "" for p in keys.prompt), None))[0]
+        answer = doc.get(reference)
         if isinstance(answer, list):  # a chat answer: its assistant turn's text
             answer = next((m.get("content") for m in answer if isinstance(m, dict)), None)
     if prompt is None or answer is None:

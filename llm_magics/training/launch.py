@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from llm_magics.config.eval_generate import best_by
 from llm_magics.config.refs import LATEST, CheckpointRef, parse_ref
-from llm_magics.core.errors import ConfigError, did_you_mean, one_of
+from llm_magics.core.errors import ConfigError, DataWarning, did_you_mean, one_of
 from llm_magics.core.secrets import masked
 from llm_magics.models.loader import BaseModel, check_model_path, check_target_modules, load_tokenizer, resolve_adapter
 from llm_magics.runs.run import Control, Run, RunState
@@ -145,6 +145,7 @@ def plan_run(
         from llm_magics.data import preference
 
         data = preference.build(db.mongo_db, keys, tokenizer, transform)
+    _warn_about(data, config)
     run_id = uuid.uuid4().hex[:8]
     output_dir = Path(config.output_dir or db.artifacts / name).expanduser().resolve() / run_id
     # the trainer's own checks run here; a Ray worker builds its arguments where it trains
@@ -158,6 +159,29 @@ def plan_run(
     if config.eval_generate is not None:
         plan.evaluation = plan_evaluation(config, db, transform, travels=where.backend not in ("kernel", "thread"))
     return plan
+
+
+def _warn_about(data: TrainingSet, config: LLMTrainingConfiguration) -> None:
+    """What the data report would find and training would hide: documents cut at max_length, and
+    documents that repeat another one (``%llm_data`` names them)."""
+    import warnings
+
+    counts = data.counts
+    total = counts.get("train_docs", 0) + counts.get("valid_docs", 0)
+    if counts.get("cut"):
+        warnings.warn(
+            f"data: {counts['cut']} of {total} documents are longer than max_length {config.max_length} and are cut "
+            f"there (what follows is not trained) — %llm_data {data.selection.collection} names them",
+            DataWarning,
+            stacklevel=3,
+        )
+    if counts.get("duplicates"):
+        warnings.warn(
+            f"data: {counts['duplicates']} exact duplicate document(s) — %llm_data {data.selection.collection} "
+            "names them (%llm_ingest --dedupe keeps them out)",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def _plan_rewards(plan: Plan, tokenizer: Any, resume_from: dict[str, Any] | None) -> None:
