@@ -12,6 +12,7 @@ from typing import Any
 from formatting import ms, ratio, secs, table
 from report_evaluation import EVALUATION_TITLE, evaluation_goals, evaluation_section
 from report_gguf import GGUF_TITLE, gguf_goals, gguf_result
+from report_ingest import INGEST_TITLE, ingest_goals, ingest_section
 from report_methods import METHODS_TITLE, methods_goals, methods_section
 
 TRAINING_GOAL, PREDICT_GOAL, FAR_FASTER = 1.03, 1.05, 10.0
@@ -66,6 +67,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _section(by_name["methods"], methods_section)
     if "evaluation" in by_name:
         lines += _section(by_name["evaluation"], evaluation_section)
+    if "ingest" in by_name:
+        lines += _section(by_name["ingest"], ingest_section)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -160,6 +163,8 @@ def goal_rows(by_name: dict[str, dict[str, Any]], gpu: list[dict[str, Any]]) -> 
         goals += methods_goals(by_name["methods"]["result"])
     if "result" in by_name.get("evaluation", {}):
         goals += evaluation_goals(by_name["evaluation"]["result"])
+    if "result" in by_name.get("ingest", {}):
+        goals += ingest_goals(by_name["ingest"]["result"])
     devices = on_gpu(gpu)
     goals.append(
         {
@@ -313,6 +318,7 @@ SECTION_TITLES = {
     "gguf_export": GGUF_TITLE,
     "methods": METHODS_TITLE,
     "evaluation": EVALUATION_TITLE,
+    "ingest": INGEST_TITLE,
 }
 
 

@@ -69,6 +69,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "sweep": ["--steps", "20"],
             "methods": ["--steps", "20", "--rounds", "1"],
             "evaluation": ["--steps", "30", "--rounds", "1"],
+            "ingest": ["--rows", "10000", "20000", "--report-docs", "2000"],
         }
     else:
         sizes = {
@@ -83,9 +84,10 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "sweep": ["--steps", "600"],
             "methods": ["--steps", "200", "--rounds", "7"],
             "evaluation": ["--steps", "300", "--rounds", "5"],
+            "ingest": ["--rows", "100000", "1000000", "--report-docs", "100000"],
         }
     steps = [
-        (name, [f"{name}.py", *args, *([] if name in ("load_ext", "data_path", "store") else cpu)])
+        (name, [f"{name}.py", *args, *([] if name in ("load_ext", "data_path", "store", "ingest") else cpu)])
         for name, args in sizes.items()
     ]
     steps.append(("gguf_export tiny", ["gguf_export.py", "--shape", "tiny", *cpu]))

@@ -92,7 +92,20 @@ def dry_run_report(checked: Plan) -> DryRun:
 
         completion = int(checked.config.method_args.get("max_completion_length") or 512)
         longest = longest_of(method, data.train, tokenizer, completion)
-    return DryRun(checked, estimate(checked.config, checked.base, longest), tokenizer)
+    report = None
+    if method == "sft" and checked.config.task == "causal-lm":  # the selection, as %llm_data reports it
+        from llm_magics.data.report import data_report
+
+        selection = data.selection
+        report = data_report(
+            checked.db.mongo_db,
+            selection.collection,
+            keys=checked.config.data_keys(),
+            tokenizer=tokenizer,
+            max_length=checked.config.max_length,
+            filter=selection.filter,
+        )
+    return DryRun(checked, estimate(checked.config, checked.base, longest), tokenizer, report)
 
 
 def ingest(db: DatabaseHandle, source: Any, collection: str, *, progress: Any = None, **options: Any) -> str:

@@ -79,3 +79,13 @@ def test_the_magic_reports_with_a_models_tokenizer_and_a_run_warns_of_the_same_f
         LLM("warned", tiny_path).fit(configuration=config, db=db)
     said = " ".join(str(w.message) for w in caught)
     assert "1 of 12 documents are longer than max_length 200" in said and "1 exact duplicate" in said
+
+
+def test_the_dry_run_reports_the_cells_own_selection(shell, db):
+    db["chats"].insert_many([{"chat": c} for c in GOOD] + [{"chat": GOOD[0]}])
+    dry, _ = shell.run(
+        "%%llm_finetune m --dry-run\nmodel: {{ base_path }}\ndata: chats\nmessages: chat\nmax_length: 64"
+    )
+    assert dry.report.finding("exact duplicates").count == 1 and len(dry.report.lengths) == 11
+    page = dry._repr_html_()
+    assert "Data report (1 finding(s)" in page and 'class="llm-length-histogram"' in page

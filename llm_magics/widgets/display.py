@@ -120,8 +120,9 @@ class Comparison:
 class DryRun:
     """What a run would do: the resolved configuration, the data, the parameters, the memory."""
 
-    def __init__(self, plan: Plan, estimate: Estimate, tokenizer: Any):
+    def __init__(self, plan: Plan, estimate: Estimate, tokenizer: Any, report: Any = None):
         self.plan, self.estimate, self.tokenizer = plan, estimate, tokenizer
+        self.report = report  # the data report of the cell's own selection (SFT), or None
 
     def facts(self) -> list[tuple[str, str]]:
         plan, counts, est = self.plan, self.plan.data.counts, self.estimate
@@ -207,7 +208,16 @@ class DryRun:
             '<div class="llm-dry-run"><b>Dry run</b>: nothing was trained or written.'
             f'<table style="{TABLE_STYLE}">{facts}</table>'
             f"{examples}<details><summary>Configuration (keys that differ from the defaults)</summary>"
-            f"{config}</details></div>"
+            f"{config}</details>{self._report_html()}</div>"
+        )
+
+    def _report_html(self) -> str:
+        if self.report is None:
+            return ""
+        found = sum(1 for finding in self.report.findings if finding.count)
+        return (
+            f"<details><summary>Data report ({found} finding(s); %llm_data shows it alone)</summary>"
+            f"{self.report._repr_html_()}</details>"
         )
 
 
