@@ -100,6 +100,39 @@ def report_time(root: Path, docs: int) -> dict[str, Any]:
     return {"docs": docs, "seconds": time.perf_counter() - started, "findings": report.warnings()}
 
 
+def cache_times(root: Path, docs: int) -> dict[str, Any]:
+    """The data preparation of a run on ``docs`` question / answer documents: tokenizing (no cache),
+    the first run with the cache (hashing, tokenizing, saving) and the second (hashing, loading)."""
+    from llm_magics import connect
+    from llm_magics.config.data_keys import DataKeys
+    from llm_magics.data.cache import cached_build
+    from llm_magics.data.training_set import build
+    from llm_magics.models.loader import load_tokenizer
+
+    db = connect("mongomock://bench-cache")
+    db["qa"].insert_many([{"q": f"what is {i} plus {i % 7}?", "a": f"it is {i + i % 7}"} for i in range(docs)])
+    keys = DataKeys(collection="qa", prompt="q", response="a", max_length=64)
+    tokenizer = load_tokenizer(tiny(root))
+
+    def with_cache():
+        data, keep = cached_build(db.mongo_db, keys, tokenizer, None, root / "cache")
+        if keep is not None:
+            keep()  # as a run does when it starts
+        return data
+
+    times = {}
+    for name, prepare in (
+        ("tokenize (no cache)", lambda: build(db.mongo_db, keys, tokenizer)),
+        ("first run (hash, tokenize, save)", with_cache),
+        ("second run (hash, load)", with_cache),
+    ):
+        started = time.perf_counter()
+        data = prepare()
+        times[name] = time.perf_counter() - started
+    assert data.counts.get("from_cache") == 1
+    return {"docs": docs, "seconds": times}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -127,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "memory_ratio": arms["ingest"]["peak_mib"] / base["peak_mib"] if base["peak_mib"] else None,
         }
     result["report"] = report_time(root, options.report_docs)
+    result["cache"] = cache_times(root, options.report_docs)
     return emit(result, options.json, show)
 
 
@@ -138,6 +172,8 @@ def show(result: dict[str, Any]) -> None:
         print(f"  time x{entry['time_ratio']:.2f}, memory x{entry['memory_ratio']:.2f}")
     r = result["report"]
     print(f"report on {r['docs']:,} documents: {r['seconds']:.1f} s")
+    for name, seconds in result["cache"]["seconds"].items():
+        print(f"{name}: {seconds:.2f} s")
 
 
 if __name__ == "__main__":

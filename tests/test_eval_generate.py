@@ -271,11 +271,13 @@ def test_a_notebook_metric_in_a_cell_scores_a_run_in_a_real_kernel_and_the_brows
         workdir,
     )
     assert not any(o.output_type == "error" for cell in outputs for o in cell), outputs
-    summary = outputs[2][0]["data"]["text/html"]
+    summary = next(o for o in outputs[2] if "data" in o and "text/html" in o["data"])["data"]["text/html"]
+    warned = "".join(o.get("text", "") for o in outputs[2] if o.get("name") == "stderr")
+    assert "DataWarning" in warned and "duplicate" in warned, warned  # eight copies of each fact
     assert 'data-series="eval_first_word"' in summary and 'data-series="eval_rouge_l"' in summary
-    printed = outputs[3][-1]["text"].splitlines()
+    printed = [o for o in outputs[3] if o.get("name") == "stdout"][-1]["text"].splitlines()
     assert printed[0].split()[:4] == ["checkpoint", "step", "exact_match", "first_word"] and len(printed) == 5
-    labels, examples = outputs[4][-1]["text"].splitlines()
+    labels, examples = [o for o in outputs[4] if o.get("name") == "stdout"][-1]["text"].splitlines()
     assert labels.endswith("'rouge_l', 'first_word', 'exact_match', 'flags']")
     count, best = examples.split()
     assert int(count) == len(FACTS) + 1 and int(best) in (20, 40, 60)

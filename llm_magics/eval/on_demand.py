@@ -98,7 +98,7 @@ def run_data_keys(run: dict[str, Any]) -> tuple[DataKeys, str | None]:
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else 42,
         valid_fraction=fraction if isinstance(fraction, float | int) and not isinstance(fraction, bool) else None,
         evaluate=config.get("eval_strategy") not in (None, "no"),
-        prompt=text["prompt"],
+        prompt=text["prompt"] or _fields(config.get("prompt")),
         response=text["response"],
         messages=text["messages"],
         chosen=text["chosen"],
@@ -109,6 +109,11 @@ def run_data_keys(run: dict[str, Any]) -> tuple[DataKeys, str | None]:
     if method == "sft":
         return keys, text["messages"] or text["response"]
     return keys, None
+
+
+def _fields(value: Any) -> list[str] | None:
+    """A recorded list of field names (alpaca's prompt), or None."""
+    return list(value) if isinstance(value, list) and value and all(isinstance(v, str) for v in value) else None
 
 
 def _recorded_filter(select: dict[str, Any]) -> dict[str, Any]:

@@ -98,6 +98,7 @@ class Plan:
     packed_rewards: list[bytes] | None = None  # the same, to travel to a process or a Ray worker
     tried: Tried | None = None  # what the functions answered on the base model's completion
     evaluation: EvalJob | None = None  # eval_generate: the held-out examples, metrics and judges
+    keep_data: Callable[[], None] | None = None  # keeps the tokenized sets for the next run (data.cache)
 
     @property
     def template(self) -> dict[str, Any]:
@@ -135,12 +136,14 @@ def plan_run(
     adapter = resolve_adapter(db, config.adapter_id)
     model_kwargs, tokenizer_kwargs = _remote_code(config)
     tokenizer = load_tokenizer(path, tokenizer_kwargs)
-    from llm_magics.data.training_set import build
+    from llm_magics.data.cache import cached_build
 
     # the configuration is read here, once, for what the data and the run's record need of it
     keys, recorded = config.data_keys(), config.to_dict()
-    if config.method == "sft":
-        data = build(db.mongo_db, keys, tokenizer, transform)
+    keep_data = None
+    if config.method == "sft":  # tokenized once per documents, tokenizer and keys (data.cache)
+        cache = db.artifacts.parent / "cache" / "tokenized"
+        data, keep_data = cached_build(db.mongo_db, keys, tokenizer, transform, cache)
     else:
         from llm_magics.data import preference
 
@@ -154,6 +157,7 @@ def plan_run(
     if config.use_lora and config.lora_target_modules and adapter is None and resume_from is None:
         check_target_modules(base, config.lora_target_modules)
     plan = Plan(name, run_id, config, recorded, base, data, where, db, output_dir, args, resume_from, adapter)
+    plan.keep_data = keep_data
     if config.method == "grpo":
         _plan_rewards(plan, tokenizer, resume_from)
     if config.eval_generate is not None:
@@ -369,6 +373,8 @@ def write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any)
     a path in a record lead into it."""
     store = plan.db.store
     claim(plan.output_dir, plan.run_id)
+    if plan.keep_data is not None:
+        plan.keep_data()
     base = recorded_base(plan)
     store.save_defaults(plan.name, base)
     chosen = best_by(plan.config.metric_for_best_model, plan.config.greater_is_better)

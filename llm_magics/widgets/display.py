@@ -137,7 +137,11 @@ class DryRun:
         if "train_tokens" in counts:  # SFT's tokenized data (the other methods' trainers tokenize)
             share = counts["trained_tokens"] / counts["train_tokens"] if counts["train_tokens"] else 0
             facts.append(
-                ("tokens", f"{counts['train_tokens']} train, {counts['trained_tokens']} trained ({share:.0%})")
+                (
+                    "tokens",
+                    f"{counts['train_tokens']} train, {counts['trained_tokens']} trained ({share:.0%})"
+                    + (" · tokenized by an earlier run (the cache)" if counts.get("from_cache") else ""),
+                )
             )
         if plan.rewards:
             facts.append(("reward functions", ", ".join(reward.name for reward in plan.rewards)))
