@@ -56,9 +56,28 @@ def test_a_dry_run_keeps_nothing_and_the_run_after_it_tokenizes(shell, db, monke
     db["d"].insert_many(qa_docs(20))
     cell = "%%llm_finetune dry{}\nmodel: {{{{ base_path }}}}\ndata: d\nmax_steps: 2\nlora_r: 4\neval_strategy: 'no'"
     shell.run(cell.format(" --dry-run"))
-    dry = len(calls)  # the run's sets and the data report's lengths
-    assert dry >= 1 and not (db.artifacts.parent / "cache").exists()
-    shell.run(cell.format(" -o run"))
-    assert len(calls) == dry + 1 and "from_cache" not in shell.ns["run"].record["counts"]
+    kept = db.artifacts.parent / "cache" / "tokenized"
+    assert calls and not kept.parent.exists()
+    shell.run(cell.format(" -o run"))  # keeps the sets it trains on (built now, or by the dry run)
+    assert len(list(kept.iterdir())) == 1  # one whole entry, no partial one
+    tokenized = len(calls)
     shell.run(cell.format(" -o again"))
-    assert len(calls) == dry + 1 and shell.ns["again"].record["counts"]["from_cache"] == 1
+    assert len(calls) == tokenized and shell.ns["again"].record["counts"]["from_cache"] == 1
+
+
+def test_a_sweeps_trials_planned_together_tokenize_once_and_keep_one_entry(db, tiny_path, monkeypatch, tmp_path):
+    """A sweep plans every trial before any starts: the first trial's sets serve the others."""
+    from llm_magics.config.data_keys import DataKeys
+    from llm_magics.data.cache import cached_build
+    from llm_magics.models.loader import load_tokenizer
+
+    calls = counting_encoder(monkeypatch)
+    db["d"].insert_many(qa_docs(20))
+    keys, tokenizer = DataKeys(collection="d", max_length=64), load_tokenizer(tiny_path)
+    plans = [cached_build(db.mongo_db, keys, tokenizer, None, tmp_path) for _ in range(3)]
+    assert len(calls) == 1 and [data.counts.get("from_cache") for data, _ in plans] == [None, 1, 1]
+    assert not list(tmp_path.iterdir())  # nothing kept before a trial starts
+    for _, keep in plans:
+        keep()
+    assert len(list(tmp_path.iterdir())) == 1
+    assert plans[1][0].train["input_ids"] == plans[0][0].train["input_ids"]

@@ -13,10 +13,12 @@ its output is not known from the documents.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
 import shutil
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from llm_magics.config.data_keys import DataKeys
 
 KEPT = 8  # entries kept; the least recently used go first
+# sets built by this process and still held by a plan: the same key is the same tokens
+_built: weakref.WeakValueDictionary[str, TrainingSet] = weakref.WeakValueDictionary()
 _TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -48,13 +52,18 @@ def cached_build(
     for sets just built, what keeps them for the next run (called when the run starts)."""
     if directory is None or transform is not None:
         return build(mongo_db, keys, tokenizer, transform), None
-    entry = directory / cache_key(mongo_db, keys, tokenizer)
+    key = cache_key(mongo_db, keys, tokenizer)
+    entry = directory / key
+    held = _built.get(key)
+    if held is not None:  # built for another plan of this process (a sweep's first trial)
+        return dataclasses.replace(held, counts={**held.counts, "from_cache": 1}), functools.partial(_keep, entry, held)
     found = _load(entry)
     if found is not None:
         with contextlib.suppress(OSError):
             entry.touch()  # recently used
         return found, None
     data = build(mongo_db, keys, tokenizer, transform)
+    _built[key] = data  # a sweep's other trials, planned before any of them keeps it
     return data, functools.partial(_keep, entry, data)
 
 

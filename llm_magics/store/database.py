@@ -59,6 +59,9 @@ def _in_memory(name: str) -> tuple[Any, str, Path, Any]:
     import mongomock
     from mongomock.store import ServerStore
 
+    from llm_magics.store import linear_cursor
+
+    linear_cursor.install()
     global _memory_server
     if _memory_server is None:
         _memory_server = ServerStore()

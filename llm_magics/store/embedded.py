@@ -35,6 +35,7 @@ from mongomock import helpers
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
 from pymongo.errors import PyMongoError, WriteError
 
+from llm_magics.store import linear_cursor
 from llm_magics.store.embedded_file import Head, StoreFile
 
 _BAD_VALUE = 2  # MongoDB's code for an operation its values do not allow
@@ -460,6 +461,7 @@ class EmbeddedClient(mongomock.MongoClient):
 
     def __init__(self, path: Path, timeout: float = 60.0):
         """``timeout``: seconds a write waits for another process's write to end, then fails."""
+        linear_cursor.install()
         self.server = EmbeddedServer(path, timeout)
         super().__init__(_store=self.server)
 
