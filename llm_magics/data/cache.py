@@ -19,7 +19,7 @@ import hashlib
 import json
 import shutil
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +106,7 @@ def _save(entry: Path, data: TrainingSet) -> None:
         "labels": data.labels,
     }
     try:
-        with written_whole(entry) as partial:
+        with written_whole(entry) as partial, quiet_datasets():
             data.train.save_to_disk(str(partial / "train"))
             if data.valid is not None:
                 data.valid.save_to_disk(str(partial / "valid"))
@@ -120,8 +120,9 @@ def _load(entry: Path) -> TrainingSet | None:
 
     try:
         meta = json.loads((entry / "meta.json").read_text())
-        train = datasets.load_from_disk(str(entry / "train"))
-        valid = datasets.load_from_disk(str(entry / "valid")) if (entry / "valid").is_dir() else None
+        with quiet_datasets():
+            train = datasets.load_from_disk(str(entry / "train"))
+            valid = datasets.load_from_disk(str(entry / "valid")) if (entry / "valid").is_dir() else None
     except (OSError, ValueError, KeyError):
         return None
     fmt = meta["format"]
@@ -134,6 +135,21 @@ def _load(entry: Path) -> TrainingSet | None:
         meta["example"],
         meta["labels"],
     )
+
+
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """No progress bars of the datasets library (it shows "Saving the dataset" and the like in a
+    notebook, under the run's own view); as they were afterwards."""
+    import datasets
+
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
 
 
 def _prune(directory: Path) -> None:

@@ -243,14 +243,8 @@ def _quiet_datasets() -> Iterator[None]:
     """Hides the datasets library's progress bars while the trainer prepares the data, and the
     warning of a tokenizer that ends every text with EOS (ByT5's) when TRL's preference trainers
     tokenize a text that already ends with it: it is not added twice."""
-    import datasets
+    from llm_magics.data.cache import quiet_datasets
 
-    shown = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="This sequence already has", category=UserWarning)
-            yield
-    finally:
-        if shown:
-            datasets.enable_progress_bars()
+    with quiet_datasets(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="This sequence already has", category=UserWarning)
+        yield
