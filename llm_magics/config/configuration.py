@@ -21,6 +21,7 @@ from llm_magics.config.cell import load_yaml
 from llm_magics.config.data_keys import DataKeys
 from llm_magics.config.eval_generate import EvalGenerate, placement_problems
 from llm_magics.config.eval_generate import parse as parse_eval_generate
+from llm_magics.config.fast_paths import attention_problems, machine_problems
 from llm_magics.config.validation import (
     argument_problems,
     defaults,
@@ -108,6 +109,13 @@ class LLMTrainingConfiguration(SFTConfig):
     )
     model_kwargs: dict[str, Any] = field(
         default_factory=dict, metadata=_help("Passed to from_pretrained of the model.")
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata=_help(
+            "The attention kernel: 'sdpa', 'eager', 'flex_attention', 'flash_attention_2' (a CUDA GPU and "
+            "flash-attn); null: transformers' choice (sdpa)."
+        ),
     )
     tokenizer_kwargs: dict[str, Any] = field(
         default_factory=dict, metadata=_help("Passed to AutoTokenizer.from_pretrained.")
@@ -249,7 +257,10 @@ class LLMTrainingConfiguration(SFTConfig):
     def __post_init__(self) -> None:
         # Validation only; see the module docstring for why TrainingArguments' own runs later.
         problems = value_problems(self, init_fields(type(self))) + methods.method_problems(self)
-        problems += self._eval_generate_problems()
+        problems += self._eval_generate_problems() + attention_problems(self.attn_implementation)
+        given = self.model_kwargs.get("attn_implementation")
+        if self.attn_implementation and given not in (None, self.attn_implementation):
+            problems.append("attn_implementation: given twice, differently (once in model_kwargs) — keep one")
         if problems:
             raise ConfigError(problems)
         for name in enum_fields(type(self)):
@@ -372,6 +383,12 @@ class LLMTrainingConfiguration(SFTConfig):
             values["bf16"] = cuda_bf16()
         if values["fp16"] and not torch.cuda.is_available():
             raise ConfigError("fp16: mixed precision in float16 needs a CUDA GPU and none is visible — remove fp16")
+        fast = {**values, "attn_implementation": self.attn_implementation}
+        problems = machine_problems(fast, torch.cuda.is_available())
+        if problems:
+            raise ConfigError(problems)
+        if values.get("padding_free") and not values.get("packing"):
+            values["max_length"] = None  # the documents are cut at max_length already (data.training_set)
         try:
             return methods.config_class(self.method)(**methods.trainer_settings(self, values))
         except ValueError as error:

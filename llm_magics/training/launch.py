@@ -134,7 +134,7 @@ def plan_run(
     if resume_from is not None:
         _check_same_base(db, resume_from, path)
     adapter = resolve_adapter(db, config.adapter_id)
-    model_kwargs, tokenizer_kwargs = _remote_code(config)
+    model_kwargs, tokenizer_kwargs = _loading_kwargs(config)
     tokenizer = load_tokenizer(path, tokenizer_kwargs)
     from llm_magics.data.cache import cached_build
 
@@ -210,9 +210,12 @@ def _plan_rewards(plan: Plan, tokenizer: Any, resume_from: dict[str, Any] | None
     )
 
 
-def _remote_code(config: LLMTrainingConfiguration) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``trust_remote_code: true`` lets the model's and the tokenizer's own code run; off by default."""
+def _loading_kwargs(config: LLMTrainingConfiguration) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``from_pretrained``'s arguments for the model and the tokenizer: their kwargs, the attention
+    kernel, and ``trust_remote_code: true``, which lets their own code run (off by default)."""
     model_kwargs, tokenizer_kwargs = dict(config.model_kwargs), dict(config.tokenizer_kwargs)
+    if config.attn_implementation:
+        model_kwargs["attn_implementation"] = config.attn_implementation
     if config.trust_remote_code:
         model_kwargs.setdefault("trust_remote_code", True)
         tokenizer_kwargs.setdefault("trust_remote_code", True)
@@ -419,7 +422,8 @@ def recorded_base(plan: Plan) -> dict[str, Any]:
         "model": plan.base.path,
         "bits": plan.base.bits,
         "task": plan.base.task,
-        "model_kwargs": masked(plan.base.model_kwargs),  # a masked token is not passed when loading
+        # a masked token is not passed when loading; the attention kernel is the trainer's, not the model's
+        "model_kwargs": masked({k: v for k, v in plan.base.model_kwargs.items() if k != "attn_implementation"}),
         "tokenizer_kwargs": masked(plan.base.tokenizer_kwargs),
         "labels": plan.data.labels,
         "adapter_id": plan.config.adapter_id,
