@@ -41,7 +41,6 @@ fi
 rm -f "$build_log"  # (exec below ends the shell without its EXIT trap)
 scripts/setup_gguf.sh
 
-# Three workers on two cores: most tests wait on processes (kernels, Ray, a browser) as much as
-# they compute (two workers kept the cores 55% busy). The tests that share the local Ray are one
-# worker's chain (xdist_group "ray"); those with a Ray cluster of their own, another's.
-exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-3}" --dist loadgroup "$@"
+# Two workers: most tests wait on processes (kernels, Ray, a browser) as much as they compute.
+# Tests that start Ray share one worker (xdist_group "ray"): one Ray on the machine at a time.
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadgroup "$@"

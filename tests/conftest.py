@@ -51,13 +51,11 @@ def shell(db, tiny_path):
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that share one local Ray (xdist group "ray", one worker) first: they are the
-    suite's longest chain, so under ``--dist loadgroup`` it starts at once; then those that start
-    a cluster of their own ("ray-cluster", found by ``ray start --temp-dir`` only, so never by the
-    shared Ray's ``ray.init``); the other workers take everything else beside them."""
+    """The tests that share one Ray (xdist group "ray", one worker) first: they are the suite's
+    longest chain, so under ``-n 2 --dist loadgroup`` it starts at once and the other worker
+    takes everything else beside it."""
 
     def ray_group(item: pytest.Item) -> bool:
-        mark = item.get_closest_marker("xdist_group")
-        return mark is not None and mark.args[0] in ("ray", "ray-cluster")
+        return any(mark.args == ("ray",) for mark in item.iter_markers("xdist_group"))
 
     items.sort(key=lambda item: not ray_group(item))

@@ -279,7 +279,6 @@ def _cluster_behind_ray_client(hidden: Path) -> Iterator[tuple[str, Path]]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.mark.xdist_group("ray-cluster")  # its own cluster (--temp-dir): beside the shared local Ray
 def test_a_ray_client_cluster_sends_its_checkpoints_to_the_kernel(db, tiny_path, workdir):
     """Through ``ray://`` the kernel's machine is not a cluster node: the workers cannot write where
     the kernel reads, so the checkpoint files come back over Ray and predict loads them here."""
@@ -302,7 +301,6 @@ def test_a_ray_client_cluster_sends_its_checkpoints_to_the_kernel(db, tiny_path,
     assert isinstance(llm.predict("hi", checkpoint=2, max_new_tokens=2), str)  # sha256 checked on load
 
 
-@pytest.mark.xdist_group("ray-cluster")  # its own cluster (--temp-dir): beside the shared local Ray
 def test_ray_detach_submits_a_ray_job_whose_driver_records_the_run_and_stops_from_anywhere(tiny_path, workdir):
     """``--ray --detach``: a Ray Job on a cluster of its own (``ray start --head``, as a user runs
     it): the kernel only submits; the job's driver trains with Ray Train, writes the records to
