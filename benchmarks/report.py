@@ -14,6 +14,7 @@ from report_evaluation import EVALUATION_TITLE, evaluation_goals, evaluation_sec
 from report_gguf import GGUF_TITLE, gguf_goals, gguf_result
 from report_ingest import INGEST_TITLE, ingest_goals, ingest_section
 from report_methods import METHODS_TITLE, methods_goals, methods_section
+from report_packing import PACKING_TITLE, packing_goals, packing_section
 
 TRAINING_GOAL, PREDICT_GOAL, FAR_FASTER = 1.03, 1.05, 10.0
 GPU_COMMANDS = (
@@ -69,6 +70,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _section(by_name["evaluation"], evaluation_section)
     if "ingest" in by_name:
         lines += _section(by_name["ingest"], ingest_section)
+    if "packing" in by_name:
+        lines += _section(by_name["packing"], packing_section)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -165,6 +168,8 @@ def goal_rows(by_name: dict[str, dict[str, Any]], gpu: list[dict[str, Any]]) -> 
         goals += evaluation_goals(by_name["evaluation"]["result"])
     if "result" in by_name.get("ingest", {}):
         goals += ingest_goals(by_name["ingest"]["result"])
+    if "result" in by_name.get("packing", {}):
+        goals += packing_goals(by_name["packing"]["result"])
     devices = on_gpu(gpu)
     goals.append(
         {
@@ -319,6 +324,7 @@ SECTION_TITLES = {
     "methods": METHODS_TITLE,
     "evaluation": EVALUATION_TITLE,
     "ingest": INGEST_TITLE,
+    "packing": PACKING_TITLE,
 }
 
 

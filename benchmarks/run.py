@@ -70,6 +70,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "methods": ["--steps", "20", "--rounds", "1"],
             "evaluation": ["--steps", "30", "--rounds", "1"],
             "ingest": ["--rows", "10000", "20000", "--report-docs", "2000"],
+            "packing": ["--docs", "200", "--rounds", "1"],
         }
     else:
         sizes = {
@@ -85,6 +86,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "methods": ["--steps", "200", "--rounds", "7"],
             "evaluation": ["--steps", "300", "--rounds", "5"],
             "ingest": ["--rows", "100000", "1000000", "--report-docs", "100000"],
+            "packing": ["--docs", "800", "--rounds", "3"],
         }
     steps = [
         (name, [f"{name}.py", *args, *([] if name in ("load_ext", "data_path", "store", "ingest") else cpu)])

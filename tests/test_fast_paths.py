@@ -76,3 +76,13 @@ def test_packed_documents_do_not_attend_to_each_other(tiny_path):
         crossed = model(input_ids=packed["input_ids"], use_cache=False).logits  # no position ids: one long document
     assert torch.allclose(together, torch.cat(apart, dim=1), atol=1e-5)
     assert not torch.allclose(crossed, torch.cat(apart, dim=1), atol=1e-3)  # the check can tell
+
+
+def test_the_dry_run_says_which_fast_paths_the_run_takes(shell, db):
+    db["d"].insert_many(qa_docs(10))
+    cell = "%%llm_finetune m --dry-run\nmodel: {{ base_path }}\ndata: d\nlora_r: 4\n"
+    packed, _ = shell.run(cell + "packing: true\nattn_implementation: eager\ngradient_checkpointing: true")
+    assert dict(packed.facts())["fast paths"] == "packing · gradient_checkpointing · attention eager"
+    plain, _ = shell.run(cell)
+    assert dict(plain.facts())["fast paths"].startswith("attention sdpa (the default) · packing off")
+    assert "fast paths" in plain._repr_html_()

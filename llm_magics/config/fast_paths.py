@@ -50,3 +50,16 @@ def machine_problems(values: dict[str, Any], cuda: bool) -> list[str]:
 
 def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
+
+
+def chosen(config: Any) -> str:
+    """The fast paths a configuration turns on, as a dry run says them."""
+    keys = ("packing", "padding_free", "use_liger_kernel", "activation_offloading")
+    on = [key for key in keys if getattr(config, key)]
+    if getattr(config, "gradient_checkpointing", None):
+        on.append("gradient_checkpointing")
+    attention = config.attn_implementation or config.model_kwargs.get("attn_implementation")
+    on.append(f"attention {attention or 'sdpa (the default)'}")
+    if not config.packing and config.method == "sft" and config.task == "causal-lm":
+        on.append("packing off (the default; packing: true packs documents into full rows)")
+    return " · ".join(on)

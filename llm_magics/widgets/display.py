@@ -10,6 +10,7 @@ import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from llm_magics.config import fast_paths
 from llm_magics.core.tables import CELL_STYLE, TABLE_STYLE, html_table, text_table
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ class DryRun:
             )
         if plan.rewards:
             facts.append(("reward functions", ", ".join(reward.name for reward in plan.rewards)))
+        facts.append(("fast paths", fast_paths.chosen(plan.config)))
         return [
             *facts,
             ("parameters", f"{est.parameters:,} · trainable {est.trainable:,} ({est.trainable / est.parameters:.2%})"),
