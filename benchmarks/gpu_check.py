@@ -107,7 +107,7 @@ def run_stages(args: argparse.Namespace) -> dict[str, Any]:
         tests += ["-p", "no:cacheprovider"]
         # another machine's library versions warn about other things: shown, not failures, there
         tests += ["-o", "filterwarnings=default", "-q", "-s", "-rA"]
-        report["stages"].append(stage("GPU test tier", tests, left(60 if args.cpu_smoke else 240), env))
+        report["stages"].append(stage("GPU test tier", tests, left(180 if args.cpu_smoke else 240), env))
 
     report["benchmarks"] = {}
 

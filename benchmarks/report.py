@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from formatting import ms, ratio, secs, table
+from report_estimate import ESTIMATE_TITLE, estimate_goals, estimate_section
 from report_evaluation import EVALUATION_TITLE, evaluation_goals, evaluation_section
 from report_gguf import GGUF_TITLE, gguf_goals, gguf_result
 from report_ingest import INGEST_TITLE, ingest_goals, ingest_section
@@ -72,6 +73,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _section(by_name["ingest"], ingest_section)
     if "packing" in by_name:
         lines += _section(by_name["packing"], packing_section)
+    if "estimate" in by_name:
+        lines += _section(by_name["estimate"], estimate_section)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -170,6 +173,8 @@ def goal_rows(by_name: dict[str, dict[str, Any]], gpu: list[dict[str, Any]]) -> 
         goals += ingest_goals(by_name["ingest"]["result"])
     if "result" in by_name.get("packing", {}):
         goals += packing_goals(by_name["packing"]["result"])
+    if "result" in by_name.get("estimate", {}):
+        goals += estimate_goals(by_name["estimate"]["result"])
     devices = on_gpu(gpu)
     goals.append(
         {
@@ -325,6 +330,7 @@ SECTION_TITLES = {
     "evaluation": EVALUATION_TITLE,
     "ingest": INGEST_TITLE,
     "packing": PACKING_TITLE,
+    "estimate": ESTIMATE_TITLE,
 }
 
 

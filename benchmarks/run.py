@@ -71,6 +71,7 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "evaluation": ["--steps", "30", "--rounds", "1"],
             "ingest": ["--rows", "10000", "20000", "--report-docs", "2000"],
             "packing": ["--docs", "200", "--rounds", "1"],
+            "estimate": ["--shapes", "tiny", "--gpu-report", "gpu/h200-2026-12-04.json"],
         }
     else:
         sizes = {
@@ -87,11 +88,10 @@ def plan(quick: bool, cuda: bool, threads: int) -> list[tuple[str, list[str]]]:
             "evaluation": ["--steps", "300", "--rounds", "5"],
             "ingest": ["--rows", "100000", "1000000", "--report-docs", "100000"],
             "packing": ["--docs", "800", "--rounds", "3"],
+            "estimate": ["--shapes", "tiny,1b", "--gpu-report", "gpu/h200-2026-12-04.json"],
         }
-    steps = [
-        (name, [f"{name}.py", *args, *([] if name in ("load_ext", "data_path", "store", "ingest") else cpu)])
-        for name, args in sizes.items()
-    ]
+    own_threads = ("load_ext", "data_path", "store", "ingest", "estimate")  # no --threads option
+    steps = [(name, [f"{name}.py", *args, *([] if name in own_threads else cpu)]) for name, args in sizes.items()]
     steps.append(("gguf_export tiny", ["gguf_export.py", "--shape", "tiny", *cpu]))
     if not quick:  # random weights in Llama-3.2-1B's shape: about 15 minutes on two CPU cores
         steps.append(("gguf_export 1b", ["gguf_export.py", "--shape", "1b", *([] if cuda else ["--threads", "2"])]))

@@ -10,6 +10,7 @@ only a GPU can pass (``scripts/gpu_check.sh --cpu-smoke``, in CI): the tier cann
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 pytestmark = pytest.mark.gpu
 
-STEPS = 40
+STEPS = 10 if os.environ.get("LLM_MAGICS_GPU_SMOKE") == "1" else 40
 SMOKE = os.environ.get("LLM_MAGICS_GPU_SMOKE") == "1"
 on_gpu_only = pytest.mark.skipif(SMOKE, reason="a GPU figure (smoke run on a CPU)")
 
@@ -81,7 +82,7 @@ def trained(cuda, base_1b, store_dir):
         cuda.cuda.reset_peak_memory_stats()
     run = LLM("gpu-1b", base_1b, bits=4).fit(select="facts", db=db, configuration=configuration)
     peak = 0.0 if SMOKE else cuda.cuda.max_memory_allocated() / 2**30
-    longest = max(len(doc["text"].encode()) for doc in facts(4)) + 1  # bytes, and the EOS token
+    longest = max(len(doc["text"].encode()) for doc in facts(64)) + 1  # bytes, and the EOS token
     expected = estimate(configuration, BaseModel(base_1b, bits=4), longest).total_gib
     return run, peak, expected
 
@@ -150,3 +151,90 @@ def test_a_detached_run_trains_on_the_gpu(trained, base_1b, store_dir):
     assert detached.wait(300).status == "completed", detached.error
     rows = [row for row in run.db.store.run_metrics(detached.id) if "loss" in row]
     assert rows and (SMOKE or rows[-1]["gpu_memory_peak"] > 0)
+
+
+def _cuda_only(reason: str) -> str | None:
+    return f"{reason} (smoke run on a CPU)" if SMOKE else None
+
+
+# each fast path, and why it cannot run where it cannot (None: it runs)
+FAST_PATHS = {
+    "padding_free": ({"padding_free": True}, lambda: None),
+    "attn_implementation: flash_attention_2": (
+        {"attn_implementation": "flash_attention_2"},
+        lambda: (
+            _cuda_only("needs a CUDA GPU")
+            or (None if importlib.util.find_spec("flash_attn") else "flash-attn is not installed")
+        ),
+    ),
+    "use_liger_kernel": (
+        {"use_liger_kernel": True},
+        lambda: (
+            _cuda_only("needs a CUDA GPU")
+            or (None if importlib.util.find_spec("liger_kernel") else "liger-kernel is not installed")
+        ),
+    ),
+    "activation_offloading": (
+        {"activation_offloading": True, "gradient_checkpointing": True},
+        lambda: _cuda_only("needs a CUDA GPU"),
+    ),
+    "gradient_checkpointing": ({"gradient_checkpointing": True}, lambda: None),
+}
+
+
+def _losses(db, base: str, store_dir: Path, name: str, **changes) -> list[float]:
+    from llm_magics import LLM
+
+    steps = 4 if SMOKE else 10
+    configuration = config(store_dir, max_steps=steps, save_steps=steps, logging_steps=1, **changes)
+    run = LLM(name, base, bits=4).fit(select="facts", db=db, configuration=configuration)
+    assert run.status == "completed", run.error
+    return [row["loss"] for row in run.db.store.run_metrics(run.id) if "loss" in row]
+
+
+@pytest.fixture(scope="module")
+def default_losses(trained, base_1b, store_dir) -> list[float]:
+    run, _, _ = trained
+    return _losses(run.db, base_1b, store_dir, "gpu-1b-default")
+
+
+@pytest.mark.parametrize("path", list(FAST_PATHS))
+def test_each_fast_path_trains_as_the_default_does(trained, base_1b, store_dir, default_losses, path):
+    """The same documents in the same batches: a fast path changes how the model computes, so the
+    losses agree to bfloat16's rounding (a kernel sums in another order), not exactly."""
+    changes, why_not = FAST_PATHS[path]
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    run, _, _ = trained
+    losses = _losses(run.db, base_1b, store_dir, f"gpu-1b-{path.split(':')[0]}", **changes)
+    print(path, [round(loss, 4) for loss in losses], "default", [round(loss, 4) for loss in default_losses])
+    assert losses == pytest.approx(default_losses, rel=2e-3 if SMOKE else 2e-2)
+
+
+def test_packing_trains_full_rows_and_the_loss_falls(trained, base_1b, store_dir):
+    run, _, _ = trained
+    losses = _losses(run.db, base_1b, store_dir, "gpu-1b-packed", packing=True, learning_rate=1e-2)
+    assert losses[-1] < losses[0], losses
+
+
+def test_grpo_with_two_generations_trains_on_the_gpu(trained, base_1b, store_dir):
+    """GRPO's generation and its policy update on the 1B shape, 4-bit: rewards are computed on
+    every step and the run completes (a random model learns no task in 10 steps)."""
+    from llm_magics import LLM, LLMTrainingConfiguration
+
+    def share_of_e(completions, **kwargs):
+        return [c.count("e") / max(1, len(c)) for c in completions]
+
+    run, _, _ = trained
+    run.db["prompts"].insert_many([{"q": f"say e {i}"} for i in range(16)])
+    configuration = LLMTrainingConfiguration(
+        method="grpo", data="prompts", prompt="q", reward_funcs=[share_of_e], num_generations=2,
+        max_completion_length=8, per_device_train_batch_size=4, max_steps=10, save_steps=10, logging_steps=1,
+        learning_rate=1e-3, output_dir=str(store_dir / "grpo"),
+    )  # fmt: skip
+    grpo = LLM("gpu-1b-grpo", base_1b, bits=4).fit(db=run.db, configuration=configuration)
+    assert grpo.status == "completed", grpo.error
+    rows = [row for row in run.db.store.run_metrics(grpo.id) if "rewards/share_of_e/mean" in row]
+    assert len(rows) == 10 and all(0 <= row["rewards/share_of_e/mean"] <= 1 for row in rows)
+    assert len(grpo.completions()) == 10 * 4

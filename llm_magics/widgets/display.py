@@ -153,7 +153,8 @@ class DryRun:
             (
                 "memory (estimate)",
                 f"≈ {_size(est.total_gib)}: weights {_size(est.weights_gib)} + training state "
-                f"{_size(est.training_state_gib)} + activations {_size(est.activations_gib)}",
+                f"{_size(est.training_state_gib)} + activations {_size(est.activations_gib)} + the trainer's own "
+                f"{_size(est.overhead_gib)}",
             ),
         ]
 
