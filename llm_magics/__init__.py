@@ -18,6 +18,17 @@ if TYPE_CHECKING:
 # be downloaded; it says nothing a notebook user can act on
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
+
+def _not_an_offline_trust_notice(record: logging.LogRecord) -> bool:
+    """Drops the one notice of ``kernels`` that, with the Hub offline, it skips the publisher check
+    of a kernel the libraries fetch for themselves (bitsandbytes' CPU 4-bit matmul, when peft first
+    imports it): it says nothing to the user. Set here, on import, because that import comes with
+    trl's SFTConfig, before any model loads, in the kernel and in every training process."""
+    return not record.getMessage().startswith("Skipping publisher trust check for 'kernels-community/")
+
+
+logging.getLogger("kernels._internals.hf_hub").addFilter(_not_an_offline_trust_notice)
+
 __version__ = "0.1.0"
 __all__ = [
     "LLM",
@@ -63,10 +74,14 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext llm_magics``: registers the magics."""
+    """``%load_ext llm_magics``: registers the magics, and the input transformer that leaves a
+    prompt ending in ``?`` to ``%llm_predict`` (IPython would take it for help)."""
+    from llm_magics.core.magic_line import question_lines
     from llm_magics.magics import LLMMagics
 
     ipython.register_magics(LLMMagics(shell=ipython))
+    if question_lines not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(question_lines)
     _register_displays(ipython)
 
 
@@ -97,8 +112,12 @@ _register_with_the_running_shell()
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """``%unload_ext llm_magics``: removes the magics."""
+    """``%unload_ext llm_magics``: removes the magics and the input transformer."""
+    from llm_magics.core.magic_line import question_lines
     from llm_magics.magics import LLMMagics
+
+    if question_lines in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(question_lines)
 
     for table in ipython.magics_manager.magics.values():
         ours = [name for name, method in table.items() if isinstance(getattr(method, "__self__", None), LLMMagics)]

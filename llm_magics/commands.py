@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from llm_magics.config.refs import CheckpointRef, parse_ref, parse_target
 from llm_magics.core.errors import ConfigError, RunError
 from llm_magics.runs.run import Run, active_run
+from llm_magics.runs.target import resolve_run
 from llm_magics.training.launch import Placement, Plan, plan_run, start_run
 from llm_magics.widgets.display import RUN_COLUMNS, Comparison, DryRun, Table, run_row
 
@@ -231,34 +232,40 @@ def runs_table(db: DatabaseHandle, model: str | None = None) -> Table:
     return Table(RUN_COLUMNS, rows, title=f"runs in {db.uri}", css_class="llm-runs")
 
 
-def stop(db: Database, run_id: str) -> Run:
+def stop(db: Database, target: str, *, say: Callable[[str], None] | None = None) -> Run:
     """Asks a run to save a checkpoint and stop: one training in this kernel, or a detached one
-    (through the store, from any kernel)."""
-    return (active_run(run_id) or db.run(run_id)).stop()
+    (through the store, from any kernel). ``target``: a run id, or a model name (its active run);
+    ``say`` hears which run a name meant."""
+    return db.run(_run_id(db, target, say, ended=False)).stop()
 
 
-def attach(db: Database, target: str) -> Any:
-    """The run ``target`` (a run id, or a model name: its latest run), to show: live while it
-    trains anywhere, its summary once it has ended; or the sweep ``target``, with its trials."""
-    known = active_run(target)
-    if known is not None:
-        return known
+def attach(db: Database, target: str, *, say: Callable[[str], None] | None = None) -> Any:
+    """The run ``target`` (a run id, or a model name: its latest active run, else its latest), to
+    show: live while it trains anywhere, its summary once it has ended; or the sweep ``target``,
+    with its trials. ``say`` hears which run a name meant."""
     if db.store.sweeps.find_one({"_id": target}, {"_id": 1}) is not None:
         from llm_magics.training.sweeps import attached_sweep
 
         return attached_sweep(db, target)
-    if db.store.runs.find_one({"_id": target}, {"_id": 1}) is None and db.store.has_model(target):
-        runs = db.store.list_runs(target)
-        if not runs:
-            raise RunError(f"model '{target}' has no runs yet")
-        target = runs[-1]["_id"]
-    return db.run(target)
+    return db.run(_run_id(db, target, say))
 
 
-def log_lines(db: DatabaseHandle, run_id: str, lines: int = 50) -> list[str]:
-    """The last ``lines`` lines of a detached run's output (secrets masked)."""
+def _run_id(db: DatabaseHandle, target: str, say: Callable[[str], None] | None, *, ended: bool = True) -> str:
+    """The run ``target`` names (``runs/target``); ``say`` hears which one a model's name meant."""
+    found = resolve_run(db.store, target, ended=ended)
+    if found.note is not None and say is not None:
+        say(found.note)
+    return found.run_id
+
+
+def log_lines(
+    db: DatabaseHandle, target: str, lines: int = 50, *, say: Callable[[str], None] | None = None
+) -> list[str]:
+    """The last ``lines`` lines of a detached run's output (secrets masked); ``target``: a run id,
+    or a model name (its latest active run, else its latest); ``say`` hears which run a name meant."""
     from llm_magics.runs import logs
 
+    run_id = _run_id(db, target, say)
     record = db.store.run(run_id)
     if record.get("ray_job"):
         from llm_magics.core.secrets import redact_text

@@ -160,7 +160,7 @@ class LLMMagics(Magics):
         return None
 
     def _configuration(self, path: str | None, cell: str | None) -> dict[str, Any]:
-        from llm_magics.config.cell import parse_cell
+        from llm_magics.config.cell import CELL, Source, parse_cell
 
         namespace = self.shell.user_ns
         mapping: dict[str, Any] = {}
@@ -168,9 +168,9 @@ class LLMMagics(Magics):
             file = Path(path).expanduser()
             if not file.is_file():
                 raise ConfigError(f"--config: no file '{path}'")
-            mapping.update(parse_cell(file.read_text(), namespace))
+            mapping.update(parse_cell(file.read_text(), namespace, Source(path)))
         if cell is not None:
-            mapping.update(parse_cell(cell, namespace))
+            mapping.update(parse_cell(cell, namespace, CELL))
         elif not path:
             raise ConfigError(
                 "the configuration is missing: put YAML lines such as 'model: HuggingFaceTB/SmolLM2-135M' and "
@@ -405,18 +405,18 @@ class LLMMagics(Magics):
     @line_magic
     @_magic
     @magic_arguments()
-    @argument("run_id", help="the run to stop (see %%llm_runs)")
+    @argument("target", help="a run id, or a model name: its active run (see %%llm_runs)")
     def llm_stop(self, line: str) -> None:
         """Stops a run gracefully: it saves a checkpoint, then ends as 'stopped'."""
         from llm_magics import commands
 
-        run = commands.stop(self.db, parse_line(self.llm_stop, line).run_id)
+        run = commands.stop(self.db, parse_line(self.llm_stop, line).target, say=print)
         print(f"run {run.id}: stopping after the current step; a final checkpoint is being saved")
 
     @line_magic
     @_magic
     @magic_arguments()
-    @argument("target", help="a run id, a model name (its latest run) or a sweep id")
+    @argument("target", help="a run id, a model name (its latest active run, else its latest) or a sweep id")
     def llm_attach(self, line: str) -> Any:
         """Shows a run started elsewhere (another kernel, a detached process): its live view
         while it trains, its summary once it has ended; returns its Run handle. A sweep's id
@@ -424,7 +424,7 @@ class LLMMagics(Magics):
         from llm_magics import commands
         from llm_magics.runs.run import Run
 
-        found = commands.attach(self.db, parse_line(self.llm_attach, line).target)
+        found = commands.attach(self.db, parse_line(self.llm_attach, line).target, say=print)
         if isinstance(found, Run):
             return found
         from llm_magics.widgets.sweep import SweepView
@@ -435,7 +435,7 @@ class LLMMagics(Magics):
     @line_magic
     @_magic
     @magic_arguments()
-    @argument("run_id", help="a detached run (see %%llm_runs)")
+    @argument("target", help="a detached run's id, or a model name: its latest active run, else its latest")
     @option("--tail", type=int, default=50, metavar="N", help="how many of its last lines (default 50)")
     def llm_logs(self, line: str) -> None:
         """Prints the output of a detached run's training process (secrets masked)."""
@@ -444,7 +444,7 @@ class LLMMagics(Magics):
         args = parse_line(self.llm_logs, line)
         if args.tail < 1:
             raise ConfigError(f"--tail {args.tail}: give a number of lines, 1 or more")
-        print("\n".join(commands.log_lines(self.db, args.run_id, args.tail)) or "(the log is empty so far)")
+        print("\n".join(commands.log_lines(self.db, args.target, args.tail, say=print)) or "(the log is empty so far)")
 
 
 def flagged_placement(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the gguf extra into .venv: llama-cpp-python, built once from its source release and kept
-# as a wheel in ~/.cache/llm_magics/wheels, and llama.cpp's converter (python -m llm_magics.export.gguf setup).
+# as a wheel in ~/.cache/llm_magics/wheels, the Python packages llama.cpp's converter imports that
+# the base install lacks (sentencepiece), and the converter itself (python -m llm_magics.export.gguf setup).
 # Usage: scripts/setup_gguf.sh         (after scripts/setup.sh)
 #        scripts/setup_gguf.sh wheel   only build the wheel, with any Python that has pip ($PYTHON, else
 #                                      python3): scripts/test.sh builds it while scripts/setup.sh installs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=0.3.36
+# What convert_hf_to_gguf.py imports that the base install lacks: sentencepiece (it reads a
+# tokenizer.model: Llama, Mistral, Gemma). Its gguf-py comes with the converter's tree; torch,
+# transformers, numpy, safetensors, tqdm, pyyaml, requests and protobuf come with the base install.
+sentencepiece=0.2.3
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/llm_magics"
 sdist="$cache/sdist/llama_cpp_python-$version.tar.gz"
 
@@ -30,6 +35,9 @@ fi
 if ! .venv/bin/python -c "import llama_cpp" >/dev/null 2>&1; then
   build_wheel .venv/bin/python
   .venv/bin/pip install --quiet --disable-pip-version-check "$(ls "$cache/wheels/llama_cpp_python-$version-"*.whl | head -n 1)"
+fi
+if ! .venv/bin/python -c "import sentencepiece" >/dev/null 2>&1; then
+  .venv/bin/pip install --quiet --disable-pip-version-check "sentencepiece==$sentencepiece"
 fi
 if [ -f "$sdist" ]; then
   .venv/bin/python -m llm_magics.export.gguf setup "$sdist"

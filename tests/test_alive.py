@@ -77,3 +77,12 @@ def test_without_proc_the_host_name_tells_which_runs_are_here(monkeypatch):
     monkeypatch.setattr(processes, "machine", lambda: "unknown")  # macOS: no boot id, no pid namespace
     assert same_host(processes.process_owner())  # a run of this host is judged by its pid, not silence
     assert not same_host({**processes.process_owner(), "host": "elsewhere.invalid"})
+
+
+def test_a_silent_run_stops_by_its_models_name_too(db):
+    from llm_magics import commands
+
+    silent_run(db, "s5")
+    said = []
+    assert commands.stop(db, "m", say=said.append).id == "s5"  # interrupted, yet it may be alive
+    assert said == ["m: run s5"] and db.store.runs.find_one({"_id": "s5"})["stop_requested"]

@@ -27,7 +27,11 @@ CASES = [
         "%%llm_finetune m\n" + VALID.replace("{{ base_path }}", "./no-such-model"),
         "model: no directory './no-such-model'",
     ),
-    ("%%llm_finetune m\n" + VALID + "select: {collection: docs", "YAML syntax error at line"),
+    (
+        "%%llm_finetune m\n" + VALID + "select: {collection: docs",
+        "YAML syntax error at line 7 of the cell, column 1: expected ',' or '}', but got '<stream end>' "
+        "(while parsing a flow mapping on line 6)",
+    ),
     ("%%llm_finetune m\n- model\n- data", "the cell body must be a YAML mapping"),
     ("%%llm_finetune m\nmodel: !!python/object/apply:os.system ['touch pwned']", "YAML tags that build objects"),
     ("%%llm_finetune m\n" + VALID.replace("{{ base_path }}", "{{ no_such_name }}"), "'no_such_name' is not defined"),
@@ -40,7 +44,7 @@ CASES = [
         "%%llm_finetune m\n" + VALID.replace("data: docs", "select: {collection: docs, filter: {lang: xx}}"),
         "collection 'docs' with filter {'lang': 'xx'} has no documents that match",
     ),
-    ("%%llm_finetune m\n" + VALID + "lora_r: 8", "line 5: 'lora_r' is given twice"),
+    ("%%llm_finetune m\n" + VALID + "lora_r: 8", "line 6 of the cell: 'lora_r' is given twice"),
     ("%%llm_finetune m\n" + VALID + "prompt: question", "prompt and response: give both field names"),
     (
         "%%llm_finetune m\n" + VALID + "lora_target_modules: [q_prj]",
@@ -126,3 +130,9 @@ def test_an_unclosed_quote_on_a_magic_line_is_one_line(shell, line):
     with pytest.raises(UsageError, match="no closing quotation in the line: close the quote") as raised:
         shell.run(line)
     assert type(raised.value) is UsageError
+
+
+def test_a_config_files_error_names_the_file_and_its_line(shell, workdir):
+    (workdir / "run.yaml").write_text("data: docs\nlora_r: 4\nlora_r: 8\n")
+    with pytest.raises(UsageError, match=r"^line 3 of run\.yaml: 'lora_r' is given twice$"):
+        shell.run("%llm_finetune m --config run.yaml")

@@ -6,7 +6,8 @@ total and left a summary whose chart shows a point's value on hover and whose gr
 checkpoint's probe answers, that
 the checkpoint browser lists the checkpoints and shows a selected one's probe answers, that *Use*
 changes the checkpoint `%llm_predict NAME` answers with (its answers become those of NAME@STEP),
-and that a prompt holding HTML is shown as text and runs no script. Screenshots go to
+that a prompt holding HTML is shown as text and runs no script, and that *Export* offers the byte-level
+model no GGUF, saying why, and forgets a failure when another checkpoint is selected. Screenshots go to
 test-artifacts/ (and to docs/ with LLM_MAGICS_SCREENSHOTS=docs).
 """
 
@@ -160,6 +161,17 @@ def test_live_view_and_checkpoint_browser(page, lab):
     page.locator(".llm-generate").click()
     page.locator(".llm-output .llm-answer").get_by_text("Paris.").wait_for(timeout=60_000)  # it learned
     screenshot(cell_output(page, 2), "checkpoint-browser-answer.png")
+
+    # the byte-level tokenizer cannot become a GGUF, known before a click: the GGUF types greyed out,
+    # the reason beside them, the merged model chosen; a failed export's line goes with a new selection
+    export = cell_output(page, 2)
+    choice = export.locator(".llm-export-format select")
+    assert choice.input_value() == "merged" and choice.locator("option[value=q8_0]").evaluate("o => o.disabled")
+    assert "(ByT5Tokenizer) has no vocabulary file" in export.locator(".llm-export-why").inner_text()
+    export.locator(".llm-export").click()
+    export.locator(".llm-export-status").get_by_text("write the directory to export to first").wait_for()
+    rows.nth(0).click()
+    page.wait_for_function("document.querySelector('.llm-export-status').innerText.trim() === ''")
 
 
 def steps_shown(page) -> list[str]:

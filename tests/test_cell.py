@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,32 @@ def test_comments_are_left_alone_and_an_interpolation_error_names_its_line():
     }
     with pytest.raises(ConfigError, match=r"^line 3: '\{\{ 1 \+ 1 \}\}': interpolation takes one variable name"):
         parse_cell("a: 1\n# fine {{ }}\nb: {{ 1 + 1 }}", {})
+
+
+@pytest.mark.parametrize(
+    ("body", "wording"),
+    [
+        ("lora_r: 4\nlora_r: 8", "line 3 of the cell: 'lora_r' is given twice"),
+        ("a: 1\nb: 0b_", "line 3 of the cell: '0b_' is not a number — quote it if it is text"),
+        ("a: 1\nb: !!python/name:os.system", "line 3 of the cell: YAML tags that build objects are not allowed"),
+        ("a: 1\nb: {{ 1 + 1 }}", "line 3 of the cell: '{{ 1 + 1 }}': interpolation takes one variable name"),
+        (
+            "lora_r: 4\nselect: {collection: docs\n",
+            "YAML syntax error at line 4 of the cell, column 1: expected ',' or '}', but got '<stream end>' "
+            "(while parsing a flow mapping on line 3)",
+        ),
+    ],
+)
+def test_a_cells_errors_count_lines_as_the_notebook_shows_the_cell(body, wording):
+    """The body starts under the %%llm_finetune line, which the notebook numbers 1."""
+    from llm_magics.config.cell import CELL
+
+    with pytest.raises(ConfigError, match=f"^{re.escape(wording)}"):
+        parse_cell(body, {}, CELL)
+
+
+def test_a_files_errors_name_the_file():
+    from llm_magics.config.cell import Source
+
+    with pytest.raises(ConfigError, match=r"^line 2 of run\.yaml: 'lora_r' is given twice$"):
+        parse_cell("lora_r: 4\nlora_r: 8", {}, Source("run.yaml"))

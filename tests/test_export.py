@@ -55,3 +55,31 @@ def test_the_export_magic_writes_a_directory_and_refuses_a_full_one(shell, train
     with pytest.raises(UsageError, match=r"no checkpoint|step"):
         shell.run("%llm_export exp@99 other")
     assert not (workdir / "other").exists()
+
+
+def test_gguf_of_a_byte_level_model_is_refused_up_front_by_the_api_and_the_magic(shell, trained, workdir, monkeypatch):
+    """The tiny model's ByT5Tokenizer cannot become a GGUF: the API and the magic say so in one
+    line, the reason the checkpoint browser shows, before anything merges or is written (and before
+    llama.cpp is looked for: installing it would not help)."""
+    import importlib.util
+
+    from llm_magics.api import llm as api_llm
+    from llm_magics.export.gguf_tokenizer import gguf_refusal
+
+    def not_merged(*args, **kwargs):
+        raise AssertionError("merged before the refusal")
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else find_spec(name, *a)
+    )
+    monkeypatch.setattr(api_llm, "export_model", not_merged)
+    reason = gguf_refusal(trained.load("model", "exp").trained_base(trained.store.checkpoint("exp")).path)
+    assert reason is not None and "(ByT5Tokenizer) has no vocabulary file" in reason and "\n" not in reason
+    with pytest.raises(UsageError) as refused:
+        trained.load("model", "exp").export(workdir / "by-api", gguf="q8_0")
+    assert str(refused.value) == reason
+    with pytest.raises(UsageError) as refused:
+        shell.run("%llm_export exp@2 by-magic --gguf q4_k_m")
+    assert str(refused.value) == reason
+    assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(("by-", ".partial"))) == []

@@ -35,6 +35,53 @@ def test_without_the_converter_the_error_says_how_to_set_it_up(monkeypatch, tmp_
         converter()
 
 
+def test_a_tokenizer_without_a_vocabulary_cannot_become_a_gguf_and_a_sentencepiece_one_can(tiny_path, tmp_path):
+    """Told from the files, before anything loads: the byte-level tiny model's ByT5Tokenizer has no
+    vocabulary for llama.cpp's converter; a SentencePiece model and a tokenizer.json do."""
+    from llm_magics.export.gguf_tokenizer import gguf_refusal
+    from llm_magics.models.tiny import tiny_sentencepiece_model
+
+    assert gguf_refusal(tiny_path) == (
+        "gguf: the tokenizer of 'tiny' (ByT5Tokenizer) has no vocabulary file that llama.cpp's converter reads "
+        "(tokenizer.model or tokenizer.json) — export the merged model instead"
+    )
+    assert gguf_refusal(str(tiny_sentencepiece_model(tmp_path / "spm"))) is None
+    bpe = tmp_path / "bpe"
+    bpe.mkdir()
+    (bpe / "tokenizer_config.json").write_text('{"tokenizer_class": "GPT2Tokenizer"}')
+    (bpe / "tokenizer.json").write_text("{}")
+    assert gguf_refusal(str(bpe)) is None
+    (bpe / "tokenizer.json").unlink()
+    assert "(GPT2Tokenizer) has no vocabulary file" in gguf_refusal(str(bpe))
+    assert gguf_refusal(str(tmp_path / "no-such-model")) is None  # nothing to tell from: loading says why
+
+
+def test_a_failed_step_is_one_line_that_says_what_failed_and_what_to_do():
+    from llm_magics.export.gguf import failure
+
+    traceback = (
+        "INFO:hf-to-gguf:Loading model: merged\nTraceback (most recent call last):\n"
+        '  File "conversion/base.py", line 2094, in _create_vocab_sentencepiece\n'
+        "    from sentencepiece import SentencePieceProcessor\n"
+        "ModuleNotFoundError: No module named 'sentencepiece'\n"
+    )
+    assert failure("llama.cpp's converter", 1, traceback, "export the merged model instead") == (
+        "gguf: llama.cpp's converter needs the Python package sentencepiece, not installed — "
+        "pip install sentencepiece, then export again"
+    )
+    protobuf = "ModuleNotFoundError: No module named 'google.protobuf'"
+    assert "needs the Python package protobuf" in failure("llama.cpp's converter", 1, protobuf, "")
+    unknown = (
+        'Traceback (most recent call last):\n  File "x.py"\nNotImplementedError: BPE pre-tokenizer not recognized\n'
+    )
+    told = failure("llama.cpp's converter", 1, unknown, "export the merged model instead")
+    assert told == (
+        "gguf: llama.cpp's converter failed (exit 1): NotImplementedError: BPE pre-tokenizer not recognized "
+        "— export the merged model instead"
+    )
+    assert "\n" not in told and "Traceback" not in told
+
+
 @pytest.fixture(scope="module")
 def llama_cpp():
     if importlib.util.find_spec("llama_cpp") is None:
@@ -123,6 +170,24 @@ def test_without_llama_cpp_the_error_names_the_install_and_nothing_is_written(tr
     with pytest.raises(ConfigError, match=r"export to GGUF needs llama.cpp — pip install 'llm_magics\[gguf\]'"):
         llm.export(root / "no-extra", gguf="q8_0")
     assert not (root / "no-extra").exists()
+
+
+@pytest.mark.gguf
+@pytest.mark.xdist_group("gguf")
+def test_without_sentencepiece_the_error_names_the_install_before_the_merge(trained, monkeypatch):
+    """The issue's raw "No module named 'sentencepiece'" from deep in the converter: said up front."""
+    _, llm, _, root = trained
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sentencepiece" else find_spec(name, *a)
+    )
+    with pytest.raises(ConfigError) as refused:
+        llm.export(root / "no-sentencepiece", gguf="q8_0")
+    assert str(refused.value) == (
+        "gguf: llama.cpp's converter reads this model's tokenizer.model with sentencepiece, which is not "
+        "installed — pip install 'llm_magics[gguf]' (or scripts/setup_gguf.sh), then export again"
+    )
+    assert not (root / "no-sentencepiece").exists()
 
 
 @pytest.mark.gguf
@@ -234,7 +299,7 @@ def test_the_checkpoint_browser_exports_with_progress_and_shows_the_check(traine
     browser = cell_output(page, 2).locator(".llm-checkpoint-browser")
     browser.locator(".llm-checkpoints tbody tr[data-id]").first.click()
     browser.locator(".llm-export-path input").fill(str(target))
-    assert browser.locator(".llm-export-format select").input_value() == "GGUF q8_0"  # the default
+    assert browser.locator(".llm-export-format select").input_value() == "q8_0"  # the default
     page.evaluate(WATCH_STATUS)
     browser.locator(".llm-export").click()
     table = browser.locator(".llm-export-output table.llm-gguf-check")

@@ -128,6 +128,38 @@ def test_predict_resolves_its_checkpoint_once_without_listing_every_one(trained,
 def test_unquoted_words_are_one_prompt(trained):
     answer, _ = trained.run("%llm_predict my-model hello there --max-new-tokens 3")
     assert isinstance(answer, str)
+    answer, _ = trained.run("%llm_predict my-model --max-new-tokens 3 What is X?")  # not IPython's help on X
+    assert isinstance(answer, str)
+
+
+def test_a_prompt_ending_in_a_question_mark_reaches_the_magic_whole(shell, monkeypatch):
+    """IPython reads a line ending in '?' as help (``X?``: "Object `X` not found") before any
+    magic runs; the extension's input transformer leaves such a line to %llm_predict."""
+    from llm_magics import commands
+
+    asked = []
+    monkeypatch.setattr(commands, "predict", lambda db, target, prompts, **_: asked.append((target, prompts)) or "ok")
+    answer, shown = shell.run("%llm_predict m What is X?")
+    assert answer == "ok" and asked[-1] == ("m", ["What is X?"]) and "not found" not in shown.stdout
+    shell.run("y = 1\nif y:\n    a = %llm_predict m@best Where is Y??\n")
+    assert shell.ns["a"] == "ok" and asked[-1] == ("m@best", ["Where is Y??"])
+    shell.run('s = """\n%llm_predict m in a string?\n"""')
+    assert shell.ns["s"] == "\n%llm_predict m in a string?\n" and len(asked) == 2
+    _, shown = shell.run("%llm_predict?")  # help on the magic stays help
+    assert "Generates with a model's" in shown.stdout and len(asked) == 2
+    monkeypatch.undo()
+    with pytest.raises(UsageError, match="no model named 'nosuch'"):
+        shell.run("%llm_predict nosuch What is X?")
+
+
+def test_unload_removes_the_input_transformer_too():
+    from llm_magics.core.magic_line import question_lines
+
+    testing = Shell()
+    testing.run("%reload_ext llm_magics")
+    assert testing.ip.input_transformers_cleanup.count(question_lines) == 1
+    testing.run("%unload_ext llm_magics")
+    assert question_lines not in testing.ip.input_transformers_cleanup
 
 
 def test_compare_shows_checkpoints_side_by_side_escaped(trained):
@@ -204,7 +236,7 @@ def test_help_is_printed(shell):
         ("%llm_predict", "--compare"),
         ("%llm_db", "uri"),
         ("%llm_runs", "name"),
-        ("%llm_stop", "run_id"),
+        ("%llm_stop", "target"),
         ("%llm_checkpoints", "name"),
         ("%llm_export", "directory"),
     ],
@@ -284,3 +316,54 @@ def test_the_runs_table_shows_the_step_this_kernels_live_view_shows(db):
         assert row[4] == "37/100" and row[5] == "1.5"
     finally:
         run.finished()
+
+
+def planted(db, run_id: str, minutes_ago: float, status: str = "completed", **fields) -> None:
+    """A run of model 'capitals-slow' started ``minutes_ago``, owned by this process (alive)."""
+    import datetime as dt
+
+    from llm_magics.store.records import now
+
+    db.store.save_model("capitals-slow")
+    started = now() - dt.timedelta(minutes=minutes_ago)
+    db.store.add_run({"_id": run_id, "model": "capitals-slow", "status": status, "backend": "process",
+                      "started": started, **fields})  # fmt: skip
+
+
+def test_a_model_name_is_taken_wherever_a_run_id_is_and_says_which_run(shell, db, workdir):
+    from llm_magics.runs.logs import LOG
+    from llm_magics.store.run_dirs import claim
+
+    own = claim(workdir / "runs" / "2d34974b", "2d34974b")
+    (own / LOG).write_text("step 1\nstep 2\n")
+    planted(db, "0aaa0001", 30)
+    planted(db, "2d34974b", 20, status="running", output_dir=str(own), log=str(own / LOG))
+    planted(db, "0aaa0003", 10)  # the latest, but ended: the active one is meant
+    _, shown = shell.run("%llm_logs capitals-slow --tail 1")
+    assert shown.stdout == "capitals-slow: run 2d34974b\nstep 2\n"
+    assert db.run("capitals-slow").id == "2d34974b"
+    _, shown = shell.run("%llm_stop capitals-slow")
+    assert shown.stdout.startswith("capitals-slow: run 2d34974b\nrun 2d34974b: stopping")
+    assert db.store.runs.find_one({"_id": "2d34974b"})["stop_requested"]
+    _, shown = shell.run("%llm_logs 2d34974b --tail 1")
+    assert shown.stdout == "step 2\n"  # an id needs no note
+    db.store.update_run("2d34974b", status="stopped")
+    found, shown = shell.run("%llm_attach capitals-slow")  # none active: the latest
+    assert found.id == "0aaa0003" and shown.stdout.startswith("capitals-slow: run 0aaa0003\n")
+    ended = r"^model 'capitals-slow' has no active run: its latest, 0aaa0003, is completed$"
+    with pytest.raises(UsageError, match=ended):
+        shell.run("%llm_stop capitals-slow")
+
+
+def test_only_a_close_run_id_or_name_is_suggested(shell, db):
+    planted(db, "2d34974b", 10)
+    with pytest.raises(UsageError, match=r"^'1234abcd' is neither a run id nor a model name; %llm_runs lists both$"):
+        shell.run("%llm_attach 1234abcd")
+    with pytest.raises(UsageError, match=r"^'2d34974c' is neither .* — did you mean '2d34974b'\?$"):
+        shell.run("%llm_stop 2d34974c")
+    with pytest.raises(UsageError, match=r"— did you mean 'capitals-slow'\?$"):
+        shell.run("%llm_logs capitals-slw")
+    from llm_magics.core.errors import RunError
+
+    with pytest.raises(RunError, match=r"^no run with id '1234abcd'$"):
+        db.store.run("1234abcd")

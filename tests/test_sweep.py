@@ -65,6 +65,12 @@ def test_grids_and_distributions_make_the_trials_the_same_each_time():
         ({"lora_r": [4], "num_samples": 0}, "sweep.num_samples: must be a whole number, at least 1"),
         ({"lora_r": [4], "mode": "lowest"}, "sweep.mode: must be 'min' or 'max'"),
         ("lr", "sweep: give a mapping of keys to values"),
+        (
+            {"lora_r": [], "learning_rat": [1], "scheduler": "hyperband"},
+            "3 problems in the configuration:\n  - sweep.lora_r: give at least one value\n"
+            "  - sweep: unknown key 'learning_rat' — did you mean 'learning_rate'?\n"
+            "  - sweep.scheduler: must be 'asha' or 'none'",
+        ),
         ({"lora_r": [4, 8], "num_samples": 50_000_000}, "sweep: 100,000,000 trials (the grid times num_samples); at"),
     ],
 )
@@ -73,13 +79,20 @@ def test_a_bad_sweep_block_is_a_short_error(block, message):
         parse_sweep(block, KEYS)
 
 
-def test_a_bad_value_names_the_trial_and_writes_nothing(db, tiny_path):
+def test_every_bad_value_is_named_and_nothing_is_written(db, tiny_path):
     db["d"].insert_many(qa_docs(20))
-    mapping = {**BODY, "model": tiny_path, "sweep": {"lora_r": [4, 8], "learning_rate": [1e-4, -1.0]}}
-    with pytest.raises(
-        ConfigError, match=r"sweep trial 2 of 4 \(lora_r=4, learning_rate=-1\): learning_rate: must be greater than 0"
-    ):
+    mapping = {**BODY, "model": tiny_path, "sweep": {"lora_r": [4, 0], "learning_rate": [1e-4, -1.0, 0.0]}}
+    with pytest.raises(ConfigError) as raised:
         commands.finetune(db, "m", mapping)
+    assert str(raised.value) == (
+        "3 problems in the configuration:\n"
+        "  - sweep: lora_r=0: lora_r: must be at least 1, got 0\n"
+        "  - sweep: learning_rate=-1: learning_rate: must be greater than 0, got -1.0\n"
+        "  - sweep: learning_rate=0: learning_rate: must be greater than 0, got 0.0"
+    )
+    combined = {**BODY, "model": tiny_path, "use_lora": False, "sweep": {"bits": [None, 4], "lora_r": [4, 8]}}
+    with pytest.raises(ConfigError, match=r"^sweep: bits=4: bits: a quantized model trains only through LoRA"):
+        commands.finetune(db, "m", combined)
     bounded = {**BODY, "model": tiny_path, "sweep": {"warmup_steps": {"randint": [-3, 2]}}}
     with pytest.raises(ConfigError, match=r"sweep: warmup_steps=-3 \(a bound of its distribution\): warmup_steps"):
         commands.finetune(db, "m", bounded)

@@ -273,3 +273,28 @@ def test_run_metrics_show_dates_and_whole_token_counts(db, tiny_path):
     assert isinstance(metrics["time"].dtype, pd.DatetimeTZDtype) and str(metrics["time"].dt.tz) == "UTC"
     assert (pd.Timestamp.now(tz="UTC") - metrics["time"].iloc[-1]).total_seconds() < 600
     assert str(metrics["num_tokens"].dtype) == "Int64" and metrics["num_tokens"].iloc[0] > 0
+
+
+def test_offline_qlora_shows_no_kernel_trust_notice(tiny_path, workdir):
+    """With the Hub offline, ``kernels`` logs that it skips the publisher check of the kernel
+    bitsandbytes fetches for itself, in every cell's output; the user asked for none of it. Its
+    other warnings still show."""
+    import os
+
+    script = textwrap.dedent(f"""
+        import logging
+        from llm_magics.models.loader import BaseModel, load_base_model
+        model = load_base_model(BaseModel({tiny_path!r}, bits=4))
+        print(type(model.model.layers[0].self_attn.q_proj).__name__)
+        notices = logging.getLogger("kernels._internals.hf_hub")
+        notices.warning("Skipping publisher trust check for 'kernels-community/x' because Hugging Face Hub is in "
+                        "offline mode.")
+        notices.warning("another warning of kernels")
+    """)
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=workdir, env=environment, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Linear4bit\n"
+    assert "publisher trust check" not in done.stderr and "another warning of kernels" in done.stderr

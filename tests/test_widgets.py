@@ -206,9 +206,57 @@ def test_export_writes_the_selected_checkpoint_with_its_progress_and_says_what_i
         assert f"saved as a standalone model in <code>{target}</code>" in panel.status.value
         assert (panel.progress.value, panel.progress.bar_style) == (1, "success")
         assert json.loads((target / "llm_magics.json").read_text())["step"] == 4
-        panel.format.value = "q8_0"
         panel.start().join()
         assert "exists and is not empty" in panel.status.value and panel.progress.bar_style == "danger"
+    finally:
+        browser.close()
+
+
+def test_export_offers_gguf_only_where_the_tokenizer_can_become_one_and_a_new_selection_clears_its_error(
+    trained, tmp_path
+):
+    """The byte-level tiny model: the GGUF types disabled before a click, the reason beside them,
+    the merged model chosen; a SentencePiece model's checkpoints offer them again. A failure is one
+    line, gone when another checkpoint is selected."""
+    import traitlets
+
+    from llm_magics.export.gguf_tokenizer import gguf_refusal
+    from llm_magics.models.tiny import tiny_sentencepiece_model
+
+    db, _ = trained
+    spm = tiny_sentencepiece_model(tmp_path / "spm")
+    LLM("spm", str(spm)).fit(select="docs", db=db, configuration=small_config(max_steps=2, eval_strategy="no"))
+    browser = CheckpointBrowser(db, "browsed")
+    panel = browser.exporter
+    try:
+        reason = gguf_refusal(db.store.run_base(next(iter(browser.records.values()))["run"])["model"])
+        assert "(ByT5Tokenizer) has no vocabulary file" in reason and panel.refusal == reason
+        assert panel.format.value == "merged" and html.escape(reason) in panel.why.value
+        disabled = [o["value"] for o in panel.format.options if o["disabled"]]
+        assert "q8_0" in disabled and "f16" in disabled and "merged" not in disabled and len(disabled) == 15
+        with pytest.raises(traitlets.TraitError, match="'q8_0' is not an enabled choice: merged"):
+            panel.format.value = "q8_0"
+        select_step(browser, 4)  # a selected checkpoint: the same base, the same reason
+        assert panel.format.value == "merged" and panel.refusal == reason
+
+        def broken(name, ref):
+            raise RuntimeError("the disk is full\n  while writing model.safetensors")
+
+        panel.path.value, panel.load = str(tmp_path / "out"), broken
+        panel.start().join()
+        assert panel.status.value.endswith(
+            ">export failed: RuntimeError: the disk is full while writing model.safetensors</span>"
+        )
+        assert panel.progress.bar_style == "danger" and panel.progress.layout.display == "flex"
+        select_step(browser, 2)
+        assert (panel.status.value, panel.output.value, panel.progress.layout.display) == ("", "", "none")
+
+        browser.model.value = "spm"  # its tokenizer.model becomes a GGUF: every type offered, q8_0 chosen
+        assert panel.refusal is None and panel.why.value == "" and panel.format.value == "q8_0"
+        assert not [o for o in panel.format.options if o["disabled"]]
+        panel.format.value = "q4_k_m"
+        browser.refresh()  # the user's choice stays
+        assert panel.format.value == "q4_k_m"
     finally:
         browser.close()
 

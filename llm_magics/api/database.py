@@ -10,6 +10,7 @@ from llm_magics.api.llm import LLM
 from llm_magics.config.refs import CheckpointRef
 from llm_magics.core.errors import DatabaseError
 from llm_magics.runs.run import Run, active_run
+from llm_magics.runs.target import resolve_run
 from llm_magics.store.database import DatabaseHandle, open_database
 
 
@@ -79,9 +80,10 @@ class Database(DatabaseHandle):
     """A database handle (the pymongo API on the data, ``show``, ``execute``) with the seed's
     ``load`` and ``apply``, and ``run``."""
 
-    def run(self, run_id: str) -> Run:
-        """The run with this id, wherever it trains: ``status``, ``step``, ``wait()``, ``stop()``."""
-        self.store.run(run_id)  # an unknown id fails with the close ones
+    def run(self, target: str) -> Run:
+        """The run with this id, or model ``target``'s latest active run (else its latest), wherever
+        it trains: ``status``, ``step``, ``wait()``, ``stop()``."""
+        run_id = resolve_run(self.store, target).run_id  # an unknown word fails with the close ones
         return active_run(run_id) or Run(self, run_id)
 
     def load(

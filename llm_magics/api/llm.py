@@ -307,7 +307,7 @@ class LLM:
         record = self.checkpoint_record(checkpoint)
         if record is None:
             raise ConfigError(f"export: model '{self.identifier}' has no checkpoints in a database — fit it first")
-        base = self._trained_base(record)
+        base = self.trained_base(record)
         info = {
             "model": self.identifier,
             "checkpoint": record["_id"],
@@ -324,12 +324,12 @@ class LLM:
         record = self.checkpoint_record(checkpoint)
         if record is None:
             return load_cached(self.cache, self.base()), self._own_adapter(), None
-        base, path = self._trained_base(record), self.checkpoint_files(record)
+        base, path = self.trained_base(record), self.checkpoint_files(record)
         if is_adapter(path):
             return load_cached(self.cache, base), str(path), record.get("template")
         return load_cached(self.cache, dataclasses.replace(base, path=str(path))), None, record.get("template")
 
-    def _trained_base(self, record: dict[str, Any]) -> BaseModel:
+    def trained_base(self, record: dict[str, Any]) -> BaseModel:
         """The base a checkpoint's run trained on (each run keeps its own)."""
         if record is self._loaded_record and self._loaded_base is not None:
             return self._loaded_base
@@ -340,7 +340,7 @@ class LLM:
 
     def tokenizer_of(self, record: dict[str, Any]) -> Any:
         """The tokenizer of the base a checkpoint trained on (what its export carries)."""
-        base = self._trained_base(record)
+        base = self.trained_base(record)
         return load_tokenizer(base.path, base.tokenizer_kwargs)
 
     def checkpoint_record(self, checkpoint: CheckpointRef | str | int | None = None) -> dict[str, Any] | None:

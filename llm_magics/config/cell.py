@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -24,8 +25,28 @@ _TOKEN_PATTERN = re.compile(r"__llm_magics_var_(\d+)__")
 MAX_SIZE = 100_000
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where a YAML text is, for the line numbers its errors name: what it is called, and the number
+    the user sees on its first line."""
+
+    name: str | None = None
+    first_line: int = 1
+
+    def line(self, index: int) -> str:
+        """Line ``index`` (0-based in the text) as the user finds it, e.g. 'line 6 of the cell'."""
+        number = f"line {index + self.first_line}"
+        return f"{number} of {self.name}" if self.name else number
+
+
+# A cell body starts under its %%llm_finetune line: Jupyter numbers that line 1, the body's first 2.
+CELL = Source("the cell", first_line=2)
+
+
 class _Loader(yaml.SafeLoader):
     """The safe loader, plus floats written without a dot (2e-4) and errors on repeated keys."""
+
+    source = Source()
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
@@ -36,7 +57,7 @@ class _Loader(yaml.SafeLoader):
             if not isinstance(key, str):
                 continue
             if key in seen:
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: '{key}' is given twice")
+                raise ConfigError(f"{self.source.line(key_node.start_mark.line)}: '{key}' is given twice")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -47,7 +68,7 @@ class _Loader(yaml.SafeLoader):
             return super().construct_yaml_int(node)
         except ValueError:
             raise ConfigError(
-                f"line {node.start_mark.line + 1}: {node.value!r} is not a number — quote it if it is text"
+                f"{self.source.line(node.start_mark.line)}: {node.value!r} is not a number — quote it if it is text"
             ) from None
 
 
@@ -60,29 +81,36 @@ _Loader.add_implicit_resolver(
 )
 
 
-def load_yaml(text: str) -> Any:
+def load_yaml(text: str, source: Source = Source()) -> Any:
     """Parses YAML safely; a syntax error, an object-building tag, or aliases that refer to
-    themselves or expand past ``MAX_SIZE`` become a ConfigError."""
+    themselves or expand past ``MAX_SIZE`` become a ConfigError naming the line as ``source``
+    numbers it."""
+    loader = None
     try:
-        loaded = yaml.load(text, Loader=_Loader)
+        loader = _Loader(text)  # its reader refuses some characters at once
+        loader.source = source
+        loaded = loader.get_single_data()
         _expanded_size(loaded, {}, set())  # aliases share what they repeat: expanding is the risk
         return loaded
     except RecursionError:
         raise ConfigError("the YAML is nested too deeply (hundreds of [ or { inside each other)") from None
     except yaml.constructor.ConstructorError as error:
-        line = error.problem_mark.line + 1 if error.problem_mark else "?"
+        line = source.line(error.problem_mark.line) if error.problem_mark else source.name or "the YAML"
         if " for the tag " not in (error.problem or ""):  # e.g. `<<:` followed by no mapping
-            raise ConfigError(f"line {line}: {error.problem}") from None
+            raise ConfigError(f"{line}: {error.problem}") from None
         raise ConfigError(
-            f"line {line}: YAML tags that build objects are not allowed ({error.problem.split(' for the tag ')[-1]})"
+            f"{line}: YAML tags that build objects are not allowed ({error.problem.split(' for the tag ')[-1]})"
         ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        where = f"{source.line(mark.line)}, column {mark.column + 1}: " if mark else ""
         problem = getattr(error, "problem", None) or str(error)
         context = getattr(error, "context_mark", None)
-        started = f" ({error.context} on line {context.line + 1})" if context and error.context else ""
+        started = f" ({error.context} on line {context.line + source.first_line})" if context and error.context else ""
         raise ConfigError(f"YAML syntax error at {where}{problem}{started}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def _expanded_size(node: Any, sizes: dict[int, int], open_: set[int]) -> int:
@@ -110,8 +138,9 @@ def _expanded_size(node: Any, sizes: dict[int, int], open_: set[int]) -> int:
     return total
 
 
-def parse_cell(text: str, namespace: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Turns a cell body into a mapping, reading each ``{{ name }}`` from ``namespace``."""
+def parse_cell(text: str, namespace: Mapping[str, Any] | None = None, source: Source = Source()) -> dict[str, Any]:
+    """Turns a cell body into a mapping, reading each ``{{ name }}`` from ``namespace``; an error
+    names its line as ``source`` numbers it (``CELL``: as the notebook shows the cell)."""
     names: list[str] = []
     lines = text.split("\n")
     for number, line in enumerate(lines):
@@ -121,14 +150,14 @@ def parse_cell(text: str, namespace: Mapping[str, Any] | None = None) -> dict[st
             name = _NAME.fullmatch(match.group(1))
             if name is None:
                 raise ConfigError(
-                    f"line {number + 1}: {match.group(0)!r}: interpolation takes one variable name, "
+                    f"{source.line(number)}: {match.group(0)!r}: interpolation takes one variable name, "
                     "e.g. {{ base_model }}"
                 )
             names.append(name.group(1))
             return _TOKEN.format(len(names) - 1)
 
         lines[number] = _PLACEHOLDER.sub(to_token, code) + comment  # a comment is left as it is
-    body = load_yaml("\n".join(lines))
+    body = load_yaml("\n".join(lines), source)
     if body is None:
         return {}
     if not isinstance(body, dict):

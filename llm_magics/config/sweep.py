@@ -2,8 +2,9 @@
 
 Lists are grids (every value); ``{choice: [...]}``, ``{uniform: [a, b]}``, ``{loguniform: [a, b]}``
 and ``{randint: [a, b]}`` are distributions, drawn ``num_samples`` times for each point of the grid
-(from the configuration's seed, so a sweep draws the same trials each time). Every trial is
-checked before anything runs; an error names the trial it would have built.
+(from the configuration's seed, so a sweep draws the same trials each time). Every problem of the
+block is reported at once; each swept value is then checked alone, and every trial, before anything
+runs (``training/sweeps``).
 """
 
 from __future__ import annotations
@@ -52,72 +53,73 @@ class Sweep:
 
 
 def parse_sweep(block: Any, known_keys: list[str]) -> Sweep:
-    """The ``sweep:`` mapping as a ``Sweep``; a short error naming the key or value otherwise."""
+    """The ``sweep:`` mapping as a ``Sweep``; every problem at once, each naming its key or value,
+    otherwise."""
     if not isinstance(block, dict) or not block:
         raise ConfigError("sweep: give a mapping of keys to values, e.g. sweep: {learning_rate: [1e-4, 2e-4]}")
     options = {key: block[key] for key in _OPTIONS if key in block}
     space = {key: value for key, value in block.items() if key not in _OPTIONS}
     if not space:
         raise ConfigError("sweep: name at least one key to sweep, e.g. learning_rate: [1e-4, 2e-4]")
-    for key, values in space.items():
-        if key not in known_keys:
-            raise ConfigError(f"sweep: unknown key '{key}'{did_you_mean(key, known_keys)}")
-        if key in _NOT_SWEPT:
-            raise ConfigError(f"sweep: '{key}' is the same for every trial; sweep training settings, not {key}")
-        _check_values(key, values)
+    problems = [problem for key, values in space.items() if (problem := _check_key(key, values, known_keys))]
     metric = options.get("metric", "eval_loss")
     if not isinstance(metric, str) or not metric:
-        raise ConfigError(f"sweep.metric: give a metric name such as eval_loss, got {metric!r}")
+        problems.append(f"sweep.metric: give a metric name such as eval_loss, got {metric!r}")
+        metric = "eval_loss"
     mode = options.get("mode", "min" if metric.endswith("loss") else "max")
     if mode not in ("min", "max"):
-        raise ConfigError(f"sweep.mode: must be 'min' or 'max', got {mode!r}")
+        problems.append(f"sweep.mode: must be 'min' or 'max', got {mode!r}")
     scheduler = options.get("scheduler", "asha")
     if scheduler not in SCHEDULERS:
-        raise ConfigError(f"sweep.scheduler: must be {one_of(SCHEDULERS)}{did_you_mean(str(scheduler), SCHEDULERS)}")
+        problems.append(f"sweep.scheduler: must be {one_of(SCHEDULERS)}{did_you_mean(str(scheduler), SCHEDULERS)}")
     samples = options.get("num_samples", 1)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ConfigError(f"sweep.num_samples: must be a whole number, at least 1, got {samples!r}")
-    count = samples * math.prod(len(values) for values in space.values() if isinstance(values, list))
-    if count > MAX_TRIALS:
-        raise ConfigError(f"sweep: {count:,} trials (the grid times num_samples); at most {MAX_TRIALS:,}")
+        problems.append(f"sweep.num_samples: must be a whole number, at least 1, got {samples!r}")
+    elif not problems:  # the grid's size, once its lists are known to be lists
+        count = samples * math.prod(len(values) for values in space.values() if isinstance(values, list))
+        if count > MAX_TRIALS:
+            problems.append(f"sweep: {count:,} trials (the grid times num_samples); at most {MAX_TRIALS:,}")
     concurrent = options.get("max_concurrent_trials")
     if concurrent is not None and (isinstance(concurrent, bool) or not isinstance(concurrent, int) or concurrent < 1):
-        raise ConfigError(f"sweep.max_concurrent_trials: must be a whole number, at least 1, got {concurrent!r}")
+        problems.append(f"sweep.max_concurrent_trials: must be a whole number, at least 1, got {concurrent!r}")
     resources = options.get("resources_per_trial", {"cpu": 1})
     if not isinstance(resources, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in resources.values()
     ):
-        raise ConfigError(f"sweep.resources_per_trial: give a mapping like {{cpu: 1, gpu: 1}}, got {resources!r}")
+        problems.append(f"sweep.resources_per_trial: give a mapping like {{cpu: 1, gpu: 1}}, got {resources!r}")
+    if problems:
+        raise ConfigError(problems)
     return Sweep(space, samples, metric, mode, scheduler, concurrent, dict(resources))
 
 
-def _check_values(key: str, values: Any) -> None:
+def _check_key(key: str, values: Any, known_keys: list[str]) -> str | None:
+    """What is wrong with one swept key and its values, or None."""
+    if key not in known_keys:
+        return f"sweep: unknown key '{key}'{did_you_mean(key, known_keys)}"
+    if key in _NOT_SWEPT:
+        return f"sweep: '{key}' is the same for every trial; sweep training settings, not {key}"
     if isinstance(values, list):
-        if not values:
-            raise ConfigError(f"sweep.{key}: give at least one value")
-        return
+        return None if values else f"sweep.{key}: give at least one value"
     if not isinstance(values, dict) or len(values) != 1 or next(iter(values)) not in DISTRIBUTIONS:
-        raise ConfigError(
-            f"sweep.{key}: give a list of values, or one of {one_of('{' + d + ': ...}' for d in DISTRIBUTIONS)}"
-        )
+        return f"sweep.{key}: give a list of values, or one of {one_of('{' + d + ': ...}' for d in DISTRIBUTIONS)}"
     ((kind, given),) = values.items()
     if kind == "choice":
-        if not isinstance(given, list) or not given:
-            raise ConfigError(f"sweep.{key}: choice takes a list of values, e.g. {{choice: [8, 16]}}")
-        return
+        ok = isinstance(given, list) and given
+        return None if ok else f"sweep.{key}: choice takes a list of values, e.g. {{choice: [8, 16]}}"
     if (
         not isinstance(given, list)
         or len(given) != 2
         or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in given)
     ):
-        raise ConfigError(f"sweep.{key}: {kind} takes [low, high], two numbers, e.g. {{{kind}: [1e-5, 1e-3]}}")
+        return f"sweep.{key}: {kind} takes [low, high], two numbers, e.g. {{{kind}: [1e-5, 1e-3]}}"
     low, high = given
     if not low < high:
-        raise ConfigError(f"sweep.{key}: {kind} [{low}, {high}]: low must be below high")
+        return f"sweep.{key}: {kind} [{low}, {high}]: low must be below high"
     if kind == "loguniform" and low <= 0:
-        raise ConfigError(f"sweep.{key}: loguniform [{low}, {high}]: both bounds must be above 0")
+        return f"sweep.{key}: loguniform [{low}, {high}]: both bounds must be above 0"
     if kind == "randint" and not all(isinstance(v, int) for v in given):
-        raise ConfigError(f"sweep.{key}: randint [{low}, {high}]: give two whole numbers (high excluded)")
+        return f"sweep.{key}: randint [{low}, {high}]: give two whole numbers (high excluded)"
+    return None
 
 
 def trials(sweep: Sweep, seed: int = 42) -> list[dict[str, Any]]:
@@ -146,16 +148,22 @@ def _draw(spec: dict[str, Any], rng: random.Random) -> Any:
     return rng.randrange(low, high)
 
 
-def extremes(sweep: Sweep) -> list[dict[str, Any]]:
-    """Values at the bounds of each distribution: every value a trial could draw lies between
-    them, so checking these checks the draws' kinds and ranges."""
-    bounds = []
+def each_value(sweep: Sweep) -> list[tuple[str, Any, str]]:
+    """Every value a swept key takes, alone: ``(key, value, how)``, ``how`` saying where it comes
+    from when not a grid's list. A distribution's are its choices, or its bounds: every value a
+    trial could draw lies between them, so checking these checks the draws' kinds and ranges."""
+    found = []
     for key, values in sweep.space.items():
-        if isinstance(values, dict):
-            ((kind, given),) = values.items()
-            edges = given if kind == "choice" else [given[0], given[1] - 1 if kind == "randint" else given[1]]
-            bounds += [{key: value} for value in edges]
-    return bounds
+        if isinstance(values, list):
+            found += [(key, value, "") for value in values]
+            continue
+        ((kind, given),) = values.items()
+        if kind == "choice":
+            found += [(key, value, " (one of its choices)") for value in given]
+        else:
+            edges = [given[0], given[1] - 1 if kind == "randint" else given[1]]
+            found += [(key, value, " (a bound of its distribution)") for value in edges]
+    return found
 
 
 def described(values: dict[str, Any]) -> str:

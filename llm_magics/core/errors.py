@@ -46,9 +46,15 @@ class RunError(LLMMagicsError):
     """A run cannot be found, started, stopped or resumed."""
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """Returns " — did you mean 'x'?" for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+# Run ids are 8 random hex digits: two of them share half their characters by chance (1234abcd and
+# 2d34974b score 0.5), so an id is suggested only when it differs by a typo or two.
+CLOSE_ID = 0.75
+
+
+def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
+    """Returns " — did you mean 'x'?" for the closest choice at least ``cutoff`` alike (difflib's
+    ratio), or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
     return f" — did you mean '{close[0]}'?" if close else ""
 
 

@@ -5,6 +5,7 @@ is missing."""
 from __future__ import annotations
 
 import argparse
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -71,3 +72,46 @@ def closest_flag(flag: str, options: list[str]) -> str:
     """A shortened flag names the one it starts; otherwise the closest spelling."""
     started = [option for option in options if option.startswith(flag)]
     return f" — did you mean '{started[0]}'?" if len(started) == 1 else did_you_mean(flag, options)
+
+
+# line magics whose words are free text: a prompt may end in '?'
+FREE_TEXT = ("llm_predict",)
+
+
+def question_lines(lines: list[str]) -> list[str]:
+    """An input transformer (``shell.input_transformers_cleanup``): a line such as
+    ``%llm_predict NAME What is X?`` goes to its magic whole. IPython takes any line ending in ``?``
+    for help (``obj?``: "Object `X` not found") before a magic runs; here it becomes the magic's
+    call, as IPython makes it of any other magic line (``%llm_predict?`` stays help)."""
+    if not lines or lines[0].lstrip().startswith("%%"):
+        return lines  # a cell magic's body is its own
+    from IPython.core.inputtransformer2 import (
+        assemble_continued_line,
+        find_end_of_continued_line,
+        make_tokens_by_line,
+    )
+
+    for start, column in reversed(_questions(make_tokens_by_line(lines))):
+        end = find_end_of_continued_line(lines, start)
+        magic, _, words = assemble_continued_line(lines, (start, column), end)[1:].partition(" ")
+        call = f"get_ipython().run_line_magic({magic!r}, {words!r})"
+        lines = [*lines[:start], lines[start][:column] + call + "\n", *lines[end + 1 :]]
+    return lines
+
+
+def _questions(tokens_by_line: list[list[Any]]) -> list[tuple[int, int]]:
+    """Where the ``%`` of each free-text magic line that ends in ``?`` is: (line, column), from 0.
+    Tokens, not text: a string that merely contains such a line is left alone."""
+    import tokenize
+
+    found = []
+    for line in tokens_by_line:
+        words = [token for token in line if token.type not in (tokenize.INDENT, tokenize.DEDENT)]
+        if len(words) < 4 or words[-2].string != "?":  # the last is the NEWLINE
+            continue
+        for at, (escape, name) in enumerate(itertools.pairwise(words[:-3])):
+            starts = at == 0 or (at == 2 and words[1].string == "=" and words[0].type == tokenize.NAME)
+            if starts and escape.string == "%" and name.string in FREE_TEXT and name.start == escape.end:
+                found.append((escape.start[0] - 1, escape.start[1]))
+                break
+    return found

@@ -19,6 +19,7 @@ import gc
 import importlib.metadata
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.core.errors import ConfigError
+from llm_magics.export.gguf_tokenizer import gguf_refusal
+from llm_magics.models.hub import local_file
 
 if TYPE_CHECKING:
     from llm_magics.api.llm import LLM
@@ -41,6 +44,8 @@ QUANTIZED = ("q4_k_m", "q4_k_s", "q5_k_m", "q5_k_s", "q6_k", "q3_k_m", "q3_k_s",
 CONVERTER = "convert_hf_to_gguf.py"
 _PARTS = (CONVERTER, "conversion", "gguf-py")  # what the converter needs of llama.cpp's tree
 INSTALL = "pip install 'llm_magics[gguf]'"
+# The converter's imports that name another package than their own (the rest are their own names).
+_PACKAGES = {"google": "protobuf", "yaml": "pyyaml", "sklearn": "scikit-learn"}
 
 
 def quantization(name: str) -> str:
@@ -146,11 +151,15 @@ def export_gguf(
     target = Path(directory).expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"gguf: '{directory}' exists and is not empty — give a new directory")
-    llama_cpp_version()  # a short error naming the install, even where LLM_MAGICS_LLAMA_CPP has the converter
-    script = converter()
     record = llm.checkpoint_record(checkpoint)
     if record is None:
         raise ConfigError(f"gguf: model '{llm.identifier}' has no checkpoints in a database — fit it first")
+    base = llm.trained_base(record).path
+    if refusal := gguf_refusal(base):  # before llama.cpp's install: installing it would not help
+        raise ConfigError(refusal)
+    llama_cpp_version()  # a short error naming the install, even where LLM_MAGICS_LLAMA_CPP has the converter
+    script = converter()
+    _sentencepiece_for(base)
     asked = check_prompts(llm, record, prompts)
     gguf_name = f"model-{kind}.gguf"
     text, written = plan_modelfile(gguf_name, llm.tokenizer_of(record), record, llm.identifier, template)
@@ -164,11 +173,13 @@ def export_gguf(
         first = gguf if kind in CONVERTED else gguf.with_name("model-f16.gguf")
         clock.next("convert")
         command = [sys.executable, str(script), str(merged), "--outfile", str(first), "--outtype"]
-        _run([*command, kind if kind in CONVERTED else "f16"], "llama.cpp's converter")
+        _run(
+            [*command, kind if kind in CONVERTED else "f16"], "llama.cpp's converter", "export the merged model instead"
+        )
         if kind not in CONVERTED:
             clock.next("quantize")
             quantize = [sys.executable, "-m", "llm_magics.export.gguf_runner", "quantize", str(first), str(gguf), kind]
-            _run(quantize, "quantizing")
+            _run(quantize, f"quantizing to {kind}", f"choose another type ({', '.join(CONVERTED)} need no quantizing)")
             first.unlink()
         (partial / "Modelfile").write_text(text)
         clock.next("check")
@@ -199,11 +210,33 @@ class _Stages:
             self.progress(next(self.labels))
 
 
-def _run(command: list[str], what: str) -> None:
+def _sentencepiece_for(base: str) -> None:
+    """A short error before the merge when the converter would need sentencepiece and lacks it:
+    it reads a SentencePiece ``tokenizer.model`` with it."""
+    if local_file(base, "tokenizer.model") is not None and importlib.util.find_spec("sentencepiece") is None:
+        raise ConfigError(
+            "gguf: llama.cpp's converter reads this model's tokenizer.model with sentencepiece, which is not "
+            f"installed — {INSTALL} (or scripts/setup_gguf.sh), then export again"
+        )
+
+
+def _run(command: list[str], what: str, fix: str) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        last = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise ConfigError(f"gguf: {what} failed (exit {done.returncode}): " + " / ".join(last))
+        raise ConfigError(failure(what, done.returncode, done.stderr or done.stdout, fix))
+
+
+def failure(what: str, code: int, output: str, fix: str) -> str:
+    """A failed step as one line: what failed, the last line of its output (a Python traceback's
+    exception, llama.cpp's last word), and ``fix``; a missing Python package named with its install."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    last = lines[-1] if lines else "no output"
+    if missing := re.fullmatch(r"(?:ModuleNotFoundError|ImportError): No module named '(\w+)[\w.]*'", last):
+        package = _PACKAGES.get(missing[1], missing[1])
+        return (
+            f"gguf: {what} needs the Python package {package}, not installed — pip install {package}, then export again"
+        )
+    return f"gguf: {what} failed (exit {code}): {last} — {fix}"
 
 
 def main() -> None:

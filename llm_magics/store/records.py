@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_magics.config.refs import LATEST, CheckpointRef, parse_ref
-from llm_magics.core.errors import ModelError, RunError, did_you_mean
+from llm_magics.core.errors import CLOSE_ID, ModelError, RunError, did_you_mean
 from llm_magics.core.processes import owner_alive, process_owner, same_host
 from llm_magics.core.secrets import redact_text
 from llm_magics.store import evaluations, unsaved, uploads
@@ -166,7 +166,7 @@ class Store:
         found = self.runs.find_one({"_id": run_id})
         if found is None:
             known = [doc["_id"] for doc in self.runs.find({}, {"_id": 1})]
-            raise RunError(f"no run with id '{run_id}'{did_you_mean(run_id, known)}")
+            raise RunError(f"no run with id '{run_id}'{did_you_mean(run_id, known, CLOSE_ID)}")
         return found
 
     def list_runs(self, model: str | None = None) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """From a configuration with a ``sweep:`` block to its trials on Ray Tune.
 
-``plan_sweep`` checks every trial as ``plan_run`` checks a run (nothing written if one fails, and
-the error names the trial); ``start_sweep`` records the sweep and one run per trial, then hands
-the trials to Ray Tune. ``SweepRun`` is the handle: its trials' runs, ``wait``, ``stop``, ``best``.
+``plan_sweep`` checks every swept value, then every trial as ``plan_run`` checks a run (nothing
+written if one fails; the error names every bad value, and the first trial of any other problem);
+``start_sweep`` records the sweep and one run per trial, then hands the trials to Ray Tune.
+``SweepRun`` is the handle: its trials' runs, ``wait``, ``stop``, ``best``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_magics.config.sweep import Sweep, described, extremes, parse_sweep, trials
+from llm_magics.config.sweep import Sweep, described, each_value, parse_sweep, trials
 from llm_magics.core.errors import ConfigError, RunError, did_you_mean
 from llm_magics.core.processes import process_owner
 from llm_magics.runs.run import Control, Run, RunState
@@ -47,7 +48,8 @@ def plan_sweep(
     ray_address: str | None = None,
     settings: Placement | None = None,
 ) -> SweepPlan:
-    """Checks the sweep and each of its trials; raises a user error, having written nothing."""
+    """Checks the sweep, each swept value and each trial; raises one user error with every
+    problem (a value by its value, anything else by the first trial it fails), having written nothing."""
     from llm_magics.config import methods
     from llm_magics.config.configuration import ALIASES, LLMTrainingConfiguration
     from llm_magics.config.validation import init_fields
@@ -58,14 +60,10 @@ def plan_sweep(
     own = methods.own_settings(method) if method in methods.METHODS else ()  # e.g. a DPO sweep over beta
     sweep = parse_sweep(block, [*init_fields(LLMTrainingConfiguration), *ALIASES, *own])
     base = LLMTrainingConfiguration.from_dict(mapping)
-    for bound in extremes(sweep):
-        try:
-            LLMTrainingConfiguration.from_dict({**mapping, **bound})
-        except ConfigError as error:
-            raise ConfigError(f"sweep: {described(bound)} (a bound of its distribution): {error}") from None
+    _check_values(sweep, mapping)
     _check_metric(sweep.metric, base)
     values = trials(sweep, base.seed)
-    plans = []
+    plans, failed = [], dict[str, str]()
     for number, trial in enumerate(values, 1):
         try:
             config = LLMTrainingConfiguration.from_dict({**mapping, **trial})
@@ -73,8 +71,25 @@ def plan_sweep(
                 plan_run(name, config, db, backend="ray", ray_address=ray_address, settings=settings or Placement())
             )
         except ConfigError as error:
-            raise ConfigError(f"sweep trial {number} of {len(values)} ({described(trial)}): {error}") from None
+            for problem in error.problems:  # a problem of many trials is said once, by its first
+                failed.setdefault(problem, f"sweep trial {number} of {len(values)} ({described(trial)}): {problem}")
+    if failed:
+        raise ConfigError(list(failed.values()))
     return SweepPlan(name, sweep, values, plans, db)
+
+
+def _check_values(sweep: Sweep, mapping: dict[str, Any]) -> None:
+    """Each swept value alone in the configuration: every bad one reported at once, by its value."""
+    from llm_magics.config.configuration import LLMTrainingConfiguration
+
+    problems = []
+    for key, value, how in each_value(sweep):
+        try:
+            LLMTrainingConfiguration.from_dict({**mapping, key: value})
+        except ConfigError as error:
+            problems += [f"sweep: {described({key: value})}{how}: {problem}" for problem in error.problems]
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
 
 
 # what a trial logs (trl's SFTTrainer), each training step it logs and each evaluation

@@ -5,8 +5,9 @@ select it (Ctrl/⌘ or Shift for several), a header to sort. *Use* makes the sel
 one ``%llm_predict NAME`` uses (stored in the database); *Generate* answers the prompt with it;
 select two and *Compare* answers with both side by side; *Delete* removes files and records, once
 confirmed; *Export* writes the selected checkpoint (else the one in use) as a checked GGUF or a
-merged model (``widgets.export``). Select two or more runs and *Compare runs* overlays their
-curves. Everything shown from data, prompts or answers is escaped.
+merged model (``widgets.export``), GGUF disabled where that checkpoint's tokenizer cannot become
+one. Select two or more runs and *Compare runs* overlays their curves. Everything shown from
+data, prompts or answers is escaped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.api.database import load_llm
-from llm_magics.core.errors import ConfigError
+from llm_magics.core.errors import ConfigError, LLMMagicsError
+from llm_magics.export.gguf_tokenizer import gguf_refusal
 from llm_magics.widgets.compare import runs_comparison_html
 from llm_magics.widgets.display import RUN_COLUMNS, Comparison, is_number, run_row, shown, shown_time, text_table
 from llm_magics.widgets.evaluation import examples_html, score_names
@@ -245,6 +247,7 @@ class CheckpointBrowser:
                 self._refreshing = False
             if selected != before:  # a selected checkpoint is gone: what was shown of it goes too
                 self._selection_changed()
+            self.exporter.offer(self._gguf_refusal())  # the checkpoint in use may be another now
             runs = self.db.store.list_runs(name) if name else []
             with self.runs.hold_sync():
                 self.runs.rows = [run_table_row(run) for run in runs]
@@ -397,6 +400,18 @@ class CheckpointBrowser:
             raise ConfigError("the selected checkpoint is gone: select another")
         return self.model.value, self._ref(chosen[0]) if chosen else None
 
+    def _gguf_refusal(self) -> str | None:
+        """Why the checkpoint *Export* would write cannot become a GGUF (its base's tokenizer), or None."""
+        chosen = [self.records[i] for i in self.table.value if i in self.records]
+        if not self.records or len(chosen) > 1:
+            return None
+        try:
+            record = chosen[0] if chosen else self.db.store.checkpoint(self.model.value)
+            base = self.db.store.run_base(record["run"])
+        except LLMMagicsError:  # no recorded base: the export itself says so
+            return None
+        return gguf_refusal(str(base.get("model")))
+
     def _answer(self, ref: str | None, prompt: str) -> str:
         """The checkpoint's answer: generated text, or a classifier's label."""
         model = self._load(self.model.value, ref)
@@ -418,6 +433,8 @@ class CheckpointBrowser:
         self._hide_confirm()
         self._say("")
         self.output.value = ""
+        self.exporter.clear()
+        self.exporter.offer(self._gguf_refusal())
         self._show_probes()
 
     def _show_probes(self) -> None:

@@ -2,6 +2,11 @@
 transformers model), a progress bar through the export's stages, and at the end the GGUF's
 check against the trained model (``gguf_check``) or where the merged model went.
 
+A checkpoint whose tokenizer cannot become a GGUF (``gguf_tokenizer``) is known before a click:
+the GGUF types are disabled, the reason is shown beside them and the merged model is the choice.
+A failure ends as one line that says what failed and what to do, never a traceback; choosing
+another checkpoint clears it.
+
 The export runs in a thread of its own, so the kernel stays free; the button is off meanwhile.
 """
 
@@ -14,18 +19,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llm_magics.core.errors import ConfigError
+from llm_magics.core.errors import ConfigError, LLMMagicsError
 from llm_magics.export.gguf import CONVERTED, QUANTIZED, stages
+from llm_magics.widgets.choice import Choice
 
 MERGED = "merged"  # the format that is not a GGUF: the merged model, as transformers saves it
 _MERGING = ["merging the adapter into its base"]
+DEFAULT = "q8_0"  # what ``--gguf`` writes by default
 _RED = "<span style='color:#c62828'>{}</span>"
+_LONGEST = 400  # characters of a message: an error quoted whole could fill the page
 
 
-def formats() -> list[tuple[str, str]]:
-    """The dropdown's choices: (label, value), q8_0 first (what ``--gguf`` writes by default)."""
-    kinds = ["q8_0", *(kind for kind in CONVERTED + QUANTIZED if kind != "q8_0")]
-    return [(f"GGUF {kind}", kind) for kind in kinds] + [("merged model (transformers)", MERGED)]
+def formats(gguf: bool = True) -> list[dict[str, Any]]:
+    """The format choices (``Choice`` options), q8_0 first; ``gguf=False``: the GGUF types disabled."""
+    kinds = [DEFAULT, *(kind for kind in CONVERTED + QUANTIZED if kind != DEFAULT)]
+    types = [{"value": kind, "label": f"GGUF {kind}", "disabled": not gguf} for kind in kinds]
+    return [*types, {"value": MERGED, "label": "merged model (transformers)", "disabled": False}]
+
+
+def one_line(error: Exception) -> str:
+    """An error as the panel shows it: one line, a user's error in its own words, any other with
+    its type (what failed), never a traceback."""
+    told = str(error) if isinstance(error, LLMMagicsError) else f"export failed: {type(error).__name__}: {error}"
+    told = " ".join(told.split())
+    return told if len(told) <= _LONGEST else told[: _LONGEST - 1] + "…"
 
 
 class ExportPanel:
@@ -38,8 +55,11 @@ class ExportPanel:
         self.chosen, self.load = chosen, load
         self.path = w.Text(placeholder="a new or empty directory", description="export to")
         self.path.add_class("llm-export-path")
-        self.format = w.Dropdown(options=formats(), value="q8_0", description="as")
+        self.format = Choice(options=formats(), value=DEFAULT, description="as")
         self.format.add_class("llm-export-format")
+        self.refusal: str | None = None  # why the checkpoint's tokenizer cannot become a GGUF
+        self.why = w.HTML(layout=w.Layout(flex="1 1 auto"))  # that reason, beside the choice
+        self.why.add_class("llm-export-why")
         self.button = w.Button(description="Export", tooltip="Export the selected checkpoint (else the one in use)")
         self.button.add_class("llm-export")
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(display="none"))
@@ -49,8 +69,32 @@ class ExportPanel:
         self.output = w.HTML()
         self.output.add_class("llm-export-output")
         self.button.on_click(lambda _: self.start())
-        self.widget = w.VBox([w.HBox([self.path, self.format, self.button]), self.progress, self.status, self.output])
+        row = w.HBox([self.path, self.format, self.button, self.why], layout=w.Layout(align_items="center"))
+        self.widget = w.VBox([row, self.progress, self.status, self.output])
         self._thread: threading.Thread | None = None
+
+    def offer(self, refusal: str | None) -> None:
+        """The choices for the checkpoint to export: every GGUF type (q8_0 chosen), or, with
+        ``refusal`` (why its tokenizer cannot become a GGUF), the merged model, the reason beside."""
+        if refusal == self.refusal:
+            return  # the user's own choice stays
+        self.refusal = refusal
+        with self.format.hold_sync():
+            if refusal:  # the value first: it must stay an enabled choice
+                self.format.value = MERGED
+                self.format.options = formats(gguf=False)
+            else:
+                self.format.options = formats()
+                self.format.value = DEFAULT
+        self.why.value = f"<span style='color:#616161'>{html.escape(refusal)}</span>" if refusal else ""
+
+    def clear(self) -> None:
+        """Forgets the last export's message, bar and result (another checkpoint is chosen); not
+        while an export runs: its stages are still coming."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self.status.value = self.output.value = ""
+        self.progress.layout.display = "none"
 
     def start(self) -> threading.Thread | None:
         """Starts the export in a thread (returned, for tests and scripts to join)."""
@@ -71,8 +115,7 @@ class ExportPanel:
             self._export(model, ref, Path(directory))
         except Exception as error:  # shown in the browser rather than lost in a thread
             self.progress.bar_style = "danger"
-            told = str(error) if isinstance(error, ConfigError) else f"export failed: {error}"
-            self._say(_RED.format(html.escape(told)))
+            self._say(_RED.format(html.escape(one_line(error))))
         finally:
             self.button.disabled = False
 
