@@ -331,7 +331,7 @@ SPEC = [
     Form(
         "nothing in a cell body is executed (YAML safe loading)",
         "%%llm_finetune spec --dry-run\nmodel: !!python/object/apply:os.system ['touch executed']\ndata: docs",
-        ("UsageError: line 1: YAML tags that build objects are not allowed",),
+        ("UsageError: line 2 of the cell: YAML tags that build objects are not allowed",),
         fails=True,
     ),
     Form("... nothing ran", "import os\nprint(os.path.exists('executed'))", ("False",)),
