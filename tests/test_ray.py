@@ -79,22 +79,6 @@ def _live_children() -> set[str]:
     return {p.name() for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
 
 
-def test_grpo_on_ray_gets_its_reward_function_by_value_and_learns(local_ray, db, tiny_path):
-    from test_rewards import PROMPTS, grpo_config
-
-    def share_of_e(completions, **kwargs):  # a local function: importable by no name, so sent by value
-        return [c.count("e") / max(1, len(c)) for c in completions]
-
-    db["prompts"].insert_many(PROMPTS)
-    config = grpo_config(reward_funcs=[share_of_e], max_steps=60, save_steps=30)
-    run = LLM("grpo-ray", tiny_path).fit(configuration=config, db=db, on_ray=True, ray_configs=ONE_WORKER)
-    assert run.wait(300).status == "completed", run.error
-    assert run.record["backend"] == "ray" and [r["name"] for r in run.record["rewards"]] == ["share_of_e"]
-    reward = run.metrics["rewards/share_of_e/mean"].tolist()
-    assert reward[-1] > reward[0] + 0.3, reward
-    assert len(run.completions()) == 12 * 8
-
-
 def test_a_worker_error_fails_the_run_with_the_workers_message_passwords_hidden(local_ray, db, tiny_path):
     """Two runs that fail on their worker, at once (one CPU each): a model setting whose error holds a
     password, and deepspeed settings, which only the worker turns into TrainingArguments (the
@@ -154,8 +138,14 @@ def _forced_shipping_run(db, tiny_path, kernel_dir, name, config):
     return run
 
 
-def test_a_failure_receiving_the_events_fails_and_stops_the_run(local_ray, db, tiny_path, workdir, monkeypatch):
-    """Shipped files that do not match their sha256 (corrupted on the way) end the run, said so."""
+def test_grpo_learns_with_its_reward_by_value_while_a_run_with_corrupted_files_fails(
+    local_ray, db, tiny_path, workdir, monkeypatch
+):
+    """Two runs at once on one Ray (one CPU each), as the worker-error test runs two: a GRPO run whose
+    reward function is a local one (importable by no name, so sent by value) learns; a run whose
+    shipped checkpoint files do not match their sha256 (corrupted on the way) ends, said so."""
+    from test_rewards import PROMPTS, grpo_config
+
     from llm_magics.training import ray as on_ray
 
     materialize = on_ray._Pump._materialize
@@ -165,16 +155,29 @@ def test_a_failure_receiving_the_events_fails_and_stops_the_run(local_ray, db, t
         event["contents"][name] += b"corrupted"
         return materialize(pump, event)
 
-    monkeypatch.setattr(on_ray._Pump, "_materialize", corrupted)
+    def share_of_e(completions, **kwargs):
+        return [c.count("e") / max(1, len(c)) for c in completions]
+
+    monkeypatch.setattr(on_ray._Pump, "_materialize", corrupted)  # only runs that ship files reach it
+    db["prompts"].insert_many(PROMPTS)
+    config = grpo_config(reward_funcs=[share_of_e], max_steps=60, save_steps=30)
+    grpo = LLM("grpo-ray", tiny_path).fit(configuration=config, db=db, on_ray=True, ray_configs=ONE_WORKER)
     db["docs"].insert_many(qa_docs(20))
     config = small_config(model=tiny_path, data="docs", max_steps=100_000, eval_strategy="no", ray_configs=ONE_WORKER)
     run = _forced_shipping_run(db, tiny_path, workdir / "kernel-side", "corrupted", config)
+
     run.wait(300)
     assert run.status == "failed"
     assert run.error == run.record["error"]
     assert run.error.startswith("recording the run failed, so it was stopped: RuntimeError: checkpoint 2:")
     assert "sha256" in run.error
     assert run.record["step"] < 100 and run.checkpoints == []  # stopped; no record names missing files
+
+    assert grpo.wait(300).status == "completed", grpo.error
+    assert grpo.record["backend"] == "ray" and [r["name"] for r in grpo.record["rewards"]] == ["share_of_e"]
+    reward = grpo.metrics["rewards/share_of_e/mean"].tolist()
+    assert reward[-1] > reward[0] + 0.3, reward
+    assert len(grpo.completions()) == 12 * 8
 
 
 def test_stop_ends_a_ray_run_with_a_final_checkpoint(local_ray, db, tiny_path):
