@@ -188,7 +188,44 @@ def goal_rows(by_name: dict[str, dict[str, Any]], gpu: list[dict[str, Any]]) -> 
             + " (or `python benchmarks/run.py`, which runs both shapes when a GPU is visible).",
         }
     )
+    goals += speed_goals(gpu)
     return goals
+
+
+def speed_goals(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """#31's target on a GPU: an arm of ours, by keys alone, at ≥ x2 the plain defaults' tokens/s
+    within their memory (the 1B shape: the figures a lent GPU gives first)."""
+    result = next((e["result"] for e in entries if "result" in e and e["result"].get("shape") == "1b"), None)
+    plain = (result or {}).get("arms", {}).get("plain trl+peft+bnb defaults", {})
+    if not result or "tokens_per_s" not in plain or "peak_gpu_gib" not in plain:
+        return []
+    ours = {
+        arm: values
+        for arm, values in result["arms"].items()
+        if arm.startswith("llm.fit") and "tokens_per_s" in values and "peak_gpu_gib" in values
+    }
+    fits = {arm: v for arm, v in ours.items() if v["peak_gpu_gib"] <= plain["peak_gpu_gib"]}
+    fastest = max(ours, key=lambda arm: ours[arm]["tokens_per_s"])
+
+    def said(arm: str) -> str:
+        values = ours[arm]
+        return (
+            f"x{values['tokens_per_s'] / plain['tokens_per_s']:.2f} ({arm}, {values['peak_gpu_gib']:.2f} GiB"
+            f" against {plain['peak_gpu_gib']:.2f})"
+        )
+
+    best = max(fits, key=lambda arm: fits[arm]["tokens_per_s"]) if fits else None
+    unsloth = next((arm for arm in ours if "Unsloth" in arm), None)
+    return [
+        {
+            "what": "GPU QLoRA, 1B shape: our keys alone against the plain defaults, tokens/s within their memory",
+            "goal": "≥ x2 at ≤ the plain defaults' peak memory",
+            "measured": said(best) if best else "no arm of ours within the plain defaults' memory",
+            "met": best is not None and fits[best]["tokens_per_s"] >= 2 * plain["tokens_per_s"],
+            "why": f"Section 6. The fastest arm of ours: {said(fastest)}."
+            + ("" if unsloth else " The Unsloth-style arm (packing, Liger, offloaded checkpointing) was not run then."),
+        }
+    ]
 
 
 def training_goals(result: dict[str, Any]) -> list[dict[str, Any]]:
