@@ -261,10 +261,18 @@ def _run_id(db: DatabaseHandle, target: str, say: Callable[[str], None] | None, 
 def log_lines(
     db: DatabaseHandle, target: str, lines: int = 50, *, say: Callable[[str], None] | None = None
 ) -> list[str]:
-    """The last ``lines`` lines of a detached run's output (secrets masked); ``target``: a run id,
-    or a model name (its latest active run, else its latest); ``say`` hears which run a name meant."""
+    """The last ``lines`` lines of a run's log (secrets masked): a line per logged step,
+    checkpoint, evaluation and warning, and a detached run's output. ``target``: a run id, a
+    model name (its latest active run, else its latest) or a sweep id (the sweep's log: Ray's
+    messages, a detached sweep's output); ``say`` hears which run a name meant."""
     from llm_magics.runs import logs
 
+    sweep = db.store.sweeps.find_one({"_id": target})
+    if sweep is not None:
+        path = logs.of_run(sweep)
+        if path is None or not path.is_file():
+            raise RunError(f"sweep {target} has no log in a directory of this user's on this machine")
+        return logs.tail(path, lines)
     run_id = _run_id(db, target, say)
     record = db.store.run(run_id)
     if record.get("ray_job"):
@@ -277,8 +285,8 @@ def log_lines(
         return [redact_text(line) for line in printed.splitlines()[-lines:]]
     if not record.get("log"):
         raise RunError(
-            f"run {run_id} has no log: it trained on the {record.get('backend')} backend, whose output "
-            "went to the cell that started it (only detached runs keep one)"
+            f"run {run_id} has no log: it trained on the {record.get('backend')} backend before runs "
+            "other than detached ones kept one, and its output went to the cell that started it"
         )
     path = logs.of_run(record)
     if path is None or not path.is_file():

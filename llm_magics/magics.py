@@ -435,10 +435,11 @@ class LLMMagics(Magics):
     @line_magic
     @_magic
     @magic_arguments()
-    @argument("target", help="a detached run's id, or a model name: its latest active run, else its latest")
+    @argument("target", help="a run id, a model name (its latest active run, else its latest) or a sweep id")
     @option("--tail", type=int, default=50, metavar="N", help="how many of its last lines (default 50)")
     def llm_logs(self, line: str) -> None:
-        """Prints the output of a detached run's training process (secrets masked)."""
+        """Prints the end of a run's log (secrets masked): a line per logged step, checkpoint,
+        evaluation and warning, and a detached run's process output; a sweep's id, the sweep's."""
         from llm_magics import commands
 
         args = parse_line(self.llm_logs, line)

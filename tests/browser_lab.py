@@ -43,6 +43,7 @@ def lab(tmp_path_factory):
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
         f"--LabApp.workspaces_dir={root / '.workspaces'}",  # not the user's ~/.jupyter: nothing restored from there
+        f"--LabApp.user_settings_dir={root / '.settings'}",  # a theme a test switches to stays in this lab
         "--LabApp.expose_app_in_browser=True",
         "--allow-root",
     ]
@@ -126,3 +127,50 @@ def screenshot(locator, name: str) -> None:
     if os.environ.get("LLM_MAGICS_SCREENSHOTS") == "docs":
         (REPO / "docs").mkdir(exist_ok=True)
         shutil.copy(ARTIFACTS / name, REPO / "docs" / name)
+
+
+# The WCAG contrast ratio of an element's text (its ``color``, or ``fill`` for SVG text) on what is
+# under it: the backgrounds of it and its ancestors, composited down to the page (white under all).
+CONTRAST = """(element) => {
+  const parse = (css) => {
+    let m = css.match(/^rgba?\\(([^)]*)\\)$/);
+    if (m) {
+      const [r, g, b, a] = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+      return [r / 255, g / 255, b / 255, a === undefined ? 1 : a];
+    }
+    m = css.match(/^color\\(srgb ([^)]*)\\)$/);
+    if (m) {
+      const [r, g, b, a] = m[1].split(/[ \\/]+/).filter(Boolean).map(Number);
+      return [r, g, b, a === undefined ? 1 : a];
+    }
+    throw new Error("a colour this check does not read: " + css);
+  };
+  const over = (top, under) => [0, 1, 2].map((i) => top[i] * top[3] + under[i] * (1 - top[3])).concat([1]);
+  const layers = [];
+  for (let node = element; node; node = node.parentElement) {
+    const background = parse(getComputedStyle(node).backgroundColor);
+    if (background[3] > 0) layers.push(background);
+  }
+  let under = [1, 1, 1, 1];
+  for (const layer of layers.reverse()) under = over(layer, under);
+  const style = getComputedStyle(element);
+  const text = over(parse(element instanceof SVGElement ? style.fill : style.color), under);
+  const luminance = (c) => {
+    const [r, g, b] = c.slice(0, 3).map((v) => (v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const [light, dark] = [luminance(text), luminance(under)].sort((a, b) => b - a);
+  return (light + 0.05) / (dark + 0.05);
+}"""
+
+
+def contrasts(locator) -> list[float]:
+    """The contrast ratio of each visible element the locator finds."""
+    return [element.evaluate(CONTRAST) for element in locator.all() if element.is_visible()]
+
+
+def change_theme(page, theme: str) -> None:
+    """Switches JupyterLab's theme ('JupyterLab Light', 'JupyterLab Dark') and waits for it."""
+    page.evaluate(f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{theme}'}})")
+    page.wait_for_function(f"document.body.dataset.jpThemeName === '{theme}'", timeout=30_000)
+    page.wait_for_timeout(500)  # the theme's stylesheet applies

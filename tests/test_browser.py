@@ -76,6 +76,8 @@ def test_live_view_and_checkpoint_browser(page, lab):
     assert chart.locator(".llm-tick").count() >= 4 and chart.locator(".llm-grid").count() >= 4
     assert chart.locator("polyline.llm-series[data-series=learning_rate]").count() == 1
     assert view.locator(".llm-chart-controls input[type=checkbox]").is_disabled()  # the kernel is busy training
+    assert "switch in the summary when the run ends" in view.locator(".llm-chart-why").inner_text()  # said, not hidden
+    assert "interrupt it (■" in view.locator(".llm-stop-why").inner_text() and view.locator(".llm-stop").is_disabled()
     screenshot(cell_output(page, 3), "live-view.png")
 
     # the run ends: the bar reached its total, then the view became the static summary
@@ -84,14 +86,14 @@ def test_live_view_and_checkpoint_browser(page, lab):
     assert page.evaluate("window.__maxProgress") == 100
     text = summary.inner_text()
     assert "completed" in text and "480 / 480" in text
-    series = summary.locator("svg.llm-curve polyline.llm-series")
+    series = summary.locator("svg.llm-curve polyline.llm-series:visible")
     assert sorted(series.evaluate_all("lines => lines.map(line => line.dataset.series)")) == [
         "eval_loss",
         "eval_mean_token_accuracy",
         "learning_rate",
         "loss",
         "mean_token_accuracy",
-    ]  # one line each: the loss, the learning rate, trl's token accuracies
+    ]  # one line each shown: the loss, the learning rate, trl's token accuracies (the log axis' wait for its switch)
     # hovering a point shows its step and value (CSS only: the summary runs no script)
     point = summary.locator(".llm-pt").last  # the topmost: no other point's target covers it
     tip = point.locator(".llm-tip")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
@@ -323,11 +324,17 @@ def test_the_live_views_controls_change_the_chart_and_the_summary_keeps_them(db)
     assert "loss · log scale · smoothed 0.9" in view.body.value
     view.smoothing.value = 0
     assert "llm-raw" not in view.body.value and "loss · log scale<" in view.body.value
-    assert "loss · log scale<" in summary_html(view.state, view.options)
-    assert "loss · smoothed 0.6" in summary_html(view.state)  # shown without a view: the defaults
+    # the summary keeps them, as switches that work without a kernel (tests/test_view_details.py)
+    assert switches(summary_html(view.state, view.options)) == {"smooth": "", "log": " checked"}
+    assert switches(summary_html(view.state)) == {"smooth": " checked", "log": ""}  # without a view: the defaults
     blocking = TrainingView(Run(db, "r2", RunState("r2", "m", "kernel"), Control()), stoppable=False)
     assert blocking.log_scale.disabled and blocking.smoothing.disabled  # the kernel trains: it reads no change
-    assert "busy training" in blocking.log_scale.tooltip and not view.log_scale.disabled
+    assert "the kernel is training" in blocking.chart_why.value and not view.log_scale.disabled
+
+
+def switches(page: str) -> dict[str, str]:
+    """The chart switches of a page: name -> ' checked', ' disabled' or ''."""
+    return dict(re.findall(r'<input type="checkbox" class="llm-switch-(\w+)"([^>]*)>', page))
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ any kernel through the store. Every run here is a real process on the embedded s
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -57,7 +58,12 @@ def test_a_detached_run_trains_in_its_own_process_and_the_kernel_follows_it(stor
     assert [c["step"] for c in run.checkpoints] == [4, 8, 12]
     assert run.state.step == 12 and [row["step"] for row in run.state.history if "loss" in row] == list(range(1, 13))
     assert run.metrics["step"].tolist()[-1] == 12
-    assert f"run {run.id}: completed" in Path(record["log"]).read_text()
+    # its log reads like a training log (#32): a line per logged step, each checkpoint, the end
+    log = Path(record["log"]).read_text()
+    assert [int(n) for n in re.findall(r"^\S+ \S+ step (\d+)/12  epoch .* loss ", log, re.M)] == list(range(1, 13))
+    assert len(re.findall(r"^\S+ \S+ step \d+/12 .* eval_loss ", log, re.M)) == 3
+    assert re.findall(r"checkpoint (\d+) saved: ", log) == ["4", "8", "12"]
+    assert re.search(rf" completed at step 12/12 after [\d.]+ s\nrun {run.id}: completed\n$", log)
     assert connect().load("model", "m").predict("what is 3?", max_new_tokens=3) is not None
 
 
@@ -147,9 +153,10 @@ def test_the_magics_start_attach_list_and_read_the_log(shell, tiny_path):
     _, shown = shell.run(f"%llm_logs {run.id} --tail 1")
     assert shown.stdout == f"run {run.id}: completed\n"
     assert shell.run(f"%llm_attach {run.id}")[0].status == "completed"
-    shell.run("%%llm_finetune k -o k\n" + body)  # in the kernel: its output went to the cell
-    with pytest.raises(UsageError, match="only detached runs keep one"):
-        shell.run(f"%llm_logs {shell.ns['k'].id}")
+    shell.run("%%llm_finetune k -o k\nlogging_steps: 3\n" + body)  # in the kernel: a log too
+    _, shown = shell.run(f"%llm_logs {shell.ns['k'].id}")
+    assert re.findall(r" step (\d+)/8  ", shown.stdout) == ["3", "6"]  # a line per logging step, no more
+    assert shown.stdout.splitlines()[-1].split(" ", 2)[2].startswith("completed at step 8/8 after ")
     with pytest.raises(UsageError, match="--async and --detach: choose one"):
         shell.run("%%llm_finetune m --detach --async\n" + body)
     shell.run('%config LLMMagics.backend = "process"')

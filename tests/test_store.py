@@ -63,6 +63,40 @@ def test_the_selected_checkpoint_is_the_default(store):
     assert store.checkpoint("m")["_id"] == "r1-2"
 
 
+def test_a_model_trained_twice_is_listed_run_by_run_with_latest_of_the_latest_run(store):
+    from llm_magics.widgets.checkpoints import checkpoint_row
+
+    twice = Store(store.mongo_db)
+    for run, hour in (("first", 10), ("second", 11)):
+        twice.runs.insert_one(
+            {"_id": run, "model": "t", "status": "completed", "started": dt.datetime(2026, 1, 1, hour)}
+        )
+    # the first run saves its last checkpoint after the second run's (both trained at once)
+    saved = [("first", 100, 1.3, 5), ("first", 200, 1.1, 10), ("first", 300, 0.9, 80)]
+    saved += [("second", 100, 1.2, 65), ("second", 200, 1.0, 70), ("second", 300, 1.0, 75)]
+    for run, step, loss, minute in saved:
+        created = dt.datetime(2026, 1, 1, 10) + dt.timedelta(minutes=minute)
+        twice.add_checkpoint({**checkpoint(run, step, loss), "_id": f"{run}-{step}", "model": "t", "created": created})
+    listed = twice.list_checkpoints("t")
+    rows = [(c["run"], c["step"], c["run_number"], c["latest"], c["best"]) for c in listed]
+    assert rows == [
+        ("first", 100, 1, False, False),
+        ("first", 200, 1, False, False),
+        ("first", 300, 1, False, True),  # best over every run, in the first
+        ("second", 100, 2, False, False),
+        ("second", 200, 2, False, False),
+        ("second", 300, 2, True, False),  # latest: the latest run's newest, not the newest written
+    ]
+    assert [checkpoint_row(c)[0] for c in listed] == ["1 · first"] * 3 + ["2 · second"] * 3
+    assert [twice.checkpoint("t", ref)["_id"] for ref in (None, "latest", 300, "best", "first:300")] == [
+        "second-300",
+        "second-300",
+        "second-300",
+        "first-300",
+        "first-300",
+    ]
+
+
 def test_unknown_references_list_what_exists(store):
     with pytest.raises(ModelError, match=r"no checkpoint '9'; it has steps 2, 4 \(or RUN:STEP, latest, best\)"):
         store.checkpoint("m", 9)

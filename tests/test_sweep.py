@@ -160,6 +160,48 @@ def test_a_sweep_whose_process_died_is_reaped_like_its_trials(db):
         handle.stop()  # and nobody is asked who is not there
 
 
+def test_an_ended_sweep_shows_its_heading_its_trials_times_and_which_trial_each_run_is(db):
+    """#32: the summary keeps the sweep's name, id and status; each trial has its own time; the
+    run list says which trial a run is and what it swept."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from llm_magics.store.records import now
+    from llm_magics.training.sweeps import attached_sweep
+    from llm_magics.widgets.sweep import SweepView
+
+    db.store.save_model("swept")
+    begun = now() - dt.timedelta(minutes=5)
+    values = [{"learning_rate": 1e-3, "lora_r": 8}, {"learning_rate": 1e-9, "lora_r": 8}]
+    for number, (run_id, status, minutes, duration) in enumerate(
+        (("tr000001", "completed", 0, 39.1), ("tr000002", "pruned", 1, 7.5)), 1
+    ):
+        db.store.add_run({"_id": run_id, "model": "swept", "status": status, "backend": "ray", "sweep": "sw000001",
+                          "trial": values[number - 1], "trial_number": number, "step": 8, "total_steps": 24,
+                          "started": begun + dt.timedelta(minutes=minutes), "duration": duration})  # fmt: skip
+    db.store.sweeps.insert_one({"_id": "sw000001", "model": "swept", "status": "completed", "metric": "eval_loss",
+                                "mode": "min", "scheduler": "asha", "trials": ["tr000001", "tr000002"],
+                                "values": values, "started": begun})  # fmt: skip
+    table = commands.runs_table(db, "swept")
+    assert [row[1] for row in table.rows] == [
+        "tr000001 · trial 1 · learning_rate=0.001, lora_r=8",
+        "tr000002 · trial 2 · learning_rate=1e-09, lora_r=8",
+    ]
+    assert [row[-1] for row in table.rows] == ["39.1 s", "7.5 s"]
+    view = SweepView(attached_sweep(db, "sw000001"))
+    assert "00:39" in view.body.value and "00:07" in view.body.value  # each trial's own time
+    updated = []
+    view._handle = SimpleNamespace(update=updated.append)  # as show() displays it
+    view.finish()
+    deadline = time.monotonic() + 10
+    while not updated:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    summary = updated[0]._repr_mimebundle_()["text/html"]
+    assert "llm-sweep-summary" in summary and "<b>swept</b> · sweep <code>sw000001</code>" in summary
+    assert '<span class="llm-sweep-status">completed</span>' in summary
+
+
 def test_a_dry_run_lists_the_trials_and_the_memory_of_the_largest(db, tiny_path):
     db["d"].insert_many(qa_docs(20))
     mapping = {**BODY, "model": tiny_path, "sweep": {"lora_r": [4, 64], "learning_rate": [1e-4, 2e-4]}}
@@ -202,6 +244,17 @@ def test_a_grid_on_ray_tune_prunes_the_trials_that_fall_behind_and_best_is_the_b
     pruned = runs[record["trials"][2]]
     assert re.match(r"stopped by ASHA at step \d+ \(eval_loss [\d.]+\)", pruned["reason"])
     assert pruned["trial"]["learning_rate"] == 1e-9 and pruned["step"] < 24
+    # each trial's own time (#32): it starts when Tune starts it and ends when Tune ends it
+    started = [runs[run_id]["started"] for run_id in record["trials"]]
+    assert min(started[2:]) > max(started[:2])  # two at a time: the last two waited for a slot
+    assert len({runs[run_id]["duration"] for run_id in record["trials"]}) == 4
+    from llm_magics.config.sweep import described
+
+    ids = [row[1] for row in commands.runs_table(db, "swept").rows]
+    assert f"{pruned['_id']} · trial 3 · {described(pruned['trial'])}" in ids
+    lines = commands.log_lines(db, pruned["_id"], 200)  # the trial's training log
+    assert any(" step 4/24  " in line and " eval_loss " in line for line in lines)
+    assert lines[-1].split(" ", 2)[2].startswith(f"pruned at step {pruned['step']}/24 after ")
     best = db.store.checkpoint("swept", "best")
     assert best["_id"] == record["best"] and runs[best["run"]]["trial"]["learning_rate"] == 5e-3
     assert isinstance(commands.predict(db, "swept@best", ["what is 3?"], max_new_tokens=2), str)

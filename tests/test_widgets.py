@@ -78,14 +78,14 @@ def test_a_live_run_shows_its_view_with_the_configured_interval_and_a_finished_o
     shell = Shell({"update_interval": 3.0})
     shell.ns["run"] = run = fake_run(db, total_steps=4)
     _, captured = shell.run("run")
-    (shown,) = captured.outputs
+    (shown, _note) = captured.outputs  # the note: what stays if the kernel goes first (test_kernel_gone)
     assert "application/vnd.jupyter.widget-view+json" in shown.data
     (view,) = [listener.__self__ for listener in run.state.listeners]
     assert view.update_interval == 3.0
     run.state.status = "completed"
     with capture_output() as ended:
         run.state.changed()  # the run ends: the shown view is replaced by the static summary
-    (replaced,) = ended.outputs
+    (replaced, _note_gone) = ended.outputs
     assert replaced.update and replaced.transient["display_id"] == shown.transient["display_id"]
     assert "llm-summary" in replaced.data["text/html"]
     _, captured = shell.run("run")
@@ -161,7 +161,7 @@ def test_selecting_a_row_shows_its_probe_answers_escaped(trained):
             assert 'class="llm-probes"' in page and HOSTILE not in page and "&lt;img src=x" in page
             for probe in record["probes"]:
                 assert f"<code>{html.escape(probe['answer'])}</code>" in page
-            assert page.count(f"<td>{step}</td>") == 2  # one row per probe prompt, of this checkpoint
+            assert page.count(f">{step}</td>") == 2  # one row per probe prompt, of this checkpoint
     finally:
         browser.close()
 

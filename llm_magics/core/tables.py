@@ -1,5 +1,9 @@
 """Tables as HTML (every cell escaped: it may come from data, prompts or model output) and as
-aligned text."""
+aligned text.
+
+The cell styles are inline, so a table reads the same in a widget and in a cell's HTML output
+(whose stylesheet right-aligns cells and a widget's would not pad them), and colours come from the
+theme (``core/theme``)."""
 
 from __future__ import annotations
 
@@ -7,8 +11,13 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-TABLE_STYLE = "border-collapse:collapse;font-size:12px"
-CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top"
+from llm_magics.core.theme import BORDER
+
+TABLE_STYLE = "border-collapse:collapse;font-size:12px;line-height:1.4"
+CELL_STYLE = f"padding:2px 8px;border-bottom:1px solid {BORDER};text-align:left;vertical-align:top"
+# a cell of free text (a prompt, an answer): its lines kept, wrapped at the column's edge, never cut
+# (anywhere: a long word too); 10ch at least, or a long answer beside it squeezes a prompt to a letter a line
+TEXT_CELL_STYLE = f"{CELL_STYLE};white-space:pre-wrap;overflow-wrap:anywhere;min-width:10ch"
 
 
 def _cell(value: Any) -> str:

@@ -1,7 +1,7 @@
 """The data report as HTML: the findings, the fields, the token-length histogram with the share cut
 at max_length, and the first documents with their trained tokens marked (the label mask).
 
-Everything shown from the documents is escaped.
+Everything shown from the documents is escaped; colours are the theme's (``core/theme``).
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import html
 from typing import TYPE_CHECKING
 
 from llm_magics.core.tables import html_table
+from llm_magics.core.theme import MUTED, TEXT, ink, tint
 
 if TYPE_CHECKING:
     from llm_magics.data.report import DataReport
 
 _BINS = 24
-_TRAINED = "background:#d8f0d8;color:#14532d"
-_MASKED = "color:#888"
+_TRAINED = f"background:{tint('success', 30)};color:{TEXT}"
+_MASKED = f"color:{MUTED}"
 
 
 def report_html(report: DataReport) -> str:
@@ -58,21 +59,22 @@ def histogram_svg(lengths: list[int], max_length: int | None, width: int = 420, 
         h = (bottom - 6) * c / most if most else 0
         over = max_length is not None and i * size >= max_length
         bars.append(
-            f'<rect class="llm-bin" x="{left + i * bar:.1f}" y="{bottom - h:.1f}" width="{max(bar - 1, 1):.1f}" '
-            f'height="{h:.1f}" fill="{"#c62828" if over else "#4c78a8"}"><title>{i * size}-{(i + 1) * size - 1} '
-            f"tokens: {c}</title></rect>"
+            f'<rect class="llm-bin{" llm-over" if over else ""}" x="{left + i * bar:.1f}" y="{bottom - h:.1f}" '
+            f'width="{max(bar - 1, 1):.1f}" height="{h:.1f}" style="fill:{ink("error") if over else ink("brand")}">'
+            f"<title>{i * size}-{(i + 1) * size - 1} tokens: {c}</title></rect>"
         )
     cut = ""
     if max_length is not None:
         x = left + max_length / size * bar
         cut = (
-            f'<line class="llm-max-length" x1="{x:.1f}" x2="{x:.1f}" y1="4" y2="{bottom}" stroke="#c62828" '
-            f'stroke-dasharray="3,2"/><text x="{x + 3:.1f}" y="12" fill="#c62828">max_length {max_length}</text>'
+            f'<line class="llm-max-length" x1="{x:.1f}" x2="{x:.1f}" y1="4" y2="{bottom}" '
+            f'style="stroke:{ink("error")}" stroke-dasharray="3,2"/>'
+            f'<text x="{x + 3:.1f}" y="12" style="fill:{ink("error")}">max_length {max_length}</text>'
         )
     axis = (
-        f'<text x="{left}" y="{height - 4}" fill="#555">0</text>'
-        f'<text x="{width - 4}" y="{height - 4}" text-anchor="end" fill="#555">{top} tokens</text>'
-        f'<text x="2" y="12" fill="#555">{most}</text>'
+        f'<text x="{left}" y="{height - 4}" style="fill:{MUTED}">0</text>'
+        f'<text x="{width - 4}" y="{height - 4}" text-anchor="end" style="fill:{MUTED}">{top} tokens</text>'
+        f'<text x="2" y="12" style="fill:{MUTED}">{most}</text>'
     )
     return (
         f'<svg class="llm-length-histogram" width="{width}" height="{height}" style="font-size:10px">'

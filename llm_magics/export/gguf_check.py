@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from llm_magics.core.errors import ConfigError
 from llm_magics.core.tables import html_table, text_table
+from llm_magics.core.theme import ink
 from llm_magics.export.modelfile import go_template, modelfile, prompt_parts, render, stops
 from llm_magics.models.generate import format_prompt, prompt_ids
 
@@ -120,10 +121,12 @@ class GGUFExport:
 
     def _repr_html_(self) -> str:
         warnings = "".join(
-            f'<div class="llm-gguf-warning" style="color:#c62828">⚠ {html.escape(warning)}</div>'
+            f'<div class="llm-gguf-warning" style="color:{ink("error")}">⚠ {html.escape(warning)}</div>'
             for warning in self.check.warnings
         )
-        verdict = "" if warnings else '<div style="color:#2e7d32">the GGUF answers as the trained model does</div>'
+        verdict = (
+            "" if warnings else f'<div style="color:{ink("success")}">the GGUF answers as the trained model does</div>'
+        )
         notes = "".join(f'<div class="llm-gguf-note">{html.escape(note)}</div>' for note in self.check.notes)
         table = html_table(_COLUMNS, self._table_rows(), "llm-gguf-check")
         return f"<div><b>{html.escape(self._heading())}</b></div>{verdict}{warnings}{table}{notes}"

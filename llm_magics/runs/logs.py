@@ -1,7 +1,8 @@
-"""A detached run's log: the output of its training process, in a file beside its checkpoints.
+"""A run's log: a line per logged step, checkpoint, evaluation and warning, and for a detached
+run the output of its training process, in a file beside its checkpoints.
 
-The file is the process's own; it is read here only, its end first, with secrets masked, so
-that a log of any length shows its last lines at the same cost. Which file is a run's log is not
+Lines are appended, never through a link; the file is read here only, its end first, with secrets
+masked, so that a log of any length shows its last lines at the same cost. Which file is a run's log is not
 a record's to say: it is the log in the run's own directory (``store.run_dirs``), a regular file
 of this user's, read without following a link or waiting on a FIFO, and at most 1 MiB of its end.
 """
@@ -29,9 +30,20 @@ def create(directory: Path) -> Path:
     return path
 
 
+def append(path: str | Path, text: str) -> None:
+    """Adds ``text`` (whole lines) to the log at ``path``, made owner-only if it is not there yet;
+    one write, so that lines of the process's own output and these never interleave mid-line.
+    A link in the log's place is not followed."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(descriptor, text.encode(errors="replace"))
+    finally:
+        os.close(descriptor)
+
+
 def of_run(run: dict[str, Any]) -> Path | None:
     """The run's log on this machine: ``train.log`` in its own directory, when the record names
-    that file and it is there; else None."""
+    that file and it is there; else None. A sweep's record names its own log the same way."""
     directory = own_dir(run)
     if directory is None or not isinstance(run.get("log"), str):
         return None

@@ -97,6 +97,7 @@ class RunState:
     log: Path | None = None  # a detached run's log file, in its own directory on this machine
     reason: str | None = None  # why it ended before max_steps, e.g. early stopping
     stalled_for: float | None = None  # seconds since a running run's step last moved, when far too long
+    stopping: str | None = None  # asked to stop, not stopped yet: what the views say meanwhile
     # (time, step, tokens seen) of the newest logged steps: the pace and the token rate over a window
     recent: deque[tuple[float, int, float | None]] = field(default_factory=lambda: deque(maxlen=RECENT), repr=False)
     listeners: list[Callable[[RunState], None]] = field(default_factory=list, repr=False)

@@ -2,7 +2,8 @@
 
 The store takes any database object with the pymongo API (pymongo, mongomock, the embedded
 store) and never touches the user's collections. Flags that can be derived (latest, best,
-selected) are computed when read, so they cannot go stale.
+selected, a checkpoint's run number) are computed when read, so they cannot go stale. The latest
+checkpoint is the newest of the latest run; the best, the best over all of a model's runs.
 """
 
 from __future__ import annotations
@@ -352,16 +353,26 @@ class Store:
         return uploads.local_copy(self.mongo_db, cache, record, self.run_dir(record.get("run")), for_resume=for_resume)
 
     def list_checkpoints(self, model: str) -> list[dict[str, Any]]:
-        """The model's checkpoints by creation, each with latest / best / selected flags."""
-        records = sorted(self.checkpoints.find({"model": model}), key=_created)
+        """The model's checkpoints run by run (in the order the runs started), each run's by
+        creation; each with its ``run_number`` (1 for the model's first run) and the latest (the
+        latest run's newest), best (over every run) and selected flags."""
+        runs = self._run_order(model)
+        records = sorted(self.checkpoints.find({"model": model}), key=lambda c: _newest(c, runs))
         found = self.models.find_one({"_id": model}) or {}
         by = found.get("best_by")
         best = best_of(records, by if isinstance(by, dict) else None)
         for record in records:
+            record["run_number"] = _run_of(record, runs)[1]
             record["latest"] = record is records[-1]
             record["best"] = record is best
             record["selected"] = record["_id"] == found.get("selected")
         return records
+
+    def _run_order(self, model: str) -> _Runs:
+        """Each run of the model: when it started, and its number in that order (from 1)."""
+        found = [run for run in self.runs.find({"model": model}, {"started": 1}) if isinstance(run["_id"], str)]
+        runs = sorted(found, key=lambda run: _moment(run.get("started")))
+        return {run["_id"]: (_moment(run.get("started")), number) for number, run in enumerate(runs, 1)}
 
     def checkpoint(self, model: str, ref: CheckpointRef | str | int | None = None) -> dict[str, Any]:
         """Resolves a checkpoint reference (see ``refs``): the default (selected, else latest),
@@ -387,7 +398,9 @@ class Store:
             query["step"] = ref.step
             if ref.run is not None:
                 query["run"] = ref.run
-        newest = max(self.checkpoints.find(query), key=_created, default=None) if ref.kind != "unknown" else None
+        runs = self._run_order(model)  # the latest: of the latest run; a step: the latest run's at it
+        found = self.checkpoints.find(query) if ref.kind != "unknown" else []
+        newest = max(found, key=lambda c: _newest(c, runs), default=None)
         if newest is None:
             self._exists(model)
             steps = ", ".join(str(step) for step in sorted(self.checkpoints.distinct("step", {"model": model})))
@@ -441,8 +454,22 @@ def legacy_base(model: dict[str, Any]) -> dict[str, Any] | None:
     return {field: model.get(old) for field, old in _LEGACY_BASE.items()}
 
 
+_Runs = dict[Any, tuple[dt.datetime, int | None]]  # a model's runs: when each started, its number
+
+
 def _created(record: dict[str, Any]) -> tuple[dt.datetime, float]:
     return _moment(record.get("created")), _number(record.get("step"))
+
+
+def _run_of(record: dict[str, Any], runs: _Runs) -> tuple[dt.datetime, int | None]:
+    """When a checkpoint's run started and its number (a run not recorded: the earliest, no number)."""
+    run = record.get("run")
+    return runs.get(run, (dt.datetime.min, None)) if isinstance(run, str) else (dt.datetime.min, None)
+
+
+def _newest(record: dict[str, Any], runs: _Runs) -> tuple:
+    """A checkpoint's place, oldest first: its run's start, then its own creation."""
+    return (_run_of(record, runs)[0], *_created(record))
 
 
 # Records come from a database others may write to: orderings take what is not a date or a number

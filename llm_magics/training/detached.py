@@ -5,7 +5,8 @@ not reach it) and hands it the checked job through its stdin, the database URI i
 password is never on a command line, in an environment or in a file. The process opens the
 database itself and writes its run's records, metrics and checkpoints there, with a heartbeat;
 it reads stop requests from its run record. The store is the only channel: any kernel follows
-the run by reading it. Its output goes to a log file beside its checkpoints.
+the run by reading it. Its output goes to a log file beside its checkpoints, with a line per
+logged step, checkpoint, evaluation and warning (``training.run_log``).
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def _train(spec: dict[str, Any]) -> int:
     backend = "ray-job" if on_ray else "process"
     state, control = RunState(job.run_id, spec["model"], backend), Control()
     run = Run(db, job.run_id, state, control)
-    recorder = Recorder(db.store, state, **spec["recorder"])
+    recorder = Recorder(db.store, state, **spec["recorder"], log=sys.stdout)  # this process's output is the log
     _stop_on_signals(control.stop)
     error: BaseException | None = None
     with Heartbeat(db.store, job.run_id, run.stop, spec["heartbeat_every"]):
@@ -177,7 +178,7 @@ def _train(spec: dict[str, Any]) -> int:
 
             run_on_ray(job, recorder, run, None, spec["ray_configs"]).join()
         else:
-            error = execute(job, recorder, run)
+            error = execute(job, recorder, run, echo_warnings=False)  # they are in the log once
     if error is not None:
         traceback.print_exception(error)
     print(f"run {job.run_id}: {state.status}" + (f" ({state.error})" if state.error else ""), flush=True)

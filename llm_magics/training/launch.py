@@ -20,6 +20,7 @@ from llm_magics.config.refs import LATEST, CheckpointRef, parse_ref
 from llm_magics.core.errors import ConfigError, DataWarning, did_you_mean, one_of
 from llm_magics.core.secrets import masked
 from llm_magics.models.loader import BaseModel, check_model_path, check_target_modules, load_tokenizer, resolve_adapter
+from llm_magics.runs import logs
 from llm_magics.runs.run import Control, Run, RunState
 from llm_magics.store.records import now
 from llm_magics.store.run_dirs import claim
@@ -260,10 +261,11 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
         if on_start is not None:
             on_start(run)
         return run
-    write_records(plan)
+    log = logs.create(plan.output_dir)  # the run's training log, as a detached run keeps one
+    write_records(plan, log=str(log))
     state = RunState(plan.run_id, plan.name, plan.where.backend)
     run = Run(db, plan.run_id, state, Control())
-    recorder = Recorder(db.store, state, **recorder_options(plan))
+    recorder = Recorder(db.store, state, **recorder_options(plan), log=str(log))
     if on_start is not None:
         on_start(run)
     if plan.where.backend == "kernel":
@@ -277,7 +279,7 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
     else:
         from llm_magics.training.ray import run_on_ray
 
-        run_on_ray(job, recorder, run, plan.where.ray_address, config.ray_configs)
+        run_on_ray(job, recorder, run, plan.where.ray_address, config.ray_configs, log=log)
     return run
 
 
@@ -317,7 +319,6 @@ def _start_detached(plan: Plan, job: TrainJob) -> Run:
     """Starts the run's own process, records the run as that process's, and hands it the job.
     The kernel loads no weights: it follows the run through the store."""
 
-    from llm_magics.runs import logs
     from llm_magics.runs.follow import follow
     from llm_magics.training import detached
 

@@ -27,6 +27,7 @@ from llm_magics.core.secrets import redact_text
 from llm_magics.runs.run import Run
 from llm_magics.store.artifacts import file_digests, written_whole
 from llm_magics.training.local import describe
+from llm_magics.training.ray_log import ray_logged, stderr_logged
 from llm_magics.training.recorder import Recorder
 from llm_magics.training.train import TrainJob, train
 
@@ -85,7 +86,8 @@ def start_ray(address: str | None) -> None:
 
     A local Ray's processes are killed when the thread that started them ends (Linux's
     parent-death signal follows the thread), so ``ray.init`` runs in a thread that lives as long
-    as the kernel, not in the run's own thread.
+    as the kernel, not in the run's own thread. What Ray says while it starts goes to the log of
+    the run that starts it (``ray_log``).
     """
     import ray
 
@@ -97,7 +99,8 @@ def start_ray(address: str | None) -> None:
     def keep_ray() -> None:
         for attempt in (1, 2):
             try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+                with stderr_logged():  # its warnings belong in the run's log, not in a cell
+                    ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
                 break
             except Exception as error:
                 # Ray gives its processes 30 s to register; a busy machine can take longer: once more
@@ -116,13 +119,19 @@ def start_ray(address: str | None) -> None:
 
 
 def run_on_ray(
-    job: TrainJob, recorder: Recorder, run: Run, address: str | None, ray_configs: dict[str, Any] | None
+    job: TrainJob,
+    recorder: Recorder,
+    run: Run,
+    address: str | None,
+    ray_configs: dict[str, Any] | None,
+    log: Path | None = None,
 ) -> threading.Thread:
     """Starts the run on Ray (a cluster at ``address``, else a local one) in the background;
-    returns the driving thread. ``ray_configs`` go to Ray Train's ``TorchTrainer``."""
+    returns the driving thread. ``ray_configs`` go to Ray Train's ``TorchTrainer``; Ray's own log
+    goes to ``log`` while the run trains (None: where Ray writes it)."""
     thread = threading.Thread(
         target=_drive,
-        args=(job, recorder, run, address, ray_configs),
+        args=(job, recorder, run, address, ray_configs, log),
         daemon=True,
         name=f"llm_magics-ray-{job.run_id}",
     )
@@ -131,6 +140,18 @@ def run_on_ray(
 
 
 def _drive(
+    job: TrainJob,
+    recorder: Recorder,
+    run: Run,
+    address: str | None,
+    ray_configs: dict[str, Any] | None,
+    log: Path | None,
+) -> None:
+    with ray_logged(log):
+        _train_on_ray(job, recorder, run, address, ray_configs)
+
+
+def _train_on_ray(
     job: TrainJob, recorder: Recorder, run: Run, address: str | None, ray_configs: dict[str, Any] | None
 ) -> None:
     pump: _Pump | None = None

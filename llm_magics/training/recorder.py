@@ -18,12 +18,13 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from llm_magics.core.errors import RunError
 from llm_magics.core.secrets import redact_text
 from llm_magics.runs.run import RunState
 from llm_magics.store.records import Store, best_of, now, unsaved
+from llm_magics.training.run_log import RunLog, end_line, event_lines
 
 _log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ class Outbox:
 
 
 class Recorder:
-    """Receives a run's events (from the kernel's trainer or from Ray workers)."""
+    """Receives a run's events (from the kernel's trainer or from Ray workers). ``log``: the run's
+    log file, or a stream that is its log, where each event becomes a line (``training.run_log``)."""
 
     def __init__(
         self,
@@ -102,7 +104,9 @@ class Recorder:
         grace: float = 30.0,
         output_dir: str | None = None,
         upload: str | None = None,
+        log: str | TextIO | None = None,
     ):
+        self.log = RunLog(log) if log is not None else None
         self.upload = upload  # None, or what of each checkpoint goes to GridFS: 'weights' / 'all'
         self.store, self.state, self.log_metrics = store, state, log_metrics
         self.outbox, self.grace, self.output_dir = Outbox(store), grace, output_dir
@@ -115,9 +119,24 @@ class Recorder:
 
     def __call__(self, event: dict[str, Any]) -> None:
         getattr(self, "_on_" + event["kind"])(event)
+        self._write(event_lines(event, self.state.total_steps))
         if self.outbox.refused:
             raise RunError(f"recording the run failed, so it was stopped: {self.outbox.refused[0]}")
         self.state.changed()
+
+    def started(self) -> None:
+        """The run starts now: a sweep's trial when Tune starts it, not when the sweep was recorded."""
+        self.state.started = time.time()
+        self.outbox.write("update_run", self.state.run_id, started=now())
+
+    def _write(self, lines: list[str]) -> None:
+        """Lines into the run's log; a log that cannot be written never stops the run."""
+        if self.log is None:
+            return
+        try:
+            self.log.write(lines)
+        except OSError:
+            _log.warning("the log of run %s could not be written", self.state.run_id, exc_info=True)
 
     def _on_begin(self, event: dict[str, Any]) -> None:
         self.state.status = "running"
@@ -188,6 +207,9 @@ class Recorder:
             for row in event["rows"]
         ]
 
+    def _on_warning(self, event: dict[str, Any]) -> None:
+        """Only the log keeps it."""
+
     def _on_probe(self, event: dict[str, Any]) -> None:
         self.state.add_probes(event["step"], event["probes"])
 
@@ -242,6 +264,7 @@ class Recorder:
         lost = self._keep_unsaved() if not drained or self.outbox.pending else None
         notes = [text for text in (error, *self.outbox.refused[refused:], lost) if text]
         state.error = "; ".join(dict.fromkeys(notes)) or None
+        self._write([end_line(state)])
         try:
             state.changed()
         except Exception:  # a broken view must not leave the runner without an end

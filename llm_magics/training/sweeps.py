@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 from llm_magics.config.sweep import Sweep, described, each_value, parse_sweep, trials
 from llm_magics.core.errors import ConfigError, RunError, did_you_mean
 from llm_magics.core.processes import process_owner
+from llm_magics.runs import logs
 from llm_magics.runs.run import Control, Run, RunState
 from llm_magics.store.records import best_of, now
+from llm_magics.store.run_dirs import claim
 from llm_magics.training.launch import Placement, Plan, job_of, plan_run, recorder_options, write_records
 from llm_magics.training.recorder import Recorder
 
@@ -204,18 +206,28 @@ def start_sweep(splan: SweepPlan, *, on_start: Any = None, detach: bool = False)
     kernel, or (``detach``) from a process of its own that outlives it."""
     sweep_id = uuid.uuid4().hex[:8]
     jobs = [job_of(plan) for plan in splan.plans]
-    options = [recorder_options(plan) for plan in splan.plans]
+    # each trial keeps its training log, as any run does
+    options = [{**recorder_options(plan), "log": str(plan.output_dir / logs.LOG)} for plan in splan.plans]
     address = splan.plans[0].where.ray_address
     if detach:
         return _start_detached(splan, sweep_id, jobs, options, address, on_start)
-    _record(splan, sweep_id)
+    _record(splan, sweep_id, _sweep_log(splan, sweep_id))
     return run_here(splan.db, sweep_id, splan.name, splan.sweep, jobs, options, address, on_start)
 
 
-def _record(splan: SweepPlan, sweep_id: str, owner: dict[str, Any] | None = None, **extra: Any) -> None:
-    """The trials' runs, then the sweep's record."""
-    for plan, values in zip(splan.plans, splan.values, strict=True):
-        write_records(plan, owner, sweep=sweep_id, trial=values, **extra)
+def _sweep_log(splan: SweepPlan, sweep_id: str) -> Path:
+    """The sweep's log (Ray's own messages; a detached sweep's output) in the sweep's directory,
+    beside its trials' (Tune's files go there too), marked as the sweep's: ``%llm_logs SWEEP``
+    finds it as a run's log is found."""
+    directory = claim(splan.plans[0].output_dir.parent / f"sweep-{sweep_id}", sweep_id)
+    return logs.create(directory)
+
+
+def _record(splan: SweepPlan, sweep_id: str, log: Path, owner: dict[str, Any] | None = None, **extra: Any) -> None:
+    """The trials' runs, each with its log, then the sweep's record."""
+    for number, (plan, values) in enumerate(zip(splan.plans, splan.values, strict=True), 1):
+        trial_log = logs.create(plan.output_dir)
+        write_records(plan, owner, sweep=sweep_id, trial=values, trial_number=number, log=str(trial_log), **extra)
     splan.db.store.sweeps.insert_one(
         {
             "_id": sweep_id,
@@ -225,6 +237,8 @@ def _record(splan: SweepPlan, sweep_id: str, owner: dict[str, Any] | None = None
             "values": splan.values,
             "status": "running",
             "started": now(),
+            "output_dir": str(log.parent),
+            "log": str(log),
             "detached": owner is not None,
             # whose process runs it, to reap it as runs are reaped when that process is gone
             "owner": owner or process_owner(),
@@ -270,8 +284,8 @@ def run_here(
     _running[sweep_id] = handle
     if on_start is not None:
         on_start(handle)
-    storage = Path(jobs[0].output_dir).parent / f"sweep-{sweep_id}"
-    run_on_tune(jobs, recorders, runs, sweep, control, storage, address, ended)
+    storage = Path(jobs[0].output_dir).parent / f"sweep-{sweep_id}"  # _sweep_log's
+    run_on_tune(jobs, recorders, runs, sweep, control, storage, address, ended, storage / logs.LOG)
     return handle
 
 
@@ -287,14 +301,13 @@ def _start_detached(
     import dataclasses
     import os
 
-    from llm_magics.runs import logs
     from llm_magics.training import detached
 
     detached.check_database(splan.db)
-    log = logs.create(Path(jobs[0].output_dir).parent / f"sweep-{sweep_id}")
+    log = _sweep_log(splan, sweep_id)
     child = detached.spawn(log, "llm_magics.training.sweeps")
     try:
-        _record(splan, sweep_id, detached.owner(child), log=str(log), heartbeat_every=detached.HEARTBEAT)
+        _record(splan, sweep_id, log, detached.owner(child), heartbeat_every=detached.HEARTBEAT)
         spec = {
             "uri": splan.db._connect_uri,
             "cwd": os.getcwd(),

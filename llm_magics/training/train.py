@@ -12,6 +12,7 @@ from llm_magics.core.errors import RunError
 from llm_magics.models.generate import generate
 from llm_magics.models.loader import BaseModel, load_base_model, load_tokenizer
 from llm_magics.training.methods import method_trainer, samples_of
+from llm_magics.training.run_log import warnings_as_events
 
 if TYPE_CHECKING:
     from llm_magics.config.configuration import LLMTrainingConfiguration
@@ -53,15 +54,25 @@ def trainer_arguments(config: LLMTrainingConfiguration, output_dir: str) -> Any:
     )
 
 
-def train(job: TrainJob, sink: Sink, stop: StopSignal | None = None, *, device_map: Any = None) -> dict[str, Any]:
+def train(
+    job: TrainJob, sink: Sink, stop: StopSignal | None = None, *, device_map: Any = None, echo_warnings: bool = True
+) -> dict[str, Any]:
     """Trains ``job`` and reports through ``sink``; returns the trainer's summary metrics.
 
     Args:
         job: the model, configuration and tokenized data.
-        sink: receives the callback's events (see ``training.callbacks``).
+        sink: receives the callback's events (see ``training.callbacks``), and a ``warning`` event
+            for each warning raised or logged while it trains (for the run's log).
         stop: when set, a checkpoint is saved and training ends.
         device_map: where the model goes (a Ray worker passes its own GPU).
+        echo_warnings: the warnings also show where they would without the log (off in a process
+            whose output is the log).
     """
+    with warnings_as_events(sink, echo=echo_warnings):
+        return _train(job, sink, stop, device_map)
+
+
+def _train(job: TrainJob, sink: Sink, stop: StopSignal | None, device_map: Any) -> dict[str, Any]:
     from transformers import set_seed
 
     from llm_magics.training.callbacks import ProgressCallback

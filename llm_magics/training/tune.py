@@ -4,8 +4,9 @@ The kernel never blocks: Tune runs in a background thread. Each trial trains in 
 sends its events through a channel of its own, which the kernel drains into that trial's recorder
 (as for ``--ray``: the trials never need the database). A trial reports its evaluation metric to
 Tune at each evaluation; with ASHA, Tune stops the trials that fall behind, and the kernel records
-them ``pruned`` with the step and the metric they stopped at. Stopping the sweep asks every trial
-to save a checkpoint and end; trials not started yet do not start.
+them ``pruned`` with the step and the metric they stopped at, as soon as Tune stops them: each
+trial's run starts and ends with its trial. Stopping the sweep asks every trial to save a
+checkpoint and end; trials not started yet do not start.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from llm_magics.core.secrets import redact_text
 from llm_magics.runs.run import Control, Run
 from llm_magics.training.local import describe
 from llm_magics.training.ray import _channel_class, _Pump, _WorkerSink, _WorkerStop, start_ray, worker_error
+from llm_magics.training.ray_log import ray_logged
 from llm_magics.training.recorder import Recorder
 from llm_magics.training.train import TrainJob, train
 
@@ -47,8 +49,33 @@ def _drive(
     storage: Path,
     address: str | None,
     on_end: Callable[[], None] | None,
+    log: Path | None = None,
+) -> None:
+    """Runs the trials; Ray's own log goes to ``log`` (the sweep's) meanwhile."""
+    with ray_logged(log):
+        _tune(jobs, recorders, runs, sweep, control, storage, address, on_end)
+
+
+def _tune(
+    jobs: list[TrainJob],
+    recorders: list[Recorder],
+    runs: list[Run],
+    sweep: Sweep,
+    control: Control,
+    storage: Path,
+    address: str | None,
+    on_end: Callable[[], None] | None,
 ) -> None:
     pumps: list[_Pump] = []
+    ended: set[int] = set()  # the trials whose runs have ended
+
+    def end(index: int, error: BaseException | None) -> None:
+        if index not in ended and index < len(pumps):
+            ended.add(index)
+            pumps[index].close()
+            _finish(recorders[index], pumps[index], error, sweep, stopped=control.stop.is_set())
+            runs[index].finished()
+
     try:
         # Tune reports to the notebook's output by default: the sweep view shows the trials instead
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -93,13 +120,17 @@ def _drive(
                 reuse_actors=True,  # a trial's process has torch and the rest imported already
             ),
             run_config=tune.RunConfig(
-                name=storage.name, storage_path=str(storage.parent), verbose=0, progress_reporter=_silent()
+                name=storage.name,
+                storage_path=str(storage.parent),
+                verbose=0,
+                progress_reporter=_silent(),
+                callbacks=[_each_trial(recorders, end)],
             ),
         )
         results = {result.config["index"]: result for result in tuner.fit()}
-        for index, (pump, recorder) in enumerate(zip(pumps, recorders, strict=True)):
-            pump.close()
-            _finish(recorder, pump, results.get(index), sweep, stopped=control.stop.is_set())
+        for index in range(len(jobs)):
+            result = results.get(index)
+            end(index, result.error if result is not None else None)
     except BaseException as error:
         for pump, recorder in zip(pumps, recorders, strict=False):
             pump.close()
@@ -129,6 +160,30 @@ def _silent() -> Any:
     return Silent()
 
 
+def _each_trial(recorders: list[Recorder], end: Callable[[int, BaseException | None], None]) -> Any:
+    """A Tune callback: a trial's run starts when Tune starts the trial, and ends when Tune ends
+    it (a pruned one at once), so that each has its own time, not the sweep's."""
+    from ray.tune import Callback
+
+    class EachTrial(Callback):
+        def __init__(self, recorders: list[Recorder], end: Callable[[int, BaseException | None], None]) -> None:
+            self.recorders, self.end = recorders, end  # not a closure's: cloudpickle would take them along
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {}  # Tune keeps its configuration in a file, to restore from: the live runs stay here
+
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.recorders[trial.config["index"]].started()
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.end(trial.config["index"], None)
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.end(trial.config["index"], trial.get_error())
+
+    return EachTrial(recorders, end)
+
+
 def _scheduler(sweep: Sweep, jobs: list[TrainJob]) -> Any:
     """ASHA over evaluations (one report per evaluation), or none."""
     if sweep.scheduler == "none":
@@ -155,12 +210,12 @@ def _reports(job: TrainJob, metric: str) -> int:
     return max(1, int(config.max_steps // every))
 
 
-def _finish(recorder: Recorder, pump: _Pump, result: Any, sweep: Sweep, stopped: bool) -> None:
+def _finish(recorder: Recorder, pump: _Pump, error: BaseException | None, sweep: Sweep, stopped: bool) -> None:
     state = recorder.state
     if pump.error is not None:
         recorder.finish("failed", describe(pump.error))
-    elif result is not None and result.error is not None:
-        recorder.finish("failed", worker_error(result.error) or redact_text(describe(result.error)))
+    elif error is not None:
+        recorder.finish("failed", worker_error(error) or redact_text(describe(error)))
     elif pump.ended:
         recorder.finish("stopped" if pump.stopped else "completed")
     elif stopped and state.step == 0:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from llm_magics.api.database import load_llm
 from llm_magics.core.errors import ConfigError, LLMMagicsError
+from llm_magics.core.theme import ink
 from llm_magics.export.gguf_tokenizer import gguf_refusal
 from llm_magics.widgets.compare import runs_comparison_html
 from llm_magics.widgets.display import RUN_COLUMNS, Comparison, is_number, run_row, shown, shown_time, text_table
@@ -50,11 +51,18 @@ def marks(record: dict[str, Any]) -> list[str]:
     return [mark for flag, mark in _MARKS.items() if record.get(flag)]
 
 
+def run_cell(record: dict[str, Any]) -> str:
+    """A checkpoint's run as its row shows it: the run's number among the model's runs (1 for its
+    first) and its id, so that a model trained twice shows which run is the later one."""
+    number = record.get("run_number")
+    return f"{number} · {shown(record.get('run'))}" if is_number(number) else shown(record.get("run"))
+
+
 def checkpoint_row(record: dict[str, Any]) -> list[str]:
     """A checkpoint's row as text, under ``COLUMNS``."""
     metrics: dict[str, Any] = record["metrics"] if isinstance(record.get("metrics"), dict) else {}
     return [
-        shown(record.get("run")),
+        run_cell(record),
         shown(record.get("step")),
         shown(record.get("epoch") or 0, ".2f"),
         _number(metrics.get("loss")),
@@ -76,7 +84,7 @@ def checkpoint_table_row(record: dict[str, Any], scores: list[str] | None = None
     """A checkpoint as a row of the table widget: its text cells, the values its columns sort by
     and its badges (shown in the flags column); ``scores``: the generation metrics, a column each."""
     metrics: dict[str, Any] = record["metrics"] if isinstance(record.get("metrics"), dict) else {}
-    raw = [record.get("run"), record.get("step"), record.get("epoch") or 0, metrics.get("loss")]
+    raw = [record.get("run_number"), record.get("step"), record.get("epoch") or 0, metrics.get("loss")]
     raw += [metrics.get("eval_loss"), record.get("created"), record.get("size", 0)]
     cells = dict(zip(COLUMNS, checkpoint_row(record)[:-1], strict=False))
     sort = {column: _sorts_by(value) for column, value in zip(COLUMNS, raw, strict=False)}
@@ -275,7 +283,9 @@ class CheckpointBrowser:
                 if self._current_signature() != self._signature:
                     self.refresh()
             except Exception as error:  # a passing database error must not end the polling
-                self.message.value = f"<span style='color:#c62828'>refresh failed: {html.escape(str(error))}</span>"
+                self.message.value = (
+                    f"<span style='color:{ink('error')}'>refresh failed: {html.escape(str(error))}</span>"
+                )
 
     # --- actions ---
 
@@ -450,7 +460,7 @@ class CheckpointBrowser:
             try:
                 action()
             except Exception as error:  # shown in the browser rather than lost in a thread
-                self._say(f"<span style='color:#c62828'>{html.escape(str(error))}</span>")
+                self._say(f"<span style='color:{ink('error')}'>{html.escape(str(error))}</span>")
 
         threading.Thread(target=run, daemon=True).start()
 

@@ -12,6 +12,8 @@ from typing import Any
 import anywidget
 import traitlets
 
+from llm_magics.core.theme import FAINT, FRAME, PAGE, TEXT
+
 _ESM = """
 function render({ model, el }) {
   const label = document.createElement("label");
@@ -42,11 +44,13 @@ function render({ model, el }) {
 export default { render };
 """
 
-_CSS = """
-.llm-choice { display: flex; align-items: center; gap: 8px; margin: 2px 4px; }
-.llm-choice label { font-size: var(--jp-widgets-font-size, 13px); }
-.llm-choice select { height: var(--jp-widgets-inline-height, 28px); font-size: var(--jp-widgets-font-size, 13px); }
-.llm-choice option:disabled { color: #9e9e9e; }
+_CSS = f"""
+.llm-choice {{ display: flex; align-items: center; gap: 8px; margin: 2px 4px; }}
+.llm-choice label {{ font-size: var(--jp-widgets-font-size, 13px); }}
+.llm-choice select {{ height: var(--jp-widgets-inline-height, 28px); font-size: var(--jp-widgets-font-size, 13px);
+  color: var(--jp-widgets-color, {TEXT}); background: var(--jp-widgets-input-background-color, {PAGE});
+  border: 1px solid var(--jp-widgets-input-border-color, {FRAME}); }}
+.llm-choice option:disabled {{ color: {FAINT}; }}
 """
 
 

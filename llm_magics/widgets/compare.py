@@ -1,4 +1,7 @@
-"""Comparing runs of a model: their loss curves overlaid and the configuration keys that differ."""
+"""Comparing runs of a model: their loss curves overlaid and the configuration keys that differ.
+
+Each part is a block under a heading of its own (``_heading``), so that a heading never runs into
+the text or table after it."""
 
 from __future__ import annotations
 
@@ -40,13 +43,13 @@ def runs_comparison_html(store: Store, run_ids: list[str]) -> str:
             ["key", *[run["_id"] for run in runs]], [[key, *map(repr, values)] for key, values in diff], "llm-diff"
         )
         if diff
-        else "<i>the runs have the same configuration</i>"
+        else '<p class="llm-note" style="margin:2px 0"><i>the runs have the same configuration</i></p>'
     )
     names = ", ".join(html.escape(run["_id"]) for run in runs)
     return (
-        f'<div class="llm-run-comparison"><b>train loss of runs {names}</b>'
+        f'<div class="llm-run-comparison">{_heading(f"train loss of runs {names}")}'
         f"<div>{curves_svg({k: v for k, v in series.items() if v})}</div>"
-        f"{_scores_html(store, runs)}<b>configuration keys that differ</b>{table}</div>"
+        f"{_scores_html(store, runs)}{_heading('configuration keys that differ')}{table}</div>"
     )
 
 
@@ -77,4 +80,9 @@ def _scores_html(store: Store, runs: list[dict[str, Any]]) -> str:
         for name, pairs in rows
     ]
     table = html_table(["generation metric", *[run["_id"] for run in runs]], cells, "llm-score-deltas")
-    return f"<b>scores at each run's last checkpoint (difference from the first run)</b>{table}"
+    return _heading("scores at each run's last checkpoint (difference from the first run)") + table
+
+
+def _heading(text: str) -> str:
+    """A part's heading, a block of its own (``text`` is HTML, escaped by the caller)."""
+    return f'<div class="llm-heading" style="font-weight:bold;margin:6px 0 2px">{text}</div>'

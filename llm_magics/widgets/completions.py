@@ -11,10 +11,10 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
+from llm_magics.core.tables import TABLE_STYLE, TEXT_CELL_STYLE
 from llm_magics.widgets.display import NOTHING, shown
 
 SHOWN = 8  # completions shown of the newest step
-_CELL = "padding:2px 8px;border-bottom:1px solid #ddd;vertical-align:top;white-space:pre-wrap"
 
 
 def completions_html(completions: Iterable[dict[str, Any]], most: int = SHOWN) -> str:
@@ -25,18 +25,21 @@ def completions_html(completions: Iterable[dict[str, Any]], most: int = SHOWN) -
     step = rows[-1].get("step")
     newest = [row for row in rows if row.get("step") == step][:most]
     names = list(dict.fromkeys(name for row in newest for name in _rewards(row)))
-    head = "".join(f'<th style="{_CELL}">{html.escape(name)}</th>' for name in names)
+    head = "".join(f'<th style="{TEXT_CELL_STYLE}">{html.escape(name)}</th>' for name in names)
     body = "".join(
-        f'<tr><td style="{_CELL}"><code>{html.escape(_text(row.get("prompt")))}</code></td>'
-        f'<td style="{_CELL}"><code>{html.escape(_text(row.get("completion")))}</code></td>'
-        + "".join(f'<td style="{_CELL}">{html.escape(_value(_rewards(row).get(name)))}</td>' for name in names)
+        f'<tr><td style="{TEXT_CELL_STYLE}"><code>{html.escape(_text(row.get("prompt")))}</code></td>'
+        f'<td style="{TEXT_CELL_STYLE}"><code>{html.escape(_text(row.get("completion")))}</code></td>'
+        + "".join(
+            f'<td style="{TEXT_CELL_STYLE}">{html.escape(_value(_rewards(row).get(name)))}</td>' for name in names
+        )
         + "</tr>"
         for row in newest
     )
     return (
         f'<div class="llm-completions"><b>Sampled completions</b> at step {html.escape(shown(step))}'
-        '<table style="border-collapse:collapse;font-size:12px;text-align:left">'
-        f'<thead><tr><th style="{_CELL}">prompt</th><th style="{_CELL}">completion</th>{head}</tr></thead>'
+        f'<table style="{TABLE_STYLE}">'
+        f'<thead><tr><th style="{TEXT_CELL_STYLE}">prompt</th>'
+        f'<th style="{TEXT_CELL_STYLE}">completion</th>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table></div>"
     )
 

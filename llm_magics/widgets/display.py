@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from llm_magics.config import fast_paths
+from llm_magics.config.sweep import described
 from llm_magics.core.tables import CELL_STYLE, TABLE_STYLE, html_table, text_table
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ RUN_COLUMNS = ["name", "run", "status", "backend", "steps", "last loss", "ETA", 
 
 def run_row(run: dict[str, Any]) -> list[tuple[str, Any]]:
     """A run record's cells under ``RUN_COLUMNS``: (text, the value it sorts by). The status of an
-    active run whose step stopped moving says for how long."""
+    active run whose step stopped moving says for how long; a sweep's trial says which it is."""
     import datetime as dt
 
     from llm_magics.runs.follow import eta_of, stalled_for
@@ -70,7 +71,7 @@ def run_row(run: dict[str, Any]) -> list[tuple[str, Any]]:
     started = run.get("started")
     return [
         (shown(run.get("model")), run.get("model")),
-        (shown(run.get("_id")), run.get("_id")),
+        (shown(run.get("_id")) + _trial(run), run.get("_id")),
         (shown(run.get("status")) if stalled is None else f"stalled ({clock(stalled)} without a step)", None),
         (shown(run.get("backend")), None),
         (shown(step) + (f"/{shown(total)}" if total else ""), step if is_number(step) else None),
@@ -79,6 +80,15 @@ def run_row(run: dict[str, Any]) -> list[tuple[str, Any]]:
         (shown_time(started), started.isoformat() if isinstance(started, dt.datetime) else None),
         ("" if duration is None else f"{shown(duration, '.1f')} s", duration if is_number(duration) else None),
     ]
+
+
+def _trial(run: dict[str, Any]) -> str:
+    """`` · trial 3 · learning_rate=0.001, lora_r=8`` for a sweep's trial: its number and swept
+    values (the rest of its configuration is the other trials')."""
+    values, number = run.get("trial"), run.get("trial_number")
+    if not run.get("sweep") or not isinstance(values, dict):
+        return ""
+    return (f" · trial {number}" if is_number(number) else "") + (f" · {described(values)}" if values else "")
 
 
 class Table:
@@ -92,8 +102,12 @@ class Table:
         return f"{self.title}\n{body}" if self.title else body
 
     def _repr_html_(self) -> str:
-        title = f"<b>{html.escape(self.title)}</b>" if self.title else ""
-        body = html_table(self.columns, self.rows, self.css_class) if self.rows else "<i>(none)</i>"
+        title = f'<div class="llm-heading"><b>{html.escape(self.title)}</b></div>' if self.title else ""
+        body = (
+            html_table(self.columns, self.rows, self.css_class)
+            if self.rows
+            else '<p class="llm-note"><i>(none)</i></p>'
+        )
         return title + body
 
     def __len__(self) -> int:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from llm_magics.core.tables import TABLE_STYLE, TEXT_CELL_STYLE
+from llm_magics.core.theme import MUTED, tint
 from llm_magics.widgets.display import is_number, shown
 
-_CELL = "padding:2px 8px;border-bottom:1px solid #ddd;vertical-align:top;white-space:pre-wrap"
-_DIFFERS = "background:#fff3cd"
+_DIFFERS = f"background:{tint('warn')}"
 
 
 def score_names(records: list[dict[str, Any]]) -> list[str]:
@@ -58,13 +59,13 @@ def examples_html(columns: dict[str, list[dict[str, Any]]], metric: str | None =
     metric = metric or next((k for r in first for k in r.get("scores") or {}), None)
     others = {label: {r.get("index"): r for r in columns[label]} for label in labels[1:]}
     rows = sorted(first, key=lambda r: _score((r.get("scores") or {}).get(metric)))
-    head = "".join(f'<th style="{_CELL}">{html.escape(h)}</th>' for h in ("prompt", "reference"))
-    head += "".join(f'<th style="{_CELL}">{html.escape(label)}</th>' for label in labels)
+    head = "".join(f'<th style="{TEXT_CELL_STYLE}">{html.escape(h)}</th>' for h in ("prompt", "reference"))
+    head += "".join(f'<th style="{TEXT_CELL_STYLE}">{html.escape(label)}</th>' for label in labels)
     body = "".join(_row(r, [others[label].get(r.get("index")) for label in labels[1:]], metric) for r in rows)
     title = f"worst first by {html.escape(metric)}" if metric else ""
     return (
-        f'<div class="llm-examples"><div style="font-size:12px;color:#555">{title}</div>'
-        '<table style="border-collapse:collapse;font-size:12px;text-align:left">'
+        f'<div class="llm-examples"><div style="font-size:12px;color:{MUTED}">{title}</div>'
+        f'<table style="{TABLE_STYLE}">'
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
@@ -82,10 +83,10 @@ def _row(first: dict[str, Any], others: list[dict[str, Any] | None], metric: str
     )
     answers = [first, *others]
     differs = len({shown(a.get("prediction")) for a in answers if a is not None}) > 1
-    cells = [f'<td style="{_CELL}"><code>{html.escape(shown_prompt)}</code></td>']
-    cells.append(f'<td style="{_CELL}"><code>{html.escape(shown(first.get("reference")))}</code></td>')
+    cells = [f'<td style="{TEXT_CELL_STYLE}"><code>{html.escape(shown_prompt)}</code></td>']
+    cells.append(f'<td style="{TEXT_CELL_STYLE}"><code>{html.escape(shown(first.get("reference")))}</code></td>')
     for answer in answers:
-        style = _CELL + (";" + _DIFFERS if differs else "")
+        style = TEXT_CELL_STYLE + (";" + _DIFFERS if differs else "")
         if answer is None:
             cells.append(f'<td style="{style}">—</td>')
             continue
@@ -94,6 +95,6 @@ def _row(first: dict[str, Any], others: list[dict[str, Any] | None], metric: str
         css = ' class="llm-differs"' if differs else ""
         cells.append(
             f'<td style="{style}"{css}><code>{html.escape(shown(answer.get("prediction")))}</code>'
-            f'<div style="color:#666;font-size:11px">{marks}</div></td>'
+            f'<div style="color:{MUTED};font-size:11px">{marks}</div></td>'
         )
     return f"<tr>{''.join(cells)}</tr>"

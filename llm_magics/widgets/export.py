@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from llm_magics.core.errors import ConfigError, LLMMagicsError
+from llm_magics.core.theme import MUTED, ink
 from llm_magics.export.gguf import CONVERTED, QUANTIZED, stages
 from llm_magics.widgets.choice import Choice
 
 MERGED = "merged"  # the format that is not a GGUF: the merged model, as transformers saves it
 _MERGING = ["merging the adapter into its base"]
 DEFAULT = "q8_0"  # what ``--gguf`` writes by default
-_RED = "<span style='color:#c62828'>{}</span>"
+_RED = f"<span style='color:{ink('error')}'>{{}}</span>"
 _LONGEST = 400  # characters of a message: an error quoted whole could fill the page
 
 
@@ -86,7 +87,7 @@ class ExportPanel:
             else:
                 self.format.options = formats()
                 self.format.value = DEFAULT
-        self.why.value = f"<span style='color:#616161'>{html.escape(refusal)}</span>" if refusal else ""
+        self.why.value = f"<span style='color:{MUTED}'>{html.escape(refusal)}</span>" if refusal else ""
 
     def clear(self) -> None:
         """Forgets the last export's message, bar and result (another checkpoint is chosen); not

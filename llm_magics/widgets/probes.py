@@ -1,7 +1,8 @@
 """Probe answers as HTML: one checkpoint's answers (the checkpoint browser), and the grid of probe
 prompts by steps that shows a run's answers change over training (the live view and the summary).
 
-Prompts and answers come from data and model output: everything is escaped.
+Prompts and answers come from data and model output: everything is escaped. Their cells are text
+cells (``core/tables``): left-aligned, padded, wrapped at the column's edge rather than cut.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from llm_magics.core.tables import TABLE_STYLE, TEXT_CELL_STYLE
 from llm_magics.widgets.display import NOTHING, shown
 
 GRID_STEPS = 8  # the grid's step columns at most: the first step, then the newest ones
 ELIDED = object()  # the column of the steps left out
-_CELL = "padding:2px 8px;border-bottom:1px solid #ddd;vertical-align:top;white-space:pre-wrap"
+_CELL = TEXT_CELL_STYLE
 
 
 def probes_html(probes: list[dict[str, Any]]) -> str:
@@ -21,13 +23,14 @@ def probes_html(probes: list[dict[str, Any]]) -> str:
     if not probes:
         return ""
     rows = "".join(
-        f"<tr><td>{html.escape(str(p.get('step', '')))}</td><td><code>{html.escape(p['prompt'])}</code></td>"
-        f"<td><code>{html.escape(p['answer'])}</code></td></tr>"
+        f'<tr><td style="{_CELL}">{html.escape(str(p.get("step", "")))}</td>'
+        f'<td style="{_CELL}"><code>{html.escape(p["prompt"])}</code></td>'
+        f'<td style="{_CELL}"><code>{html.escape(p["answer"])}</code></td></tr>'
         for p in probes
     )
+    head = "".join(f'<th style="{_CELL}">{name}</th>' for name in ("step", "probe prompt", "answer"))
     return (
-        '<table class="llm-probes"><thead><tr><th>step</th><th>probe prompt</th><th>answer</th></tr></thead>'
-        f"<tbody>{rows}</tbody></table>"
+        f'<table class="llm-probes" style="{TABLE_STYLE}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
     )
 
 
@@ -65,6 +68,6 @@ def probe_grid_html(probes: list[dict[str, Any]]) -> str:
         for prompt in prompts
     )
     return (
-        '<table class="llm-probe-grid" style="border-collapse:collapse;font-size:12px;text-align:left">'
+        f'<table class="llm-probe-grid" style="{TABLE_STYLE}">'
         f'<thead><tr><th style="{_CELL}">probe prompt</th>{head}</tr></thead><tbody>{rows}</tbody></table>'
     )

@@ -4,8 +4,9 @@ and a Stop button.
 It reads the run's live state only. Updates are throttled to ``update_interval`` and sent in one
 batch (``hold_sync``), however fast the steps come; only widget traits are set, so a training
 thread may trigger them. When the run ends, the output becomes a static HTML summary that a
-saved notebook shows without a kernel. ``show_run`` is how a ``Run`` displays itself (the package
-registers it with IPython).
+saved notebook shows without a kernel; when the kernel goes first, a note takes the view's place
+(``kernel_gone``). ``show_run`` is how a ``Run`` displays itself (the package registers it with
+IPython).
 """
 
 from __future__ import annotations
@@ -16,20 +17,25 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from llm_magics.core.theme import MUTED, Hue, ink
 from llm_magics.runs import logs
 from llm_magics.runs.follow import follow
 from llm_magics.runs.run import DETACHED, Run, RunState
 from llm_magics.store.records import FINAL
 from llm_magics.widgets.completions import completions_html
-from llm_magics.widgets.curve import SMOOTHING, ChartOptions, run_chart_svg
+from llm_magics.widgets.curve import SMOOTHING, ChartOptions, run_chart_html, run_chart_svg
 from llm_magics.widgets.display import NOTHING, clock, is_number, shown
+from llm_magics.widgets.kernel_gone import KernelGone
 from llm_magics.widgets.probes import probe_grid_html
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-_BUSY = "The kernel is busy training: the chart's options change during background runs (backend: thread)"
-_STATUS_COLORS = {"completed": "#2e7d32", "failed": "#c62828", "stopped": "#ef6c00", "interrupted": "#ef6c00"}
+# why a control is off while the kernel trains, said beside it (a tooltip alone goes unread)
+_STOP_BUSY = "the kernel is training this run: interrupt it (■ in the toolbar) to stop, keeping a checkpoint"
+_STOP_ELSEWHERE = "this run trains in another kernel: stop it there"
+_CHART_BUSY = "the kernel is training: smoothing and log scale switch in the summary when the run ends"
+_STATUS_HUES: dict[str, Hue] = {"completed": "success", "failed": "error", "stopped": "warn", "interrupted": "warn"}
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -68,14 +74,17 @@ def _rate(value: float | None) -> str:
 
 
 def status_html(state: RunState) -> str:
-    color = _STATUS_COLORS.get(str(state.status), "#1565c0")
+    color = ink(_STATUS_HUES.get(str(state.status), "brand"))
     text = f'<b style="color:{color}" class="llm-status">{html.escape(shown(state.status))}</b>'
     if state.stalled_for is not None and state.status not in FINAL:
-        text += f' <b class="llm-stalled" style="color:#ef6c00">stalled: no step for {clock(state.stalled_for)}</b>'
+        stalled = f"stalled: no step for {clock(state.stalled_for)}"
+        text += f' <b class="llm-stalled" style="color:{ink("warn")}">{stalled}</b>'
+    if state.stopping and state.status not in FINAL:
+        text += f' <b class="llm-stopping" style="color:{ink("warn")}">{html.escape(state.stopping)}</b>'
     if state.reason:
-        text += f' <span class="llm-reason" style="color:#555">({html.escape(shown(state.reason))})</span>'
+        text += f' <span class="llm-reason" style="color:{MUTED}">({html.escape(shown(state.reason))})</span>'
     if state.error:
-        text += f' <span class="llm-error" style="color:#c62828">{html.escape(shown(state.error))}</span>'
+        text += f' <span class="llm-error" style="color:{ink("error")}">{html.escape(shown(state.error))}</span>'
     return text
 
 
@@ -142,8 +151,9 @@ def text_summary(state: RunState) -> str:
 
 
 def summary_html(state: RunState, options: ChartOptions | None = None) -> str:
-    """The static record of a finished run: status, metrics, the chart (drawn with ``options``,
-    those the live view had at the end), the grid of probe answers."""
+    """The static record of a finished run: status, metrics, the chart with its smoothing and
+    log-scale switches (set as ``options`` say, those the live view had at the end; they work
+    without a kernel), the grid of probe answers."""
     facts = [
         ("status", status_html(state)),
         ("steps", html.escape(steps_text(state, " / "))),
@@ -157,7 +167,7 @@ def summary_html(state: RunState, options: ChartOptions | None = None) -> str:
     return (
         f'<div class="llm-summary"><div><b>{title}</b></div>'
         f'<div style="display:flex;gap:16px;align-items:flex-start"><table>{rows}</table>'
-        f"{run_chart_svg(state.history, options, scores=state.scores)}</div>{probe_grid_html(state.probes)}"
+        f"{run_chart_html(state.history, options, scores=state.scores)}</div>{probe_grid_html(state.probes)}"
         f"{completions_html(state.completions)}{log_html(state)}</div>"
     )
 
@@ -182,15 +192,14 @@ class TrainingView:
         self.progress = w.IntProgress(min=0, max=1, value=0, bar_style="info", layout=w.Layout(width="320px"))
         self.progress.add_class("llm-progress")
         self.body = w.HTML()
-        self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning")
+        # a Stop that cannot stop looks it: no colour, and why beside it
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning" if stoppable else "")
         self.stop_button.add_class("llm-stop")
-        self.stop_button.tooltip = (
-            "Save a checkpoint and end the run"
-            if stoppable
-            else "The kernel is busy training: interrupt it (■) to stop and keep a checkpoint"
-        )
+        why = "" if stoppable else _STOP_ELSEWHERE if run.followed else _STOP_BUSY
+        self.stop_button.tooltip = why or "Save a checkpoint and end the run"
         self.stop_button.disabled = not stoppable
         self.stop_button.on_click(self._stop)
+        self.stop_why = _note(why, "llm-stop-why")
         self.options = ChartOptions()  # smoothing: the default for the run's length, until it is moved
         self.smoothing = w.FloatSlider(
             value=SMOOTHING, min=0, max=0.99, step=0.01, description="smoothing", continuous_update=False
@@ -201,14 +210,18 @@ class TrainingView:
         for control in (self.smoothing, self.log_scale):
             control.observe(self._chart_changed, "value")
             control.disabled = busy
-            control.tooltip = _BUSY if busy else None
-        controls = w.HBox([self.smoothing, self.log_scale])
+            control.tooltip = _CHART_BUSY if busy else None
+        self.chart_why = _note(_CHART_BUSY if busy else "", "llm-chart-why")
+        controls = w.HBox([self.smoothing, self.log_scale, self.chart_why])
         controls.add_class("llm-chart-controls")
+        self.gone = KernelGone(run)  # the note it leaves for when the kernel is gone
         title = w.HTML(
-            f"<b>{html.escape(self.state.model)}</b> · run <code>{self.state.run_id}</code> · {self.state.backend}"
+            f"{self.gone.style}<b>{html.escape(self.state.model)}</b> · run <code>{self.state.run_id}</code> · "
+            f"{self.state.backend}"
         )
-        self.widget = w.VBox([title, w.HBox([self.progress, self.stop_button]), self.body, controls])
+        self.widget = w.VBox([title, w.HBox([self.progress, self.stop_button, self.stop_why]), self.body, controls])
         self.widget.add_class("llm-training-view")
+        self.widget.add_class(self.gone.view_class)
         self.render()
         self.state.listeners.append(self.changed)
 
@@ -218,10 +231,12 @@ class TrainingView:
         return bundle
 
     def show(self) -> None:
-        """Displays the view; when the run ends, the output is replaced by the static summary."""
+        """Displays the view, and the note that stays once the kernel is gone (``kernel_gone``);
+        when the run ends, the view is replaced by the static summary and the note goes."""
         from IPython.display import display
 
         self._handle = display(self, display_id=True)
+        self.gone.show(self._handle)
         if self.state.status in FINAL:
             self.finish()
 
@@ -258,13 +273,16 @@ class TrainingView:
             self.progress.value = min(state.step if is_number(state.step) else 0, self.progress.max)
             self.progress.bar_style = {"completed": "success", "failed": "danger"}.get(state.status, "info")
         self.body.value = body_html(state, self.options)
+        self.gone.refresh()
         if state.status in FINAL:
-            self.stop_button.disabled = True
+            with self.stop_button.hold_sync():  # one message
+                self.stop_button.disabled, self.stop_button.button_style = True, ""
 
     def finish(self) -> None:
         """Leaves the static summary in the output (a saved notebook shows it without a kernel)."""
         if self._handle is not None:
             self._handle.update(_Summary(self.state, self.options))
+            self.gone.remove()
 
     def _chart_changed(self, change: dict[str, Any]) -> None:
         smoothing = self.smoothing.value if change["owner"] is self.smoothing else self.options.smoothing
@@ -272,9 +290,20 @@ class TrainingView:
         self.render()
 
     def _stop(self, _button: Any) -> None:
-        self.stop_button.disabled = True
+        self.stop_button.disabled, self.stop_button.button_style = True, ""
         self.stop_button.description = "Stopping…"
         self.run.stop()
+
+
+def _note(text: str, css_class: str) -> Any:
+    """A line of muted text beside a control that says why it is off (hidden when there is none)."""
+    import ipywidgets as w
+
+    style = f"color:{MUTED};display:inline-block;line-height:1.4;vertical-align:middle"  # not a widget's 28px lines
+    note = w.HTML(f'<span style="{style}">{html.escape(text)}</span>' if text else "")
+    note.add_class(css_class)
+    note.layout.display = None if text else "none"
+    return note
 
 
 def body_html(state: RunState, options: ChartOptions | None = None) -> str:

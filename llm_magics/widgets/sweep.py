@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from llm_magics.config.sweep import described
+from llm_magics.core.theme import TEXT, tint
 from llm_magics.runs.run import RunState
 from llm_magics.store.records import FINAL
 from llm_magics.widgets.curve import curves_svg
@@ -21,6 +22,8 @@ from llm_magics.widgets.progress import status_html
 
 if TYPE_CHECKING:
     from llm_magics.training.sweeps import SweepRun
+
+_END_RECORDED = 10.0  # seconds the summary waits for the sweep's end to be recorded after its trials'
 
 
 def best_value(state: RunState, metric: str, mode: str) -> float | None:
@@ -50,9 +53,9 @@ def sweep_html(states: list[RunState], values: list[dict[str, Any]], metric: str
             status_html(state),
             html.escape(_steps(state)),
             html.escape(shown(score, ".4g")),
-            clock(state.elapsed),
+            NOTHING if state.status == "starting" else clock(state.elapsed),  # its own time, once it runs
         ]
-        style = ' style="font-weight:bold;background:#f1f8e9"' if i == best else ""
+        style = f' style="font-weight:bold;background:{tint("success")};color:{TEXT}"' if i == best else ""
         rows.append(f'<tr class="llm-trial"{style}>' + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     series = {
         f"#{i + 1}{' ★' if i == best else ''} {described(trial)}": [
@@ -63,6 +66,15 @@ def sweep_html(states: list[RunState], values: list[dict[str, Any]], metric: str
     return (
         f'<table class="llm-sweep"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
         f"<div>{html.escape(metric)} of each trial</div>{curves_svg(series, width=560, height=200)}"
+    )
+
+
+def title_html(sweep: SweepRun, record: dict[str, Any], status: str) -> str:
+    """The sweep's name, id, status, trials and scheduler: the heading of the view and the summary."""
+    return (
+        f"<b>{html.escape(str(record['model']))}</b> · sweep <code>{html.escape(sweep.id)}</code> · "
+        f'<span class="llm-sweep-status">{html.escape(shown(status))}</span> · '
+        f"{len(sweep.runs)} trials · {html.escape(str(record['scheduler']))}"
     )
 
 
@@ -82,17 +94,15 @@ class SweepView:
         self.states = [run.live()[0] for run in sweep.runs]
         self._last, self._lock, self._handle = 0.0, threading.Lock(), None
         self._timer_set: threading.Timer | None = None
-        title = (
-            f"<b>{html.escape(record['model'])}</b> · sweep <code>{html.escape(sweep.id)}</code> · "
-            f"{len(self.states)} trials · {html.escape(record['scheduler'])}"
-        )
+        self._summarized = False
+        self.record = record
         self.body = w.HTML()
         self.stop_button = w.Button(description="Stop sweep", icon="stop", button_style="warning")
         self.stop_button.add_class("llm-stop")
         self.stop_button.tooltip = "Save a checkpoint in every trial and end the sweep"
         self.stop_button.on_click(self._stop)
         self.stop_button.disabled = sweep.control is None and not record.get("detached")
-        self.widget = w.VBox([w.HTML(title), self.stop_button, self.body])
+        self.widget = w.VBox([w.HTML(title_html(sweep, record, record["status"])), self.stop_button, self.body])
         self.widget.add_class("llm-sweep-view")
         self.render()
         for state in self.states:
@@ -140,8 +150,20 @@ class SweepView:
             self.stop_button.disabled = True
 
     def finish(self) -> None:
-        if self._handle is not None:
-            self._handle.update(_Summary(self))
+        """Replaces the view with the static summary once the sweep's end is recorded: just after
+        its last trial's, by the thread that ran that trial, which must not wait for it."""
+        with self._lock:
+            if self._handle is None or self._summarized:
+                return
+            self._summarized = True
+        threading.Thread(target=self._summarize, daemon=True, name="llm_magics-sweep-summary").start()
+
+    def _summarize(self) -> None:
+        deadline = time.monotonic() + _END_RECORDED
+        while (status := self.sweep.status) == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert self._handle is not None  # finish() starts this only for a shown view
+        self._handle.update(_Summary(self, status))
 
     def _stop(self, _button: Any) -> None:
         self.stop_button.disabled = True
@@ -150,13 +172,14 @@ class SweepView:
 
 
 class _Summary:
-    def __init__(self, view: SweepView):
-        self.view = view
+    def __init__(self, view: SweepView, status: str):
+        self.view, self.status = view, status
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, str]:
         view = self.view
+        title = title_html(view.sweep, view.record, self.status)
         body = sweep_html(view.states, view.values, view.metric, view.mode)
         return {
-            "text/html": f'<div class="llm-summary llm-sweep-summary">{body}</div>',
+            "text/html": f'<div class="llm-summary llm-sweep-summary"><div>{title}</div>{body}</div>',
             "text/plain": repr(view.sweep) if view.sweep else NOTHING,
         }

@@ -7,15 +7,22 @@ that a screen reader, a copy-paste or a browser test reads. ``value`` holds the 
 
 Click selects one row; Ctrl/⌘-click adds or removes a row; Shift-click selects a range (in the
 order shown). A header click sorts by that column, again reverses it; numbers sort as numbers,
-empty cells last. ``marks`` name a row's badges (e.g. "in use", "best", "latest").
+empty cells last. The first click puts the best first: a metric where lower is better (a loss, a
+perplexity) ascending, any other number (accuracy, BLEU, reward, a step, a size) descending, text
+A to Z. ``marks`` name a row's badges (e.g. "in use", "best", "latest"). Colours are the theme's
+(``core/theme``): a selected or marked row reads in the light and the dark theme.
 """
 
 from __future__ import annotations
 
+import re
+from string import Template
 from typing import Any
 
 import anywidget
 import traitlets
+
+from llm_magics.core.theme import BORDER, FAINT, FRAME, MUTED, RAISED, RAISED_MORE, TEXT, hue, tint
 
 _ESM = """
 function render({ model, el }) {
@@ -71,7 +78,7 @@ function render({ model, el }) {
       if (column.numeric) th.className = "llm-num";
       th.addEventListener("click", () => {
         const again = sort.column === column.key;
-        model.set("sort", { column: column.key, descending: again ? !sort.descending : column.numeric === true });
+        model.set("sort", { column: column.key, descending: again ? !sort.descending : column.first === "descending" });
         model.save_changes();
       });
       head.appendChild(th);
@@ -113,32 +120,49 @@ function render({ model, el }) {
 export default { render };
 """
 
-_CSS = """
-.llm-table { border-collapse: collapse; font-size: 12px; width: 100%; user-select: none; }
-.llm-table th { text-align: left; cursor: pointer; padding: 3px 8px; border-bottom: 2px solid #bbb;
-  background: var(--jp-layout-color2, #f3f3f3); position: sticky; top: 0; white-space: nowrap; }
-.llm-table th:hover { background: var(--jp-layout-color3, #e6e6e6); }
-.llm-table td { padding: 2px 8px; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); cursor: pointer;
-  white-space: nowrap; }
+_CSS = Template("""
+.llm-table { border-collapse: collapse; font-size: 12px; width: 100%; user-select: none; color: $text; }
+.llm-table th { text-align: left; cursor: pointer; padding: 3px 8px; border-bottom: 2px solid $frame;
+  background: $raised; position: sticky; top: 0; white-space: nowrap; }
+.llm-table th:hover { background: $raised_more; }
+.llm-table td { padding: 2px 8px; border-bottom: 1px solid $border; cursor: pointer; white-space: nowrap; }
 .llm-table .llm-num { text-align: right; font-variant-numeric: tabular-nums; }
-.llm-table tbody tr:hover { background: var(--jp-layout-color2, #f5f8ff); }
-.llm-table tbody tr.llm-chosen { background: #cfe3ff; }
-.llm-table tbody tr.llm-chosen td:first-child { box-shadow: inset 3px 0 #1565c0; }
-.llm-table .llm-empty { color: #888; cursor: default; font-style: italic; }
+.llm-table tbody tr:hover { background: $raised; }
+.llm-table tbody tr.llm-chosen { background: $chosen; }
+.llm-table tbody tr.llm-chosen td:first-child { box-shadow: inset 3px 0 $brand; }
+.llm-table .llm-empty { color: $muted; cursor: default; font-style: italic; }
 .llm-badge { display: inline-block; margin-right: 4px; padding: 0 5px; border-radius: 8px; font-size: 11px;
-  background: #e0e0e0; color: #333; }
-.llm-badge-in-use { background: #1565c0; color: white; }
-.llm-badge-best { background: #2e7d32; color: white; }
-.llm-badge-latest { background: #6a1b9a; color: white; }
-.llm-badge-running { background: #1565c0; color: white; }
-.llm-badge-failed { background: #c62828; color: white; }
-"""
+  color: $text; background: $raised; border: 1px solid $faint; }
+.llm-badge-in-use, .llm-badge-running { background: $brand_tint; border-color: $brand; }
+.llm-badge-best { background: $success_tint; border-color: $success; }
+.llm-badge-latest { background: $purple_tint; border-color: $purple; }
+.llm-badge-failed { background: $error_tint; border-color: $error; }
+""").substitute(
+    text=TEXT,
+    muted=MUTED,
+    faint=FAINT,
+    frame=FRAME,
+    border=BORDER,
+    raised=RAISED,
+    raised_more=RAISED_MORE,
+    chosen=tint("brand", 25),
+    **{name: hue(name) for name in ("brand", "success", "purple", "error")},
+    **{f"{name}_tint": tint(name, 30) for name in ("brand", "success", "purple", "error")},
+)
+# a metric where lower is better sorts ascending on the first click
+_LOWER_IS_BETTER = re.compile(r"loss|perplexity|\bppl\b|error|\b[wc]er\b", re.IGNORECASE)
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether a metric named so is better when lower (a loss, a perplexity, an error rate)."""
+    return bool(_LOWER_IS_BETTER.search(name))
 
 
 class Table(anywidget.AnyWidget):
     """Rows of text cells with ids. ``rows``: ``[{"id", "cells": {column: text}, "sort": {column:
     value}, "marks": [...]}]`` (``sort`` gives the value a column sorts by when its text would sort
-    wrongly, e.g. a size or a time); ``columns``: ``[{"key", "label", "numeric"}]``."""
+    wrongly, e.g. a size or a time); ``columns``: ``[{"key", "label", "numeric", "first"}]``
+    (``first``: the order of a first click, by default ``first_order``'s)."""
 
     _esm = traitlets.Unicode(_ESM).tag(sync=True)
     _css = traitlets.Unicode(_CSS).tag(sync=True)
@@ -149,8 +173,21 @@ class Table(anywidget.AnyWidget):
     marks_column = traitlets.Unicode("").tag(sync=True)
     empty = traitlets.Unicode("(none)").tag(sync=True)
 
+    @traitlets.validate("columns")
+    def _first_order(self, proposal: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each column's order on its first click (``first``), unless it names one: the best first."""
+        return [{"first": first_order(column), **column} for column in proposal["value"]]
+
     @traitlets.validate("value")
     def _known(self, proposal: dict[str, Any]) -> list[str]:
         """Only ids of rows shown can be selected (a row deleted meanwhile drops out)."""
         ids = {row["id"] for row in self.rows}
         return [chosen for chosen in proposal["value"] if chosen in ids]
+
+
+def first_order(column: dict[str, Any]) -> str:
+    """'ascending' or 'descending': how a column sorts on its first click. Text A to Z; a number
+    best first, so a lower-is-better metric ascending and any other descending (largest first)."""
+    if not column.get("numeric"):
+        return "ascending"
+    return "ascending" if lower_is_better(str(column.get("label", column.get("key", "")))) else "descending"

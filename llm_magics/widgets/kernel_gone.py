@@ -1,0 +1,140 @@
+"""What a live view leaves for when its kernel is gone: a static note, instead of a view that
+still says "running" under broken-link icons.
+
+JupyterLab 4 keeps a widget on screen after its kernel has gone, and how depends on how it went
+(measured with JupyterLab 4.6 and jupyterlab_widgets 3; ``tests/test_browser_kernel_gone.py``):
+
+- restarted, or crashed and restarted by the server: JupyterLab marks every view of the old
+  kernel ``jupyter-widgets-disconnected`` (the broken-link icons) and drops its comms before the
+  kernel hears of the restart: nothing the kernel sends on its way out arrives;
+- shut down (the Kernel menu, the running-kernels panel, a notebook closed with its kernel): the
+  views are not marked, and what the kernel sends at exit (``atexit``) arrives;
+- a saved notebook opened again: "Error displaying widget: model not found" where the view was;
+  the view's text/html and text/plain forms are not shown instead.
+
+So the note is a sibling output of the view, static HTML that needs no kernel, and the view
+carries a ``<style>`` that hides the note while the view is connected and hides the view once it
+is not: a restart or a crash turns the view into the note with nothing sent from the kernel. On
+a shutdown, the kernel's exit clears the view's output (one message), and the note stays, alone,
+in the page and in the saved notebook.
+
+A run that trains in another process (a detached run, or one followed from another kernel) goes
+on: the note names ``%llm_attach RUN``. A run that trains in this kernel stops with it: the note
+says so, and how to resume it from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import atexit
+import html
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llm_magics.core.theme import MUTED, hue, tint
+
+if TYPE_CHECKING:
+    from llm_magics.runs.run import Run, RunState
+
+
+@dataclass(frozen=True)
+class Note:
+    """What a view says once the kernel that showed it is gone: the run, what became of it, the
+    command to run next (set as code) and what that does."""
+
+    run: str
+    says: str
+    command: str = ""
+    does: str = ""
+
+    @property
+    def text(self) -> str:
+        return " ".join(part for part in (f"{self.run}:", self.says, self.command, self.does) if part)
+
+    def html(self, css_class: str) -> str:
+        style = f"border-left:3px solid {hue('warn')};background:{tint('warn', 12)};padding:4px 8px;margin:2px 0"
+        command = f"<code>{html.escape(self.command)}</code>" if self.command else ""
+        run = f'<span style="color:{MUTED}">{html.escape(self.run)}:</span>'
+        words = " ".join(part for part in (run, html.escape(self.says), command, html.escape(self.does)) if part)
+        return f'<div class="llm-kernel-gone {css_class}" style="{style}">{words}</div>'
+
+
+def note_of(state: RunState, followed: bool) -> Note:
+    """The note of a view of a run: ``followed``, it trains in another process (detached, or in
+    another kernel) and goes on; else it trained in this kernel and stopped with it."""
+    run = f"{state.model} · run {state.run_id}"
+    if followed:
+        return Note(run, "this kernel stopped following it; the run goes on —", f"%llm_attach {state.run_id}")
+    steps = [c["step"] for c in state.checkpoints if isinstance(c.get("step"), int)]
+    if not steps:
+        return Note(
+            run, "the run stopped with this kernel, before its first checkpoint: run the cell again to start over"
+        )
+    resume = f"%%llm_finetune {state.model} --resume {state.run_id}:{max(steps)}"
+    return Note(
+        run, "the run stopped with this kernel;", resume, f"(in the same cell) continues it from step {max(steps)}"
+    )
+
+
+class KernelGone:
+    """The note of one view: shown beside it, kept current, and left alone when the kernel exits.
+
+    ``view_class`` goes on the view's outermost widget and ``style`` into one of its HTML widgets.
+    """
+
+    def __init__(self, run: Run):
+        self.run = run
+        token = uuid.uuid4().hex[:12]  # this view's own: two views of one run are two notes
+        self.view_class, self._note_class = f"llm-view-{token}", f"llm-gone-{token}"
+        self._lock = threading.Lock()
+        self._view: Any = None  # the view's display handle
+        self._handle: Any = None  # the note's
+        self._said: Note | None = None
+
+    @property
+    def style(self) -> str:
+        """The rules that swap the view for its note once the front end marks it disconnected."""
+        view, note = f".{self.view_class}", f".{self._note_class}"
+        return (
+            f"<style>:root:has({view}:not(.jupyter-widgets-disconnected)) {note} {{display: none}}"
+            f"{view}.jupyter-widgets-disconnected {{display: none}}</style>"
+        )
+
+    def show(self, view: Any) -> None:
+        """Shows the note after the view (``view``: its display handle), hidden while it is live."""
+        from IPython.display import display
+
+        with self._lock:
+            self._view, self._said = view, self._note()
+            self._handle = display(self._bundle(self._said), raw=True, display_id=True)
+        atexit.register(self.exit)
+
+    def refresh(self) -> None:
+        """Shows the note again where what it says changed (a run of this kernel saved a checkpoint)."""
+        with self._lock:
+            if self._handle is None or (said := self._note()) == self._said:
+                return
+            self._said = said
+            self._handle.update(self._bundle(said), raw=True)
+
+    def remove(self) -> None:
+        """The run ended while the kernel lived, and its summary replaced the view: no note."""
+        atexit.unregister(self.exit)
+        with self._lock:
+            if self._handle is not None:
+                self._handle.update({}, raw=True)
+                self._handle = None
+
+    def exit(self) -> None:
+        """The kernel exits (shut down): the view's output goes, its note stays."""
+        self.refresh()
+        if self._view is not None:
+            self._view.update({}, raw=True)
+
+    def _note(self) -> Note:
+        state, _ = self.run.live()
+        return note_of(state, self.run.followed)
+
+    def _bundle(self, note: Note) -> dict[str, str]:
+        return {"text/html": note.html(self._note_class), "text/plain": note.text}

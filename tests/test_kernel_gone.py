@@ -1,0 +1,108 @@
+"""What a live view leaves for when its kernel is gone (``widgets/kernel_gone``), without a
+browser: the note beside the view, what it says, the style that swaps them, the kernel's exit.
+JupyterLab itself: tests/test_browser_kernel_gone.py; a real kernel's exit: test_notebook_kernel.py."""
+
+from __future__ import annotations
+
+import atexit
+
+import pytest
+from helpers import Shell
+from IPython.utils.capture import capture_output
+
+from llm_magics.runs.run import Control, Run, RunState
+from llm_magics.widgets.kernel_gone import note_of
+from llm_magics.widgets.progress import TrainingView, status_html
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def live_run(db, backend: str = "thread", *, followed: bool = False, **state) -> Run:
+    run = Run(db, "ab12cd34", RunState("ab12cd34", "m", backend, status="running", **state), Control())
+    run.followed = followed
+    return run
+
+
+def test_a_followed_run_goes_on_and_a_run_of_this_kernel_stopped_with_it():
+    state = RunState("ab12cd34", "m", "process")
+    assert note_of(state, followed=True).text == (
+        "m · run ab12cd34: this kernel stopped following it; the run goes on — %llm_attach ab12cd34"
+    )
+    state.backend = "thread"
+    assert note_of(state, followed=False).text == (
+        "m · run ab12cd34: the run stopped with this kernel, before its first checkpoint: run the cell again to "
+        "start over"
+    )
+    state.checkpoints += [{"step": 20}, {"step": 40}]
+    resumed = note_of(state, followed=False)
+    assert resumed.text == (
+        "m · run ab12cd34: the run stopped with this kernel; %%llm_finetune m --resume ab12cd34:40 (in the same "
+        "cell) continues it from step 40"
+    )
+    assert "<code>%%llm_finetune m --resume ab12cd34:40</code>" in resumed.html("llm-gone-x")
+
+
+def test_a_hostile_name_in_the_note_is_escaped():
+    state = RunState("ab12cd34", "<img src=x onerror=alert(1)>", "process")
+    page = note_of(state, followed=True).html("llm-gone-x")
+    assert "<img" not in page and "&lt;img" in page
+
+
+def test_the_view_is_shown_with_its_note_which_its_style_hides_while_it_is_connected(db):
+    Shell()  # display() goes through the process's shell
+    run = live_run(db, "process", followed=True)
+    view = TrainingView(run)
+    with capture_output() as shown:
+        view.show()
+    try:
+        (widget, note) = shown.outputs
+        assert WIDGET in widget.data and "llm-kernel-gone" in note.data["text/html"]
+        assert note.data["text/plain"].endswith("the run goes on — %llm_attach ab12cd34")
+        token = view.gone.view_class.removeprefix("llm-view-")
+        assert view.gone.view_class in view.widget._dom_classes and f"llm-gone-{token}" in note.data["text/html"]
+        style = view.widget.children[0].value
+        hidden = f":root:has(.llm-view-{token}:not(.jupyter-widgets-disconnected)) .llm-gone-{token} {{display: none}}"
+        assert hidden in style and f".llm-view-{token}.jupyter-widgets-disconnected {{display: none}}" in style
+
+        # the kernel exits: the view's output goes (an empty one), the note stays as it was
+        with capture_output() as exiting:
+            view.gone.exit()
+        (cleared,) = exiting.outputs
+        assert cleared.update and cleared.data == {} and cleared.transient == widget.transient
+    finally:
+        view.gone.remove()
+
+
+def test_a_run_of_this_kernel_updates_its_note_with_each_checkpoint_and_an_ended_run_leaves_none(db, monkeypatch):
+    Shell()
+    at_exit = []
+    monkeypatch.setattr(atexit, "register", at_exit.append)
+    monkeypatch.setattr(atexit, "unregister", at_exit.remove)
+    run = live_run(db)
+    view = TrainingView(run, update_interval=0)
+    with capture_output() as shown:
+        view.show()
+    (_, note) = shown.outputs
+    assert "before its first checkpoint" in note.data["text/plain"]
+    with capture_output() as saved:
+        run.state.checkpoints.append({"step": 20})
+        run.state.changed()
+        run.state.changed()  # nothing new to say: no message
+    (updated,) = saved.outputs
+    assert (
+        updated.update and updated.transient == note.transient and "--resume ab12cd34:20" in updated.data["text/plain"]
+    )
+
+    assert at_exit == [view.gone.exit]
+    with capture_output() as ended:
+        run.state.status = "completed"
+        run.state.changed()
+    (summary, gone) = ended.outputs  # the view becomes the summary, the note goes
+    assert "llm-summary" in summary.data["text/html"] and gone.data == {} and gone.transient == note.transient
+    assert at_exit == []  # nothing left to do at the kernel's exit
+
+
+@pytest.mark.parametrize("status", ["running", "stopped"])
+def test_an_interrupted_run_says_it_is_stopping_until_it_has_stopped(status):
+    state = RunState("r1", "m", "kernel", status=status, stopping="stopping after this step (interrupt again)…")
+    assert ("stopping after this step" in status_html(state)) == (status == "running")
