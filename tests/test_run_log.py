@@ -128,6 +128,17 @@ def test_a_run_in_the_kernel_keeps_a_log_with_its_steps_checkpoints_and_warnings
     assert re.findall(r"checkpoint (\d+) saved", text) == ["4", "8"]
     assert "warning: UserWarning: saving at step 4 (test_run_log.py:" in text
     assert lines[-1].split(" ", 2)[2].startswith("completed at step 8/8 after ")
+    # without a GPU, each logged step says the process's CPU and memory, and so does the view
+    assert re.search(r"step 3/8  .*  cpu \d+%  ram \d+\.\d\d GiB$", text, re.M), text
+    from llm_magics.widgets.progress import summary_html
+
+    latest = run.state.latest
+    assert latest["cpu_percent"] > 0 and 2**20 < latest["ram_rss"] <= latest["ram_peak"]
+    summary = summary_html(run.state)
+    assert re.search(r"CPU · RAM</th><td>\d+% · \d+\.\d\d GiB \(peak \d+\.\d\d GiB\)", summary)
+    # its configuration, the keys the cell set first (small_config's and the test's)
+    assert "configuration: 10 keys set (per_device_train_batch_size, max_steps, logging_steps, eval_strategy" in summary
+    assert re.search(r"<b>max_steps</b></th><td[^>]*>8</td>", summary)
 
 
 def test_rays_own_log_goes_to_the_runs_log_while_it_drives_ray(tmp_path, capsys):

@@ -302,6 +302,11 @@ class LLMTrainingConfiguration(SFTConfig):
             values["eval_generate"] = block.to_dict()
         return masked_values(values) if masked else values
 
+    def changed_keys(self) -> list[str]:
+        """The keys set away from their defaults: what a run's configuration panel lists first."""
+        defaults = _defaults(type(self))
+        return [name for name, value in self.to_dict().items() if value != defaults.get(name)]
+
     def generation_eval(self) -> EvalGenerate | None:
         """The ``eval_generate`` block, checked; None when the run scores no generations."""
         return None if self.eval_generate is None else parse_eval_generate(self.eval_generate)
@@ -463,3 +468,12 @@ _validated_init(LLMTrainingConfiguration)
 @functools.cache
 def _sft_field_names() -> tuple[str, ...]:
     return init_fields(SFTConfig)
+
+
+_DEFAULTS: dict[type, dict[str, Any]] = {}  # each configuration class's to_dict() with no key set
+
+
+def _defaults(cls: type[LLMTrainingConfiguration]) -> dict[str, Any]:
+    if cls not in _DEFAULTS:
+        _DEFAULTS[cls] = cls().to_dict()
+    return _DEFAULTS[cls]

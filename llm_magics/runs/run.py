@@ -31,6 +31,7 @@ ROW_FIELDS = ("loss", "eval_loss", "eval_accuracy", "learning_rate", "tokens_per
 # a logged row's other numbers kept live (their newest value, in RunState.latest): besides these, every eval_*
 LATEST: tuple[str, ...] = ("mean_token_accuracy", "samples_per_s", "gpu_memory_allocated", "gpu_memory_reserved")
 LATEST += ("gpu_memory_peak", "reward", "rewards/margins", "rewards/accuracies")  # and a method's signal
+LATEST += ("cpu_percent", "ram_rss", "ram_peak")  # the process's, where there is no GPU
 
 
 def _number(value: Any) -> bool:
@@ -53,14 +54,16 @@ def charted(name: str) -> bool:
 
 def chart_point(row: dict[str, Any]) -> dict[str, Any] | None:
     """A logged row's point of the run's chart: the step, the losses, the learning rate, the
-    accuracies, the method's own signals and the evaluation's metrics (numbers only); None when it
-    has none of them."""
+    accuracies, the method's own signals and the evaluation's metrics (numbers only), and when it
+    was logged (``time``, for the chart's time axis); None when it has none of them."""
     point = {
-        name: value for name, value in row.items() if _number(value) and (charted(name) or name.startswith("eval_"))
+        name: value
+        for name, value in row.items()
+        if _number(value) and (charted(name) or name.startswith("eval_") or name == "time")
     }
     if "reward" not in row:  # SFT logs its entropy too; it is charted where a reward method's is
         point.pop("entropy", None)
-    return point if len(point) > ("step" in point) else None
+    return point if set(point) - {"step", "time"} else None
 
 
 @dataclass
@@ -95,6 +98,8 @@ class RunState:
     examples_step: int | None = None
     scores: list[str] = field(default_factory=list)  # eval_generate's metrics (charted as eval_NAME)
     log: Path | None = None  # a detached run's log file, in its own directory on this machine
+    config: dict[str, Any] = field(default_factory=dict, repr=False)  # as the run's record keeps it (masked)
+    config_set: list[str] = field(default_factory=list, repr=False)  # its keys away from their defaults
     reason: str | None = None  # why it ended before max_steps, e.g. early stopping
     stalled_for: float | None = None  # seconds since a running run's step last moved, when far too long
     stopping: str | None = None  # asked to stop, not stopped yet: what the views say meanwhile
@@ -209,7 +214,10 @@ class Run:
             error=record.get("error"),
             log=logs.of_run(record),
             reason=record.get("reason"),
+            config=record["config"] if isinstance(record.get("config"), dict) else {},
         )
+        set_keys = record.get("config_set")
+        state.config_set = [key for key in set_keys if isinstance(key, str)] if isinstance(set_keys, list) else []
         started, duration = record.get("started"), record.get("duration")
         if isinstance(started, dt.datetime):
             state.started = started.replace(tzinfo=dt.UTC).timestamp()

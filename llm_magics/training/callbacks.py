@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from llm_magics.store.artifacts import file_digests
+from llm_magics.training.host import HostUsage
 
 Sink = Callable[[dict[str, Any]], None]
 # numbers from the trainer's logs that are not metrics of the model
@@ -59,6 +60,7 @@ class ProgressCallback(TrainerCallback):
         self._last: dict[str, Any] = {}
         self._counts: dict[str, tuple[float, float]] = {}  # (time, tokens or samples seen) at the last log
         self._cuda = False  # whether the logged rows carry the GPU's memory
+        self._host: HostUsage | None = None  # without a GPU, the rows carry the process's CPU and memory
         self.stopped = False
         # a reward method's newest sampled completions with their rewards (set once its trainer exists)
         self.samples: Callable[[], list[dict[str, Any]]] | None = None
@@ -71,6 +73,7 @@ class ProgressCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._cuda = _cuda()
+        self._host = None if self._cuda else HostUsage()
         if state.is_world_process_zero:
             self.sink(
                 {
@@ -135,6 +138,8 @@ class ProgressCallback(TrainerCallback):
             self._per_second(self._row, "samples_per_s", state.global_step * batch, moment)
         if self._cuda:
             self._row.update(gpu_memory())
+        elif self._host is not None and "loss" in numbers:
+            self._row.update(self._host.read())
         self._last.update(numbers)
         if self.samples is not None and "loss" in numbers:
             rows = self.samples()

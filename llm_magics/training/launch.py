@@ -263,7 +263,8 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
         return run
     log = logs.create(plan.output_dir)  # the run's training log, as a detached run keeps one
     write_records(plan, log=str(log))
-    state = RunState(plan.run_id, plan.name, plan.where.backend)
+    state = RunState(plan.run_id, plan.name, plan.where.backend, config=plan.recorded_config)
+    state.config_set = plan.config.changed_keys()
     run = Run(db, plan.run_id, state, Control())
     recorder = Recorder(db.store, state, **recorder_options(plan), log=str(log))
     if on_start is not None:
@@ -392,6 +393,7 @@ def write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any)
             "backend": plan.where.backend,
             "base": base,
             "config": plan.recorded_config,
+            "config_set": plan.config.changed_keys(),
             "data": plan.data.selection.to_dict(),
             "format": plan.data.format.kind,
             "counts": plan.data.counts,

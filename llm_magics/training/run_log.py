@@ -33,7 +33,16 @@ _SHOWN = {
     "samples_per_s": ("samples/s", ".3g"),
 }
 # numbers of a row that are not news at each step (a count that only grows) or are shown otherwise
-_UNSHOWN = ("step", "time", "epoch", "num_tokens", "eval_num_tokens", "gpu_memory_reserved", "gpu_memory_peak")
+_UNSHOWN: tuple[str, ...] = (
+    "step",
+    "time",
+    "epoch",
+    "num_tokens",
+    "eval_num_tokens",
+    "gpu_memory_reserved",
+    "gpu_memory_peak",
+)
+_UNSHOWN += ("cpu_percent", "ram_rss", "ram_peak")  # shown as "cpu" and "ram" at the end
 _UNSUMMED = ("epoch", "total_flos")  # of the trainer's summary
 _GIB = 1 << 30
 # the loggers whose handlers show a warning: the root's (a notebook's logging.basicConfig), and the
@@ -55,6 +64,10 @@ def _pairs(values: dict[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
     memory, peak = values.get("gpu_memory_allocated"), values.get("gpu_memory_peak")
     if _number(memory):
         shown.append(f"gpu {memory / _GIB:.2f} GiB" + (f" (peak {peak / _GIB:.2f})" if _number(peak) else ""))
+    if _number(values.get("cpu_percent")):
+        shown.append(f"cpu {values['cpu_percent']:.0f}%")
+    if _number(values.get("ram_rss")):
+        shown.append(f"ram {values['ram_rss'] / _GIB:.2f} GiB")
     return shown
 
 

@@ -25,8 +25,10 @@ from llm_magics.store.records import FINAL
 from llm_magics.widgets.completions import completions_html
 from llm_magics.widgets.curve import SMOOTHING, ChartOptions, run_chart_html, run_chart_svg
 from llm_magics.widgets.display import NOTHING, clock, is_number, shown
+from llm_magics.widgets.downloads import chart_links, downloads_html, file_stem
 from llm_magics.widgets.kernel_gone import KernelGone
 from llm_magics.widgets.probes import probe_grid_html
+from llm_magics.widgets.run_context import config_html, log_tail_html
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -124,8 +126,8 @@ def metrics_rows(state: RunState) -> list[tuple[str, str]]:
     rows += [("learning rate", _number(state.learning_rate, 3)), ("tokens/s", _rate(tokens_rate(state)))]
     if "samples_per_s" in latest:
         rows.append(("samples/s", _rate(latest["samples_per_s"])))
-    memory = gpu_memory_text(latest)
-    return [*rows, ("GPU memory", memory)] if memory else rows
+    memory, host = gpu_memory_text(latest), host_text(latest)
+    return [*rows, ("GPU memory", memory)] if memory else [*rows, ("CPU · RAM", host)] if host else rows
 
 
 def gpu_memory_text(latest: dict[str, float]) -> str | None:
@@ -136,6 +138,16 @@ def gpu_memory_text(latest: dict[str, float]) -> str | None:
         return None
     unit, size = ("GiB", 2**30) if max(allocated, reserved, peak) >= 2**30 else ("MiB", 2**20)
     return f"{allocated / size:.1f} / {reserved / size:.1f} {unit} (peak {peak / size:.1f} {unit})"
+
+
+def host_text(latest: dict[str, float]) -> str | None:
+    """'183% · 1.2 GiB (peak 1.4 GiB)': the training process's CPU (100% is one core) and resident
+    memory, logged where there is no GPU; None when the run logs neither."""
+    cpu, rss, peak = (latest.get(name) for name in ("cpu_percent", "ram_rss", "ram_peak"))
+    parts = [f"{cpu:.0f}%"] if is_number(cpu) else []
+    if is_number(rss):
+        parts.append(f"{rss / 2**30:.2f} GiB" + (f" (peak {peak / 2**30:.2f} GiB)" if is_number(peak) else ""))
+    return " · ".join(parts) or None
 
 
 def steps_text(state: RunState, between: str = "/") -> str:
@@ -167,8 +179,9 @@ def summary_html(state: RunState, options: ChartOptions | None = None) -> str:
     return (
         f'<div class="llm-summary"><div><b>{title}</b></div>'
         f'<div style="display:flex;gap:16px;align-items:flex-start"><table>{rows}</table>'
-        f"{run_chart_html(state.history, options, scores=state.scores)}</div>{probe_grid_html(state.probes)}"
-        f"{completions_html(state.completions)}{log_html(state)}</div>"
+        f'<div class="llm-downloadable">{run_chart_html(state.history, options, scores=state.scores)}'
+        f"{downloads_html(state.history, file_stem(state.model, state.run_id))}</div></div>{config_html(state)}"
+        f"{probe_grid_html(state.probes)}{completions_html(state.completions)}{log_html(state)}</div>"
     )
 
 
@@ -212,14 +225,19 @@ class TrainingView:
             control.disabled = busy
             control.tooltip = _CHART_BUSY if busy else None
         self.chart_why = _note(_CHART_BUSY if busy else "", "llm-chart-why")
-        controls = w.HBox([self.smoothing, self.log_scale, self.chart_why])
+        # sent once: at a click, its script finds the chart as it is then
+        links = w.HTML(chart_links(file_stem(self.state.model, self.state.run_id)))
+        links.add_class("llm-chart-links")
+        controls = w.HBox([self.smoothing, self.log_scale, self.chart_why, links])
         controls.add_class("llm-chart-controls")
         self.gone = KernelGone(run)  # the note it leaves for when the kernel is gone
         title = w.HTML(
             f"{self.gone.style}<b>{html.escape(self.state.model)}</b> · run <code>{self.state.run_id}</code> · "
             f"{self.state.backend}"
         )
-        self.widget = w.VBox([title, w.HBox([self.progress, self.stop_button, self.stop_why]), self.body, controls])
+        self.config = w.HTML(config_html(self.state))  # set once: it keeps its unfolded state
+        parts = [title, w.HBox([self.progress, self.stop_button, self.stop_why]), self.body, controls, self.config]
+        self.widget = w.VBox(parts)
         self.widget.add_class("llm-training-view")
         self.widget.add_class(self.gone.view_class)
         self.render()
@@ -323,7 +341,7 @@ def body_html(state: RunState, options: ChartOptions | None = None) -> str:
     return (
         f"<div>{line}</div><div style='display:flex;gap:16px;align-items:flex-start'>"
         f"<table>{metrics}</table>{run_chart_svg(state.history, options, scores=state.scores)}</div>"
-        f"{probe_grid_html(state.probes)}{completions_html(state.completions)}{log_html(state)}"
+        f"{log_tail_html(state)}{probe_grid_html(state.probes)}{completions_html(state.completions)}{log_html(state)}"
     )
 
 
