@@ -371,7 +371,9 @@ def test_runs_are_compared_by_curves_and_configuration(trained, tiny_path):
         browser.runs.value = (first.id, second.id)
         browser.compare_runs_button.click()
         page = browser.runs_output.value
-        assert page.count('class="llm-series"') == 2 and "lora_r" in page
+        charts = page.count('class="llm-metric-chart ')
+        assert charts >= 3 and page.count('class="llm-series"') == 2 * charts  # each metric, both runs
+        assert 'data-metric="loss"' in page and 'data-metric="eval_loss"' in page and "lora_r" in page
     finally:
         browser.close()
 

@@ -6,8 +6,9 @@ one ``%llm_predict NAME`` uses (stored in the database); *Generate* answers the 
 select two and *Compare* answers with both side by side; *Delete* removes files and records, once
 confirmed; *Export* writes the selected checkpoint (else the one in use) as a checked GGUF or a
 merged model (``widgets.export``), GGUF disabled where that checkpoint's tokenizer cannot become
-one. Select two or more runs and *Compare runs* overlays their curves. Everything shown from
-data, prompts or answers is escaped.
+one. Select two or more runs and *Compare runs* overlays their curves of any metric they logged,
+chosen in the view; the comparison then follows the selection. Everything shown from data, prompts
+or answers is escaped.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class CheckpointBrowser:
         self.runs.layout = w.Layout(max_height="12em", overflow="auto", width="100%")
         self.runs.add_class("llm-runs-select")
         self.compare_runs_button = self._button(
-            "Compare runs", "Overlay loss curves and diff configurations", "llm-compare-runs"
+            "Compare runs", "Overlay the runs' curves of any metric and diff their configurations", "llm-compare-runs"
         )
         self.runs_output = w.HTML()
         self.exporter = ExportPanel(self._to_export, self._load)
@@ -216,6 +217,7 @@ class CheckpointBrowser:
         self.confirm.children[1].on_click(lambda _: self.delete(confirmed=True))
         self.confirm.children[2].on_click(lambda _: self._hide_confirm())
         self.compare_runs_button.on_click(lambda _: self.compare_runs())
+        self.runs.observe(lambda _: self._runs_changed(), names="value")
         self.model.observe(lambda _: self.refresh(), names="value")
         self.table.observe(lambda _: self._selection_changed(), names="value")
 
@@ -430,11 +432,17 @@ class CheckpointBrowser:
         return model.predict([prompt], max_new_tokens=self.max_new_tokens.value)[0]
 
     def compare_runs(self) -> None:
-        """Overlays the loss curves of the selected runs and shows where their settings differ."""
+        """Overlays the selected runs' curves of a metric chosen in the view and shows where their
+        settings differ."""
         if len(self.runs.value) < 2:
-            self._say("select two or more runs to compare")
+            self.runs_output.value = '<p class="llm-note"><i>select two or more runs to compare</i></p>'
             return
         self.runs_output.value = runs_comparison_html(self.db.store, list(self.runs.value))
+
+    def _runs_changed(self) -> None:
+        """Once runs are compared, the comparison follows the selection."""
+        if self.runs_output.value:
+            self.compare_runs()
 
     def _selection_changed(self) -> None:
         """A new selection: a pending question, an old message or answer no longer apply to it."""
