@@ -83,7 +83,7 @@ def test_the_chart_and_metrics_leave_the_view_as_shown(page, lab):
     assert not any("llm-tip" in c for c in classes) and chart.find(f".//{SVG}style") is None
     lines = [e for e in chart.iter(f"{SVG}polyline") if e.get("data-series") == "loss"]
     assert lines and all("stroke: rgb(" in (e.get("style") or "") for e in lines)
-    assert chart[0].tag == f"{SVG}rect" and chart[0].get("fill") == "rgb(255, 255, 255)"
+    assert chart[0].tag == f"{SVG}rect" and chart[0].get("fill") == "#ffffff"
     summary.locator(".llm-switch-log").check()
     _, data = saved(page, summary.locator(".llm-download-svg"))
     classes = [element.get("class") or "" for element in ET.fromstring(data).iter()]

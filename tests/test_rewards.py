@@ -267,7 +267,8 @@ def test_functions_written_in_notebook_cells_train_a_detached_run_that_a_new_ker
         ],
         workdir,
     )
-    (view,) = attached[1]  # the live view, replaced by the summary when the run ended
+    # the live view, replaced by the summary when the run ended; its note for a kernel gone, left empty
+    (view,) = [o for o in attached[1] if o.output_type == "display_data" and o["data"]]
     page = view["data"]["text/html"]
     assert 'data-series="rewards/share_of_a/mean"' in page and 'class="llm-completions"' in page
     status, first, last, sampled = attached[2][0]["text"].split()

@@ -88,6 +88,8 @@ def test_the_charts_metrics_as_csv_one_row_per_logged_step():
         ["2", "", "", "2.4", ""],
         ["3", "", "", "", "1.0"],
     ]
+    timed = [{"step": 1, "time": 1000.0, "loss": 2.5}, {"step": 2, "time": 1002.25, "loss": 2.0}, {"step": 2}]
+    assert metrics_csv(timed).splitlines() == ["step,elapsed_s,loss", "1,0.0,2.5", "2,2.25,2.0", "2,,"]
     html = downloads_html(points, file_stem("my/model", "r1"))
     link = re.search(r'download="([^"]+)" href="data:text/csv;charset=utf-8,([^"]+)"', html)
     assert link and link[1] == "my_model-r1-metrics.csv" and unquote(link[2]) == metrics_csv(points)

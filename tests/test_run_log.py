@@ -146,22 +146,27 @@ def test_rays_own_log_goes_to_the_runs_log_while_it_drives_ray(tmp_path, capsys)
 
     from llm_magics.training.ray_log import ray_logged, stderr_logged
 
-    logger = logging.getLogger("ray")
-    before = list(logger.handlers)
-    log = logs.create(tmp_path)
-    with ray_logged(log):
-        logging.getLogger("ray.tune").warning("Started a local Ray instance.")
-        with stderr_logged():
-            print("written while Ray starts", file=sys.stderr)
-            other = threading.Thread(target=lambda: print("another thread's", file=sys.stderr))
-            other.start()
-            other.join()
-    logging.getLogger("ray").info("after the run")  # Ray's own handler again
-    text = log.read_text()
-    assert "WARNING ray.tune: Started a local Ray instance." in text and "written while Ray starts" in text
-    err = capsys.readouterr().err
-    assert "Started a local Ray" not in err and "written while" not in err
-    assert "another thread's" in err and "another thread's" not in text
-    assert logger.handlers == before and "after the run" not in text
-    with ray_logged(None):  # a process whose output is the log already: Ray's handlers stay
-        assert logger.handlers == before
+    logger, tune = logging.getLogger("ray"), logging.getLogger("ray.tune")
+    # once a sweep has run in this process, Tune's logger has a handler of its own, onto stderr
+    tune_own = logging.StreamHandler(sys.stderr)
+    tune.addHandler(tune_own)
+    before, log = list(logger.handlers), logs.create(tmp_path)
+    try:
+        with ray_logged(log):
+            tune.warning("Started a local Ray instance.")
+            with stderr_logged():
+                print("written while Ray starts", file=sys.stderr)
+                other = threading.Thread(target=lambda: print("another thread's", file=sys.stderr))
+                other.start()
+                other.join()
+        logging.getLogger("ray").info("after the run")  # Ray's own handler again
+        text = log.read_text()
+        assert "WARNING ray.tune: Started a local Ray instance." in text and "written while Ray starts" in text
+        err = capsys.readouterr().err
+        assert "Started a local Ray" not in err and "written while" not in err
+        assert "another thread's" in err and "another thread's" not in text
+        assert logger.handlers == before and tune.handlers == [tune_own] and "after the run" not in text
+        with ray_logged(None):  # a process whose output is the log already: Ray's handlers stay
+            assert logger.handlers == before
+    finally:
+        tune.removeHandler(tune_own)

@@ -28,7 +28,9 @@ class _RayLogs(logging.Handler):
         super().__init__()
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
         self.paths: list[Path] = []
-        self.saved: list[logging.Handler] = []  # Ray's own handlers, while this one stands in
+        # Ray's own handlers, on ``ray`` and on its loggers below that have their own (Tune's, Data's,
+        # set up as they are first used), while this one stands in
+        self.saved: dict[logging.Logger, list[logging.Handler]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         self.write(self.format(record) + "\n")
@@ -51,13 +53,14 @@ def ray_logged(path: Path | None) -> Iterator[None]:
         return
     import ray  # noqa: F401  (its logger's handler is set when it is imported: replaced after that)
 
-    logger = logging.getLogger("ray")
     with _LOCK:
         if not _ROUTE.paths:
-            _ROUTE.saved = [handler for handler in logger.handlers if handler is not _ROUTE]
-            for handler in _ROUTE.saved:
-                logger.removeHandler(handler)
-            logger.addHandler(_ROUTE)
+            _ROUTE.saved = {logger: list(logger.handlers) for logger in _ray_loggers()}
+            for logger, handlers in _ROUTE.saved.items():
+                for handler in handlers:
+                    logger.removeHandler(handler)
+                if logger.name == "ray" or not logger.propagate:  # the others pass their records up to it
+                    logger.addHandler(_ROUTE)
         _ROUTE.paths.append(path)
     try:
         yield
@@ -65,9 +68,21 @@ def ray_logged(path: Path | None) -> Iterator[None]:
         with _LOCK:
             _ROUTE.paths.remove(path)
             if not _ROUTE.paths:
-                logger.removeHandler(_ROUTE)
-                for handler in _ROUTE.saved:
-                    logger.addHandler(handler)
+                for logger, handlers in _ROUTE.saved.items():
+                    logger.removeHandler(_ROUTE)
+                    for handler in handlers:
+                        logger.addHandler(handler)
+                _ROUTE.saved = {}
+
+
+def _ray_loggers() -> list[logging.Logger]:
+    """``ray``, and the loggers under it that have handlers of their own or keep their records."""
+    below = [
+        logger
+        for name, logger in list(logging.root.manager.loggerDict.items())
+        if name.startswith("ray.") and isinstance(logger, logging.Logger) and (logger.handlers or not logger.propagate)
+    ]
+    return [logging.getLogger("ray"), *below]
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
-"""Training charts as inline SVG: loss, learning rate and accuracy against the step, live and in
-the static summary, and the overlaid curves of runs and trials.
+"""Training charts as inline SVG: loss, learning rate and accuracy against the step or the time,
+live and in the static summary, and the overlaid curves of runs and trials.
 
 The SVG is built in Python as one string. It renders from the training thread as one throttled
 HTML value, a saved notebook shows it without a kernel or JavaScript, and importing it costs
@@ -14,26 +14,40 @@ summary a saved notebook keeps): two checkboxes whose state CSS reads (``:has``)
 drawn both ways (the loss on both axes, a smoothed series' line smoothed and raw); a hover point
 carries its offsets to the other ways (``--r`` raw, ``--l`` log, ``--rl`` both) in its style.
 
+The x axis is the step or the time since the run's first point (``chart_axes``): the live view
+draws the one ``ChartOptions.x_axis`` names, over the steps ``ChartOptions.zoom`` names (redrawn,
+with ticks inside them). The summary draws the lines against both axes, the "x: time" switch shows
+one (a hover point's offset to the time axis is ``--t``), and its range menu zooms to the last
+half or quarter of the steps: each range has its own ticks, and CSS maps the lines and the points,
+drawn once, onto it (the map's scale and shift are variables of the ``svg`` for x and of each
+panel's ``.llm-panel`` for y; a point carries its pixel, ``--x`` and ``--y``, and the narrowest
+range it is in, ``data-range``). A run that logged no times has no time switch, a short one no
+range menu. The ranges cost a sixth of a long run's summary where a chart drawn per range would
+cost twice it; the live view zooms to any range by redrawing (``ChartOptions.zoom``).
+
 Classes for tests and styling: ``svg.llm-curve``; ``.llm-series`` (one line per series, its name
 in ``data-series``; a smoothed series' raw line is ``.llm-raw``); ``.llm-tick`` (tick labels);
-``.llm-grid`` (gridlines); ``.llm-pt`` and its ``.llm-tip`` (a point's hover label); with the
-switches, ``.llm-scale-linear`` / ``.llm-scale-log`` (a panel's y axis and lines on each axis) and
-``.llm-smoothed`` (a smoothed line).
+``.llm-grid`` (gridlines); ``.llm-pt`` and its ``.llm-tip`` (a point's hover label); ``.llm-dot``
+(an evaluation's marker); ``.llm-x-title`` (the x axis' name: "step", or the time's "m:ss",
+"h:mm", "h:mm:ss", "time (s)"); with the switches, ``.llm-scale-linear`` / ``.llm-scale-log`` (a
+panel's y axis and lines on each axis), ``.llm-smoothed`` (a smoothed line), ``.llm-x-step`` /
+``.llm-x-time`` (the x ticks, gridlines and lines on each x axis), ``.llm-switch-time`` (the x
+axis' checkbox), ``select.llm-range`` with ``option.llm-switch-all`` / ``-half`` / ``-quarter``
+(the range menu), ``.llm-range-all`` / ``-half`` / ``-quarter`` (each range's ticks and
+gridlines) and ``.llm-zoomed`` (lines that a range's map moves).
 """
 
 from __future__ import annotations
 
-import html
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from llm_magics.core.theme import BORDER, FRAME, MUTED, PAGE, PALETTE, STRONG, TEXT, ink
-from llm_magics.widgets.scales import log_ticks, nice_ticks, smoothed, thinned, tick_text
+from llm_magics.core.theme import BORDER, FRAME, MUTED, PAGE, STRONG, TEXT, ink
+from llm_magics.widgets.chart_axes import RANGES, STEP, TIME, X_AXES, elapsed, frame, x_ticks
+from llm_magics.widgets.chart_panel import LEFT, SERIES_COLORS, Panel, Point, panel_svg
+from llm_magics.widgets.scales import finite, step_text
 
-Point = tuple[float, float]
-Scale = Callable[[float], float]  # a value to its pixel on an axis
 _COLORS = {
     "loss": ink("brand"),
     "eval_loss": ink("warn"),
@@ -41,21 +55,6 @@ _COLORS = {
     "mean_token_accuracy": ink("purple"),
     "eval_mean_token_accuracy": ink("error"),
     "eval_accuracy": ink("olive"),
-}
-_PALETTE = tuple(ink(name) for name in PALETTE)
-_LABELS = {
-    "reward": "total reward",
-    "rewards/chosen": "chosen",
-    "rewards/rejected": "rejected",
-    "rewards/margins": "margin",
-    "rewards/accuracies": "pairs ranked right",
-    "completions/mean_length": "completion length",
-    "loss": "train loss",
-    "eval_loss": "eval loss",
-    "learning_rate": "learning rate",
-    "mean_token_accuracy": "token accuracy",
-    "eval_mean_token_accuracy": "eval token accuracy",
-    "eval_accuracy": "eval accuracy",
 }
 # the hover labels: hidden until their point is hovered; drawn with a halo of the page's colour
 # (as the legend), so that they stay clear over the lines in either theme
@@ -66,28 +65,49 @@ _STYLE = (
     f".llm-tip,.llm-legend{{paint-order:stroke;stroke:{PAGE};stroke-width:3px;stroke-linejoin:round}}"
     f".llm-curve .llm-tip{{font-weight:bold;fill:{STRONG}}}</style>"
 )
-# what the switches of ``run_chart_html`` change: which axis and which lines show, where hover points sit
+# what the switches of ``run_chart_html`` change: which axes, lines and ticks show, where hover points sit
 _OFF, _ON = ":has(.llm-switch-{}:not(:checked))", ":has(.llm-switch-{}:checked)"
+_HIDDEN = [
+    (_OFF, "log", ".llm-scale-log"),
+    (_ON, "log", ".llm-scale-linear"),
+    (_OFF, "log", ".llm-note-log"),
+    (_OFF, "smooth", ".llm-smoothed"),
+    (_OFF, "smooth", ".llm-note-smooth"),
+    (_OFF, "time", ".llm-x-time"),
+    (_ON, "time", ".llm-x-step"),
+    (_ON, "all", ":is(.llm-range-half,.llm-range-quarter)"),
+    (_ON, "half", ":is(.llm-range-all,.llm-range-quarter)"),
+    (_ON, "half", ":is(.llm-pt,.llm-dot):not([data-range])"),  # a point outside the range
+    (_ON, "quarter", ":is(.llm-range-all,.llm-range-half)"),
+    (_ON, "quarter", ":is(.llm-pt,.llm-dot):not([data-range=quarter])"),
+]
+# a point's (or a marker's) move: to where the switches draw its line (--ox, --oy), through the
+# range's map (scale --s, shift --b) of its pixel (--x, --y); none where nothing is switched
+_MOVED = "calc(var(--s{0},1)*(var(--{0},0px) + var(--o{0},0px)) + var(--b{0},0px) - var(--{0},0px))"
 _SWITCHES = (
     "<style>"
-    + ",".join(
-        f".llm-chart{state.format(switch)} {hidden}"
-        for state, switch, hidden in (
-            (_OFF, "log", ".llm-scale-log"),
-            (_ON, "log", ".llm-scale-linear"),
-            (_OFF, "log", ".llm-note-log"),
-            (_OFF, "smooth", ".llm-smoothed"),
-            (_OFF, "smooth", ".llm-note-smooth"),
-        )
-    )
+    + ",".join(f".llm-chart{state.format(switch)} {hidden}" for state, switch, hidden in _HIDDEN)
     + "{display:none}"
     f".llm-chart{_OFF.format('smooth')} .llm-raw{{stroke-opacity:1;stroke-width:1.5px}}"
-    f".llm-chart{_OFF.format('smooth')} .llm-pt{{transform:translateY(var(--r,0px))}}"
-    f".llm-chart{_ON.format('log')} .llm-pt{{transform:translateY(var(--l,0px))}}"
-    f".llm-chart{_ON.format('log')}{_OFF.format('smooth')} .llm-pt{{transform:translateY(var(--rl,0px))}}"
-    ".llm-chart-switches{display:flex;gap:12px;font-size:12px}</style>"
+    f".llm-chart :is(.llm-pt,.llm-dot){{transform:translate({_MOVED.format('x')},{_MOVED.format('y')})}}"
+    f".llm-chart{_OFF.format('smooth')} .llm-pt{{--oy:var(--r,0px)}}"
+    f".llm-chart{_ON.format('log')} .llm-pt{{--oy:var(--l,0px)}}"
+    f".llm-chart{_ON.format('log')}{_OFF.format('smooth')} .llm-pt{{--oy:var(--rl,0px)}}"
+    f".llm-chart{_ON.format('time')} :is(.llm-pt,.llm-dot){{--ox:var(--t,0px)}}"
+    ".llm-chart .llm-zoomed{transform:translate(var(--bx,0px),var(--by,0px)) scale(var(--sx,1),var(--sy,1))}"
+    + "".join(  # a zoom range's maps: of the x pixels on the axis shown, of the y pixels on the scale shown
+        f".llm-chart{_ON.format(name)} .llm-curve{{--sx:var(--sx-step-{name});--bx:var(--bx-step-{name})}}"
+        f".llm-chart{_ON.format(name)}{_ON.format('time')} .llm-curve"
+        f"{{--sx:var(--sx-time-{name});--bx:var(--bx-time-{name})}}"
+        f".llm-chart{_ON.format(name)} .llm-panel{{--sy:var(--sy-linear-{name});--by:var(--by-linear-{name})}}"
+        f".llm-chart{_ON.format(name)}{_ON.format('log')} .llm-panel"
+        f"{{--sy:var(--sy-log-{name},var(--sy-linear-{name}));--by:var(--by-log-{name},var(--by-linear-{name}))}}"
+        for name, _ in RANGES
+    )
+    + ".llm-chart-switches{display:flex;gap:12px;font-size:12px}</style>"
 )
-_LEFT, _RIGHT, _TITLE, _GAP, _BOTTOM = 56, 14, 16, 8, 18  # margins, in pixels
+_RANGE_NAMES = (("all", "all steps"), ("half", "last half"), ("quarter", "last quarter"))  # the range menu
+_RIGHT, _TITLE, _GAP, _BOTTOM = 14, 16, 8, 18  # margins, in pixels (the left one: chart_panel.LEFT)
 SMOOTHING = 0.6  # the default smoothing of a run with more than SMOOTH_AFTER train points
 SMOOTH_AFTER = 20
 
@@ -100,24 +120,22 @@ class ChartOptions:
         smoothing: the weight of the moving average over the train curves (0: none); None:
             ``SMOOTHING`` once a run has more than ``SMOOTH_AFTER`` train points, else none.
         log_scale: the loss on a log axis (when every loss is above zero).
+        x_axis: "step", or "time": the time since the run's first logged point (m:ss, h:mm); a
+            run that logged no times is drawn against the step (``has_times`` tells).
+        zoom: the (first, last) steps ``run_chart_svg`` draws, over the whole width with ticks
+            inside them and each y axis over the values in them; None: every step. A live view's
+            range slider sets it and redraws. The summary (``run_chart_html``) always begins with
+            every step: its range menu zooms.
     """
 
     smoothing: float | None = None
     log_scale: bool = False
+    x_axis: Literal["step", "time"] = "step"
+    zoom: tuple[float, float] | None = None
 
-
-@dataclass
-class Panel:
-    """One plot of a chart: named series of (step, value) on a y axis of their own."""
-
-    title: str
-    series: dict[str, list[Point]]
-    height: int
-    log: bool = False
-    smoothing: float = 0.0  # over the series that are not evaluations
-    notes: list[tuple[str, str]] = field(default_factory=list)  # said after the title: (text, its switch or "")
-    both_scales: bool = False  # drawn on a linear and a log axis, a switch shows one (``run_chart_html``)
-    switched: bool = False  # a smoothed series drawn smoothed and raw, a switch shows one
+    def __post_init__(self) -> None:
+        if self.x_axis not in X_AXES:
+            raise ValueError(f"x_axis is one of {', '.join(X_AXES)}, not {self.x_axis!r}")
 
 
 def run_chart_svg(
@@ -126,25 +144,39 @@ def run_chart_svg(
     width: int = 480,
     scores: Sequence[str] = (),
 ) -> str:
-    """A run's chart: train and eval loss; under it, sharing the step axis, the learning rate, the
-    accuracies, a method's signals and the generation metrics (``scores``) when they were logged."""
-    return chart_svg(_run_panels(history, options or ChartOptions(), scores, switches=False)[1], width)
+    """A run's chart: train and eval loss; under it, sharing the x axis (the step or the time, as
+    ``options`` say, over their zoom), the learning rate, the accuracies, a method's signals and
+    the generation metrics (``scores``) when they were logged."""
+    options = options or ChartOptions()
+    panels = _run_panels(history, options, scores, switches=False)[1]
+    return chart_svg(panels, width, x_axes=(options.x_axis,), zoom=options.zoom)
 
 
 def run_chart_html(
     history: Sequence[dict[str, Any]], options: ChartOptions | None = None, scores: Sequence[str] = ()
 ) -> str:
-    """A run's chart with its smoothing and log-scale switches, set as ``options`` say; they work
-    without a kernel or a script (the summary's chart)."""
+    """A run's chart with its smoothing, log-scale and x-axis switches, set as ``options`` say, and
+    a long run's range menu (every step, the last half, the last quarter); they work without a
+    kernel or a script (the summary's chart). It shows every step whatever ``options.zoom``."""
     options = options or ChartOptions()
     loss, panels = _run_panels(history, options, scores, switches=True)
     smoothing = _switch("smooth", f"smoothing {loss.smoothing:g}", _smoothed(options, loss), not loss.switched)
     why = "" if loss.both_scales else "log needs values above 0"
     log = _switch("log", "log scale", options.log_scale and loss.both_scales, not loss.both_scales, why)
+    timed = any(panel.times for panel in panels)  # an older record's rows have no time: nothing to switch
+    time = _switch("time", "x: time", options.x_axis == TIME, False) if timed else ""
+    long = len(loss.series["loss"]) > SMOOTH_AFTER
+    menu = "".join(f'<option class="llm-switch-{name}">{text}</option>' for name, text in _RANGE_NAMES)
+    ranges = f'<label>zoom <select class="llm-range">{menu}</select></label>' if long else ""
     return (
-        f'<div class="llm-chart">{_SWITCHES}<div class="llm-chart-switches">{smoothing}{log}</div>'
-        f"{chart_svg(panels)}</div>"
+        f'<div class="llm-chart">{_SWITCHES}<div class="llm-chart-switches">{smoothing}{log}{time}{ranges}</div>'
+        f"{chart_svg(panels, x_axes=X_AXES, ranges=long)}</div>"
     )
+
+
+def has_times(history: Sequence[dict[str, Any]]) -> bool:
+    """Whether a run logged the times its chart's time axis needs (at least two)."""
+    return elapsed(history) is not None
 
 
 def _switch(name: str, label: str, on: bool, disabled: bool, why: str = "") -> str:
@@ -168,12 +200,16 @@ def _run_panels(
     where it can be, and the train curves both smoothed (at the options' weight, else the default)
     and raw."""
     logged: dict[str, list[Point]] = {}  # every series, in one pass over the history
+    times: dict[str, list[float]] = {}  # its points' seconds since the run began, where the run logged times
+    clock = elapsed(history)
     for row in history:
         step = row.get("step")
-        if _finite(step):
+        if finite(step):
             for name, value in row.items():
-                if name != "step" and _finite(value):
+                if name not in ("step", "time") and finite(value):
                     logged.setdefault(name, []).append((step, value))
+                    if clock:
+                        times.setdefault(name, []).append(clock(row))
     loss = Panel("loss", {name: logged.get(name, []) for name in ("loss", "eval_loss")}, 150)
     train_points = len(loss.series["loss"])
     on = _smoothed(options, loss)
@@ -198,6 +234,8 @@ def _run_panels(
         Panel("KL · entropy", {k: v for k, v in logged.items() if _policy(k, logged)}, 56),
         *_score_panels({f"eval_{name}": logged.get(f"eval_{name}", []) for name in scores}),
     ]
+    for panel in panels:
+        panel.times = {name: times[name] for name in panel.series if name in times}
     return loss, [panel for panel in panels if any(panel.series.values())] or [loss]
 
 
@@ -228,20 +266,10 @@ def curves_svg(
     """Several named (step, value) series on one pair of axes, with a legend (runs compared, a
     sweep's trials); ``colors`` maps names to colors. Points that are not two finite numbers (a
     damaged or hostile record) are left out."""
-    clean = {name: [(x, y) for x, y in values if _finite(x) and _finite(y)] for name, values in series.items()}
-    palette = {name: (colors or {}).get(name, _PALETTE[i % len(_PALETTE)]) for i, name in enumerate(clean)}
+    clean = {name: [(x, y) for x, y in values if finite(x) and finite(y)] for name, values in series.items()}
+    palette = {name: (colors or {}).get(name, SERIES_COLORS[i % len(SERIES_COLORS)]) for i, name in enumerate(clean)}
     panel = Panel(title, clean, max(40, height - _TITLE - _GAP - _BOTTOM))
     return chart_svg([panel], width, palette)
-
-
-def _label(name: str) -> str:
-    """A series' name in the legend; a reward function's curve by the function's name."""
-    if name in _LABELS:
-        return _LABELS[name]
-    parts = name.split("/")
-    if len(parts) == 3 and parts[0] in ("rewards", "eval_rewards") and parts[2] == "mean":
-        return ("eval " if parts[0].startswith("eval_") else "") + parts[1]
-    return name
 
 
 def _policy(name: str, logged: dict[str, Any]) -> bool:
@@ -260,209 +288,61 @@ def _reward(name: str) -> bool:
     return name == "reward" or (name.startswith("rewards/") and not name.endswith(("/std", "accuracies")))
 
 
-def chart_svg(panels: list[Panel], width: int = 480, colors: dict[str, str] | None = None) -> str:
-    """Panels stacked on one step axis, each with ticks, gridlines, a title, a legend and hover
-    labels; the step's ticks under the last."""
-    height = sum(_TITLE + panel.height + _GAP for panel in panels) + _BOTTOM
-    head = (
-        f'<svg class="llm-curve" width="{width}" height="{height}" role="img" aria-label="training chart" '
-        'font-family="sans-serif" font-size="10">'
-    )
+def chart_svg(
+    panels: list[Panel],
+    width: int = 480,
+    colors: dict[str, str] | None = None,
+    *,
+    x_axes: Sequence[str] = (STEP,),
+    zoom: tuple[float, float] | None = None,
+    ranges: bool = False,
+) -> str:
+    """Panels stacked on one x axis, each with ticks, gridlines, a title, a legend and hover
+    labels; the x axis' ticks under the last. ``x_axes``: the step or the time (where every point
+    has one), the first shown, the others behind the "x: time" switch; ``zoom``: the (first, last)
+    steps drawn; ``ranges``: the range menu's zoom ranges too."""
     for panel in panels:
         panel.series = {name: values for name, values in panel.series.items() if values}
-    panels = [panel for panel in panels if panel.series]
-    steps = [x for panel in panels for values in panel.series.values() for x, _ in values]
-    if not steps:
+    window = (min(zoom), max(zoom)) if zoom else None
+    shown = [panel for panel in panels if _points(panel, window)]
+    points = [point for panel in shown for point in _points(panel, window)]
+    if not points:
+        height = sum(_TITLE + panel.height + _GAP for panel in panels) + _BOTTOM
+        empty = "the chart appears with the first logged step"
+        if window and any(panel.series for panel in panels):
+            empty = f"nothing was logged from step {step_text(window[0])} to {step_text(window[1])}"
         return (
-            f'{head}{_STYLE}<text x="{width / 2}" y="{height / 2}" text-anchor="middle" font-size="12">'
-            "the chart appears with the first logged step</text></svg>"
+            f'<svg class="llm-curve" width="{width}" height="{height}" role="img" aria-label="training chart" '
+            f'font-family="sans-serif" font-size="10">{_STYLE}<text x="{width / 2}" y="{height / 2}" '
+            f'text-anchor="middle" font-size="12">{empty}</text></svg>'
         )
-    x_ticks = nice_ticks(min(steps), max(steps), max(2, (width - _LEFT - _RIGHT) // 60), whole=True)
-    x_of = _scale(x_ticks, False, _LEFT, width - _RIGHT)
-    parts, top, palette = [head, _STYLE], 0, {**_COLORS, **(colors or {})}
-    for panel in panels:
-        parts += _panel(panel, x_ticks, x_of, top + _TITLE, width, palette)
+    view = frame(points, x_axes, LEFT, width - _RIGHT, window, ranges)
+    maps = ";".join(  # each zoom range's map of the x pixels, for the switches' CSS
+        f"--sx-{axis.kind}-{zoom.name}:{scale:.4f};--bx-{axis.kind}-{zoom.name}:{shift:.1f}px"
+        for zoom in view.zooms
+        for axis, (scale, shift) in zip(view.axes, zoom.maps, strict=True)
+    )
+    height = sum(_TITLE + panel.height + _GAP for panel in shown) + _BOTTOM
+    parts = [
+        f'<svg class="llm-curve" width="{width}" height="{height}" role="img" aria-label="training chart" '
+        f'font-family="sans-serif" font-size="10"{_style(maps)}>',
+        _STYLE,
+    ]
+    top, palette = 0, {**_COLORS, **(colors or {})}
+    for panel in shown:
+        parts += panel_svg(panel, view, window, top + _TITLE, width - _RIGHT, palette)
         top += _TITLE + panel.height + _GAP
-    bottom = top - _GAP
-    x_step = x_ticks[1] - x_ticks[0]
-    parts += [
-        f'<text class="llm-tick" x="{x_of(x):.1f}" y="{bottom + 12}" text-anchor="middle">{tick_text(x, x_step)}</text>'
-        for x in x_ticks
-    ]
-    parts.append(f'<text x="{_LEFT - 6}" y="{bottom + 12}" text-anchor="end">step</text></svg>')
-    return "".join(parts)
+    return "".join([*parts, *x_ticks(view, top - _GAP), "</svg>"])
 
 
-@dataclass
-class _Line:
-    """A series as drawn: its kept points (a long run thinned), raw and smoothed."""
-
-    name: str
-    label: str  # escaped
-    color: str
-    steps: list[float]
-    raw: list[float]
-    smooth: list[float]
-    weight: float
+def _points(panel: Panel, window: tuple[float, float] | None) -> list[tuple[float, float | None]]:
+    """A panel's points as (step, time), those in ``window`` when there is one."""
+    points: list[tuple[float, float | None]] = []
+    for name, values in panel.series.items():
+        times: list[float | None] = [*panel.times.get(name, [])] or [None] * len(values)
+        points += [(x, time) for (x, _), time in zip(values, times, strict=True)]
+    return [(x, time) for x, time in points if window is None or window[0] <= x <= window[1]]
 
 
-def _panel(panel: Panel, x_ticks: list[float], x_of: Scale, top: int, width: int, palette: dict[str, str]) -> list[str]:
-    """One panel's SVG: the frame, gridlines and y ticks, the lines, the legend, the hover points;
-    the y axis and the lines on both axes when the panel has both."""
-    bottom, right = top + panel.height, width - _RIGHT
-    values = [y for series in panel.series.values() for _, y in series]
-    title = html.escape(panel.title) + "".join(_note(text, switch) for text, switch in panel.notes)
-    parts = [f'<text class="llm-axis-title" x="{_LEFT}" y="{top - 4}">{title}</text>']
-    parts += [
-        f'<line class="llm-grid" x1="{x_of(x):.1f}" y1="{top}" x2="{x_of(x):.1f}" y2="{bottom}"/>' for x in x_ticks
-    ]
-    parts.append(
-        f'<rect class="llm-frame" x="{_LEFT}" y="{top}" width="{right - _LEFT}" height="{panel.height}" fill="none"/>'
-    )
-    lines = [_line(name, series, i, panel, palette) for i, (name, series) in enumerate(panel.series.items())]
-    axes = {log: _y_axis(values, log, panel.height, top, right) for log in _scales(panel)}
-    for log, (y_of, ticks) in axes.items():
-        drawn = ticks + [part for line in lines for part in _lines(line, x_of, y_of, panel.switched)]
-        parts += [f'<g class="llm-scale-{"log" if log else "linear"}">', *drawn, "</g>"] if panel.both_scales else drawn
-    names = [(line.label, line.color) for line in lines]
-    plain = " · ".join([panel.title, *(text for text, _ in panel.notes)])
-    legend = _legend(names, len(plain), top, right) if [label for label, _ in names] != [html.escape(plain)] else []
-    points = ['<g fill="transparent">']
-    for line in lines:
-        points += _hovers(line, x_of, {log: y_of for log, (y_of, _) in axes.items()}, panel, top, right)
-    return [*parts, *legend, *points, "</g>"]
-
-
-def _scales(panel: Panel) -> tuple[bool, ...]:
-    """The y axes a panel is drawn on: log or not; both, linear first, when a switch picks one."""
-    return (False, True) if panel.both_scales else (panel.log,)
-
-
-def _note(text: str, switch: str) -> str:
-    """A note after a panel's title; one that a switch shows is a ``tspan`` the switch's CSS hides."""
-    return f'<tspan class="llm-note-{switch}"> · {html.escape(text)}</tspan>' if switch else f" · {html.escape(text)}"
-
-
-def _y_axis(values: list[float], log: bool, height: int, top: int, right: int) -> tuple[Scale, list[str]]:
-    """A panel's y scale over ``values``, and its gridlines and tick labels."""
-    low, high, bottom = min(values), max(values), top + height
-    y_ticks = log_ticks(low, high) if log else nice_ticks(low, high, max(2, height // 30))
-    y_of = _scale(y_ticks, log, bottom, top)
-    y_step = None if log else y_ticks[1] - y_ticks[0]
-    return y_of, [
-        f'<line class="llm-grid" x1="{_LEFT}" y1="{y_of(y):.1f}" x2="{right}" y2="{y_of(y):.1f}"/>'
-        f'<text class="llm-tick" x="{_LEFT - 4}" y="{y_of(y) + 3:.1f}" text-anchor="end">{tick_text(y, y_step)}</text>'
-        for y in y_ticks
-    ]
-
-
-def _line(name: str, series: list[Point], i: int, panel: Panel, palette: dict[str, str]) -> _Line:
-    weight = 0.0 if name.startswith("eval") or len(series) < 2 else panel.smoothing
-    kept = thinned(len(series))
-    smooth = smoothed([y for _, y in series], weight)
-    return _Line(
-        name,
-        html.escape(_label(name)),
-        palette.get(name, _PALETTE[i % len(_PALETTE)]),
-        [series[k][0] for k in kept],
-        [series[k][1] for k in kept],
-        [smooth[k] for k in kept],
-        weight,
-    )
-
-
-def _legend(names: list[tuple[str, str]], title_length: int, top: int, right: int) -> list[str]:
-    """The series' names in their colors: on the title's line, flush right, when they fit there;
-    else one under the other in the plot's top-right corner."""
-    widths = [len(label) * 5.5 + 12 for label, _ in names]  # about, at font-size 10
-    x = right - sum(widths) + 12
-    in_line = x >= _LEFT + title_length * 6 + 12
-    texts = []
-    for i, (label, color) in enumerate(names):
-        at = f'x="{x:.0f}" y="{top - 4}"' if in_line else f'x="{right - 4}" y="{top + 11 + 12 * i}" text-anchor="end"'
-        texts.append(f'<text class="llm-legend" {at} style="fill:{color}">{label}</text>')
-        x += widths[i]
-    return texts
-
-
-def _lines(line: _Line, x_of: Scale, y_of: Scale, switched: bool) -> list[str]:
-    """A series' lines on one y axis (its raw line faint under the smoothed one when smoothed; the
-    smoothed one marked when a switch can hide it) and its markers (for evaluations, and a lone
-    point)."""
-    xs = [x_of(x) for x in line.steps]
-    raw = [y_of(y) for y in line.raw]
-    data = f'data-series="{html.escape(line.name)}"'
-    lines = []
-    if line.weight:
-        lines.append(
-            f'<polyline class="llm-raw" {data} fill="none" style="stroke:{line.color}" stroke-width="1" '
-            f'stroke-opacity="0.3" points="{_path(xs, raw)}"/>'
-        )
-        kind = "llm-series llm-smoothed" if switched else "llm-series"
-        smooth = [y_of(y) for y in line.smooth]
-        lines.append(
-            f'<polyline class="{kind}" {data} fill="none" style="stroke:{line.color}" stroke-width="2" '
-            f'points="{_path(xs, smooth)}"/>'
-        )
-    else:
-        lines.append(
-            f'<polyline class="llm-series" {data} fill="none" style="stroke:{line.color}" stroke-width="1.5" '
-            f'points="{_path(xs, raw)}"/>'
-        )
-    if line.name.startswith("eval") or len(xs) == 1:
-        lines += [
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" style="fill:{line.color}"/>'
-            for x, y in zip(xs, raw, strict=True)
-        ]
-    return lines
-
-
-def _hovers(line: _Line, x_of: Scale, axes: dict[bool, Scale], panel: Panel, top: int, right: int) -> list[str]:
-    """A series' hover points, on its drawn line (smoothed when smoothed) of the panel's first axis;
-    where switches draw it other ways, each point's offsets to them (``--r``, ``--l``, ``--rl``)."""
-    base, log = axes[_scales(panel)[0]], axes.get(True) if panel.both_scales else None
-    points = []
-    for x, raw, smooth in zip(line.steps, line.raw, line.smooth, strict=True):
-        shown = base(smooth)
-        offsets = {"r": base(raw) - shown if panel.switched else 0.0}
-        offsets.update({"l": log(smooth) - shown, "rl": log(raw) - shown} if log else {"rl": offsets["r"]})
-        style = ";".join(f"--{key}:{value:.1f}px" for key, value in offsets.items() if round(value, 1))
-        label = f"step {_step(x)} · {line.label} {raw:.4g}" + (f" (smoothed {smooth:.4g})" if line.weight else "")
-        points.append(_hover(x_of(x), shown, label, top, right, style))
-    return points
-
-
-def _hover(px: float, py: float, label: str, top: int, right: int, style: str = "") -> str:
-    """A point's hover target at pixel (px, py): a circle, transparent like the group around it,
-    its label (shown by the CSS rule on hover) and a ``<title>`` (the browser's tooltip)."""
-    anchor = "" if px < (_LEFT + right) / 2 else ' text-anchor="end"'
-    tip_x = px + 7 if not anchor else px - 7
-    tip_y = py - 7 if py - 7 > top + 10 else py + 15
-    moved = f' style="{style}"' if style else ""
-    return (
-        f'<g class="llm-pt"{moved}><circle class="llm-hit" cx="{px:.0f}" cy="{py:.0f}" r="5"/><title>{label}</title>'
-        f'<text class="llm-tip" x="{tip_x:.0f}" y="{tip_y:.0f}"{anchor}>{label}</text></g>'
-    )
-
-
-def _scale(ticks: list[float], log: bool, start: float, end: float) -> Scale:
-    """The pixel of a value on an axis that runs from the first tick (at ``start``) to the last."""
-    low, high = (math.log10(ticks[0]), math.log10(ticks[-1])) if log else (ticks[0], ticks[-1])
-    span = (high - low) or 1.0
-
-    def at(value: float) -> float:
-        return start + ((math.log10(value) if log else value) - low) / span * (end - start)
-
-    return at
-
-
-def _path(xs: list[float], ys: list[float]) -> str:
-    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
-
-
-def _step(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def _finite(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _style(variables: str) -> str:
+    return f' style="{variables}"' if variables else ""

@@ -28,8 +28,13 @@ _LINK = "margin-right:8px"
 
 def metrics_csv(points: Sequence[dict[str, Any]]) -> str:
     """The chart's points as CSV: one row per logged step, a column per metric in the order they
-    first came (step first), empty where a step did not log one."""
-    columns: dict[str, None] = {"step": None}
+    first came (step first, then ``elapsed_s``: seconds since the first logged time), empty where
+    a step did not log one."""
+    times = [point["time"] for point in points if isinstance(point.get("time"), int | float)]
+    if times:
+        start = min(times)
+        points = [_elapsed(point, start) for point in points]
+    columns: dict[str, None] = {"step": None, **({"elapsed_s": None} if times else {})}
     for point in points:
         columns.update(dict.fromkeys(point))
     out = io.StringIO()
@@ -38,6 +43,12 @@ def metrics_csv(points: Sequence[dict[str, Any]]) -> str:
     for point in points:
         writer.writerow([_cell(point.get(name)) for name in columns])
     return out.getvalue()
+
+
+def _elapsed(point: dict[str, Any], start: float) -> dict[str, Any]:
+    moment = point.get("time")
+    rest = {name: value for name, value in point.items() if name != "time"}
+    return {**rest, "elapsed_s": round(moment - start, 3)} if isinstance(moment, int | float) else rest
 
 
 def _cell(value: Any) -> str:

@@ -218,9 +218,18 @@ class TrainingView:
             value=SMOOTHING, min=0, max=0.99, step=0.01, description="smoothing", continuous_update=False
         )
         self.log_scale = w.Checkbox(value=False, description="log scale", indent=False)
+        self.x_axis = w.Dropdown(
+            options=["step", "time"], value="step", description="x", layout=w.Layout(width="130px")
+        )
+        self.x_axis.style.description_width = "16px"
+        # a step range to zoom to; its whole span is no zoom (its end grows with a run's total)
+        self.zoom = w.IntRangeSlider(value=(0, 1), min=0, max=1, description="steps", continuous_update=False)
+        self.zoom.add_class("llm-zoom")
+        self._spanning = False
+        self._zoom_span()
         # a run training in this kernel keeps it busy: it would read the controls' changes after the run
         busy = self.state.backend == "kernel" and not run.followed
-        for control in (self.smoothing, self.log_scale):
+        for control in (self.smoothing, self.log_scale, self.x_axis, self.zoom):
             control.observe(self._chart_changed, "value")
             control.disabled = busy
             control.tooltip = _CHART_BUSY if busy else None
@@ -228,7 +237,8 @@ class TrainingView:
         # sent once: at a click, its script finds the chart as it is then
         links = w.HTML(chart_links(file_stem(self.state.model, self.state.run_id)))
         links.add_class("llm-chart-links")
-        controls = w.HBox([self.smoothing, self.log_scale, self.chart_why, links])
+        controls = w.HBox([self.smoothing, self.log_scale, self.x_axis, self.zoom, self.chart_why, links])
+        controls.layout.flex_flow = "row wrap"
         controls.add_class("llm-chart-controls")
         self.gone = KernelGone(run)  # the note it leaves for when the kernel is gone
         title = w.HTML(
@@ -290,6 +300,7 @@ class TrainingView:
             self.progress.max = max(1, state.total_steps if is_number(state.total_steps) else 1)
             self.progress.value = min(state.step if is_number(state.step) else 0, self.progress.max)
             self.progress.bar_style = {"completed": "success", "failed": "danger"}.get(state.status, "info")
+        self._zoom_span()
         self.body.value = body_html(state, self.options)
         self.gone.refresh()
         if state.status in FINAL:
@@ -302,9 +313,32 @@ class TrainingView:
             self._handle.update(_Summary(self.state, self.options))
             self.gone.remove()
 
+    def _zoom_span(self) -> None:
+        """The range slider spans the run's steps (its total once known); a slider at its whole span
+        follows the run's growth."""
+        state = self.state
+        total = state.total_steps if is_number(state.total_steps) else state.step if is_number(state.step) else 0
+        span = max(1, int(total))
+        if span != self.zoom.max:
+            whole = self.zoom.value == (self.zoom.min, self.zoom.max)
+            self._spanning = True  # not a user's zoom: no redraw of its own
+            try:
+                with self.zoom.hold_sync():
+                    self.zoom.max = span
+                    if whole:
+                        self.zoom.value = (0, span)
+            finally:
+                self._spanning = False
+
     def _chart_changed(self, change: dict[str, Any]) -> None:
+        if self._spanning:
+            return
         smoothing = self.smoothing.value if change["owner"] is self.smoothing else self.options.smoothing
-        self.options = dataclasses.replace(self.options, smoothing=smoothing, log_scale=self.log_scale.value)
+        first, last = self.zoom.value
+        zoom = None if (first, last) == (self.zoom.min, self.zoom.max) else (float(first), float(last))
+        self.options = dataclasses.replace(
+            self.options, smoothing=smoothing, log_scale=self.log_scale.value, x_axis=self.x_axis.value, zoom=zoom
+        )
         self.render()
 
     def _stop(self, _button: Any) -> None:

@@ -5,14 +5,15 @@ var kind = this.dataset.kind, name = this.dataset.file;
 var view = this.closest(".llm-downloadable,.llm-training-view");
 var chart = view && view.querySelector("svg.llm-curve");
 if (!chart) return false;
-// a theme colour computes to color(srgb ...), which few SVG readers know: its pixel, as rgba()
+// a theme colour computes to color(srgb ...), which few SVG readers know: its pixel, in hex
 var pixel = document.createElement("canvas").getContext("2d", {willReadFrequently: true}), known = {};
 var plain = function (value) {
   if (value.indexOf("color(") < 0) return value;
   if (!known[value]) {
     pixel.clearRect(0, 0, 1, 1); pixel.fillStyle = value; pixel.fillRect(0, 0, 1, 1);
     var d = pixel.getImageData(0, 0, 1, 1).data;
-    known[value] = "rgba(" + d[0] + "," + d[1] + "," + d[2] + "," + d[3] / 255 + ")";
+    var bytes = d[3] == 255 ? [d[0], d[1], d[2]] : [d[0], d[1], d[2], d[3]];
+    known[value] = "#" + bytes.map(function (b) { return (b + 256).toString(16).slice(1); }).join("");
   }
   return known[value];
 };
