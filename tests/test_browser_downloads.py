@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import struct
 import xml.etree.ElementTree as ET
 
@@ -116,4 +117,4 @@ def test_the_chart_and_metrics_leave_the_view_as_shown(page, lab):
     # a detached run's newest log lines, and the process's CPU and memory where there is no GPU
     tail = live.locator(".llm-log-tail pre").inner_text().splitlines()
     assert len(tail) == 6 and tail[-1].endswith("step 20/40  loss 0.4472")
-    assert "187% · 1.50 GiB (peak 1.75 GiB)" in live.inner_text()
+    assert re.search(r"CPU\s+187%\s+RAM\s+1\.50 GiB \(peak 1\.75\)", live.inner_text())

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from llm_magics.runs.run import RunState
 from llm_magics.training.host import HostUsage
 from llm_magics.widgets.downloads import downloads_html, file_stem, metrics_csv
-from llm_magics.widgets.progress import TrainingView, body_html, host_text, metrics_rows, summary_html
+from llm_magics.widgets.progress import TrainingView, body_html, host_rows, metrics_rows, summary_html
 from llm_magics.widgets.run_context import config_html, log_tail_html
 
 
@@ -38,11 +38,12 @@ def test_the_process_usage_is_its_own_cpu_share_since_the_last_reading_and_its_m
 def test_without_a_gpu_the_view_shows_cpu_and_ram_and_with_one_the_gpu():
     state = RunState("r1", "m", "kernel")
     state.take({"step": 1, "loss": 2.0, "cpu_percent": 183.4, "ram_rss": 1.25 * 2**30, "ram_peak": 1.5 * 2**30})
-    assert dict(metrics_rows(state))["CPU · RAM"] == "183% · 1.25 GiB (peak 1.50 GiB)"
-    assert host_text({}) is None
+    rows = dict(metrics_rows(state))
+    assert rows["CPU"] == "183%" and rows["RAM"] == "1.25 GiB (peak 1.50)"
+    assert host_rows({}) == []
     state.take({"step": 2, "gpu_memory_allocated": 2**30, "gpu_memory_reserved": 2**31, "gpu_memory_peak": 2**30})
     rows = dict(metrics_rows(state))
-    assert "GPU memory" in rows and "CPU · RAM" not in rows
+    assert "GPU memory" in rows and "CPU" not in rows and "RAM" not in rows
 
 
 def config_state(**config):

@@ -135,38 +135,61 @@ def test_a_run_in_the_kernel_keeps_a_log_with_its_steps_checkpoints_and_warnings
     latest = run.state.latest
     assert latest["cpu_percent"] > 0 and 2**20 < latest["ram_rss"] <= latest["ram_peak"]
     summary = summary_html(run.state)
-    assert re.search(r"CPU · RAM</th><td>\d+% · \d+\.\d\d GiB \(peak \d+\.\d\d GiB\)", summary)
+    assert re.search(r"CPU</th><td>\d+%</td>.*RAM</th><td>\d+\.\d\d GiB \(peak \d+\.\d\d\)", summary)
     # its configuration, the keys the cell set first (small_config's and the test's)
     assert "configuration: 10 keys set (per_device_train_batch_size, max_steps, logging_steps, eval_strategy" in summary
     assert re.search(r"<b>max_steps</b></th><td[^>]*>8</td>", summary)
 
 
-def test_rays_own_log_goes_to_the_runs_log_while_it_drives_ray(tmp_path, capsys):
-    import ray  # noqa: F401  (its logger's handler exists once it is imported)
+# In a process of its own: another test's run may still drive Ray in this one, keeping Ray's log routed.
+RAY_LOG = """
+import json, logging, sys, threading
+from pathlib import Path
+import ray
+from llm_magics.runs import logs
+from llm_magics.training.ray_log import ray_logged, stderr_logged
 
-    from llm_magics.training.ray_log import ray_logged, stderr_logged
+ray_logger, tune = logging.getLogger("ray"), logging.getLogger("ray.tune")
+tune_own = logging.StreamHandler(sys.stderr)  # once a sweep has run, Tune's logger has one of its own
+tune.addHandler(tune_own)
+before = list(ray_logger.handlers)
+first, second = logs.create(Path(sys.argv[1]) / "a"), logs.create(Path(sys.argv[1]) / "b")
+with ray_logged(first):
+    tune.warning("Started a local Ray instance.")
+    with stderr_logged():
+        print("written while Ray starts", file=sys.stderr)
+        other = threading.Thread(target=lambda: print("another thread's", file=sys.stderr))
+        other.start()
+        other.join()
+    # ray.init(logging_config=...) sets Ray's handlers anew while this run drives Ray: the next run
+    # takes them over again
+    for handler in list(ray_logger.handlers):
+        ray_logger.removeHandler(handler)
+    fresh = logging.StreamHandler(sys.stderr)
+    ray_logger.addHandler(fresh)
+    with ray_logged(second):
+        ray_logger.warning("while two runs drive Ray")
+restored = ray_logger.handlers == [*before, fresh] and tune.handlers == [tune_own]
+ray_logger.warning("after the runs")
+with ray_logged(None):  # a process whose output is the log already: Ray's handlers stay
+    unchanged = ray_logger.handlers == [*before, fresh]
+texts = {"first": first.read_text(), "second": second.read_text()}
+print(json.dumps({**texts, "restored": restored, "unchanged": unchanged}))
+"""
 
-    logger, tune = logging.getLogger("ray"), logging.getLogger("ray.tune")
-    # once a sweep has run in this process, Tune's logger has a handler of its own, onto stderr
-    tune_own = logging.StreamHandler(sys.stderr)
-    tune.addHandler(tune_own)
-    before, log = list(logger.handlers), logs.create(tmp_path)
-    try:
-        with ray_logged(log):
-            tune.warning("Started a local Ray instance.")
-            with stderr_logged():
-                print("written while Ray starts", file=sys.stderr)
-                other = threading.Thread(target=lambda: print("another thread's", file=sys.stderr))
-                other.start()
-                other.join()
-        logging.getLogger("ray").info("after the run")  # Ray's own handler again
-        text = log.read_text()
-        assert "WARNING ray.tune: Started a local Ray instance." in text and "written while Ray starts" in text
-        err = capsys.readouterr().err
-        assert "Started a local Ray" not in err and "written while" not in err
-        assert "another thread's" in err and "another thread's" not in text
-        assert logger.handlers == before and tune.handlers == [tune_own] and "after the run" not in text
-        with ray_logged(None):  # a process whose output is the log already: Ray's handlers stay
-            assert logger.handlers == before
-    finally:
-        tune.removeHandler(tune_own)
+
+def test_rays_own_log_goes_to_the_runs_log_while_it_drives_ray(tmp_path):
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", RAY_LOG, str(tmp_path)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    first, second, err = out["first"], out["second"], done.stderr
+    assert "WARNING ray.tune: Started a local Ray instance." in first and "written while Ray starts" in first
+    assert "WARNING ray: while two runs drive Ray" in first and "WARNING ray: while two runs drive Ray" in second
+    assert "Started a local Ray" not in err and "written while" not in err and "while two runs" not in err
+    assert "another thread's" in err and "another thread's" not in first
+    assert out["restored"] and out["unchanged"] and "after the runs" in err and "after the runs" not in first

@@ -302,10 +302,11 @@ class LLMTrainingConfiguration(SFTConfig):
             values["eval_generate"] = block.to_dict()
         return masked_values(values) if masked else values
 
-    def changed_keys(self) -> list[str]:
-        """The keys set away from their defaults: what a run's configuration panel lists first."""
-        defaults = _defaults(type(self))
-        return [name for name, value in self.to_dict().items() if value != defaults.get(name)]
+    def recorded(self) -> tuple[dict[str, Any], list[str]]:
+        """The configuration as a run's record keeps it (``to_dict``), and its keys set away from
+        their defaults (what a run's configuration panel lists first)."""
+        values, defaults = self.to_dict(), _defaults(type(self))
+        return values, [name for name, value in values.items() if value != defaults.get(name)]
 
     def generation_eval(self) -> EvalGenerate | None:
         """The ``eval_generate`` block, checked; None when the run scores no generations."""

@@ -100,6 +100,7 @@ class Plan:
     tried: Tried | None = None  # what the functions answered on the base model's completion
     evaluation: EvalJob | None = None  # eval_generate: the held-out examples, metrics and judges
     keep_data: Callable[[], None] | None = None  # keeps the tokenized sets for the next run (data.cache)
+    config_set: list[str] = dataclasses.field(default_factory=list)  # its keys set away from their defaults
 
     @property
     def template(self) -> dict[str, Any]:
@@ -140,7 +141,7 @@ def plan_run(
     from llm_magics.data.cache import cached_build
 
     # the configuration is read here, once, for what the data and the run's record need of it
-    keys, recorded = config.data_keys(), config.to_dict()
+    keys, (recorded, changed) = config.data_keys(), config.recorded()
     keep_data = None
     if config.method == "sft":  # tokenized once per documents, tokenizer and keys (data.cache)
         cache = db.artifacts.parent / "cache" / "tokenized"
@@ -158,7 +159,7 @@ def plan_run(
     if config.use_lora and config.lora_target_modules and adapter is None and resume_from is None:
         check_target_modules(base, config.lora_target_modules)
     plan = Plan(name, run_id, config, recorded, base, data, where, db, output_dir, args, resume_from, adapter)
-    plan.keep_data = keep_data
+    plan.keep_data, plan.config_set = keep_data, changed
     if config.method == "grpo":
         _plan_rewards(plan, tokenizer, resume_from)
     if config.eval_generate is not None:
@@ -264,7 +265,7 @@ def start_run(plan: Plan, *, on_start: Callable[[Run], None] | None = None) -> R
     log = logs.create(plan.output_dir)  # the run's training log, as a detached run keeps one
     write_records(plan, log=str(log))
     state = RunState(plan.run_id, plan.name, plan.where.backend, config=plan.recorded_config)
-    state.config_set = plan.config.changed_keys()
+    state.config_set = plan.config_set
     run = Run(db, plan.run_id, state, Control())
     recorder = Recorder(db.store, state, **recorder_options(plan), log=str(log))
     if on_start is not None:
@@ -393,7 +394,7 @@ def write_records(plan: Plan, owner: dict[str, Any] | None = None, **extra: Any)
             "backend": plan.where.backend,
             "base": base,
             "config": plan.recorded_config,
-            "config_set": plan.config.changed_keys(),
+            "config_set": plan.config_set,
             "data": plan.data.selection.to_dict(),
             "format": plan.data.format.kind,
             "counts": plan.data.counts,

@@ -54,13 +54,7 @@ def ray_logged(path: Path | None) -> Iterator[None]:
     import ray  # noqa: F401  (its logger's handler is set when it is imported: replaced after that)
 
     with _LOCK:
-        if not _ROUTE.paths:
-            _ROUTE.saved = {logger: list(logger.handlers) for logger in _ray_loggers()}
-            for logger, handlers in _ROUTE.saved.items():
-                for handler in handlers:
-                    logger.removeHandler(handler)
-                if logger.name == "ray" or not logger.propagate:  # the others pass their records up to it
-                    logger.addHandler(_ROUTE)
+        _take_over()  # again at each run: Ray may have set its handlers anew since (ray.init's logging_config)
         _ROUTE.paths.append(path)
     try:
         yield
@@ -73,6 +67,19 @@ def ray_logged(path: Path | None) -> Iterator[None]:
                     for handler in handlers:
                         logger.addHandler(handler)
                 _ROUTE.saved = {}
+
+
+def _take_over() -> None:
+    """Ray's loggers write to the runs' logs: their handlers (those set since the last time too)
+    are kept aside, and this one stands in where records end (``ray``, and any that keeps its own)."""
+    for logger in _ray_loggers():
+        kept = _ROUTE.saved.setdefault(logger, [])
+        for handler in [handler for handler in logger.handlers if handler is not _ROUTE]:
+            logger.removeHandler(handler)
+            if handler not in kept:
+                kept.append(handler)
+        if (logger.name == "ray" or not logger.propagate) and _ROUTE not in logger.handlers:
+            logger.addHandler(_ROUTE)  # the others pass their records up to ``ray``
 
 
 def _ray_loggers() -> list[logging.Logger]:

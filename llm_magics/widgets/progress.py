@@ -126,8 +126,8 @@ def metrics_rows(state: RunState) -> list[tuple[str, str]]:
     rows += [("learning rate", _number(state.learning_rate, 3)), ("tokens/s", _rate(tokens_rate(state)))]
     if "samples_per_s" in latest:
         rows.append(("samples/s", _rate(latest["samples_per_s"])))
-    memory, host = gpu_memory_text(latest), host_text(latest)
-    return [*rows, ("GPU memory", memory)] if memory else [*rows, ("CPU · RAM", host)] if host else rows
+    memory = gpu_memory_text(latest)
+    return [*rows, ("GPU memory", memory)] if memory else [*rows, *host_rows(latest)]
 
 
 def gpu_memory_text(latest: dict[str, float]) -> str | None:
@@ -140,14 +140,14 @@ def gpu_memory_text(latest: dict[str, float]) -> str | None:
     return f"{allocated / size:.1f} / {reserved / size:.1f} {unit} (peak {peak / size:.1f} {unit})"
 
 
-def host_text(latest: dict[str, float]) -> str | None:
-    """'183% · 1.2 GiB (peak 1.4 GiB)': the training process's CPU (100% is one core) and resident
-    memory, logged where there is no GPU; None when the run logs neither."""
+def host_rows(latest: dict[str, float]) -> list[tuple[str, str]]:
+    """("CPU", "183%") and ("RAM", "1.25 GiB (peak 1.50)"): the training process's CPU (100% is one
+    core) and resident memory, logged where there is no GPU; none when the run logs neither."""
     cpu, rss, peak = (latest.get(name) for name in ("cpu_percent", "ram_rss", "ram_peak"))
-    parts = [f"{cpu:.0f}%"] if is_number(cpu) else []
+    rows = [("CPU", f"{cpu:.0f}%")] if is_number(cpu) else []
     if is_number(rss):
-        parts.append(f"{rss / 2**30:.2f} GiB" + (f" (peak {peak / 2**30:.2f} GiB)" if is_number(peak) else ""))
-    return " · ".join(parts) or None
+        rows.append(("RAM", f"{rss / 2**30:.2f} GiB" + (f" (peak {peak / 2**30:.2f})" if is_number(peak) else "")))
+    return rows
 
 
 def steps_text(state: RunState, between: str = "/") -> str:
@@ -178,7 +178,7 @@ def summary_html(state: RunState, options: ChartOptions | None = None) -> str:
     title = f"{html.escape(state.model)} · run {html.escape(state.run_id)} · {html.escape(state.backend)}"
     return (
         f'<div class="llm-summary"><div><b>{title}</b></div>'
-        f'<div style="display:flex;gap:16px;align-items:flex-start"><table>{rows}</table>'
+        f'<div style="display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start"><table>{rows}</table>'
         f'<div class="llm-downloadable">{run_chart_html(state.history, options, scores=state.scores)}'
         f"{downloads_html(state.history, file_stem(state.model, state.run_id))}</div></div>{config_html(state)}"
         f"{probe_grid_html(state.probes)}{completions_html(state.completions)}{log_html(state)}</div>"
@@ -373,7 +373,7 @@ def body_html(state: RunState, options: ChartOptions | None = None) -> str:
         for n, v in [*metrics_rows(state), saved]
     )
     return (
-        f"<div>{line}</div><div style='display:flex;gap:16px;align-items:flex-start'>"
+        f"<div>{line}</div><div style='display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start'>"
         f"<table>{metrics}</table>{run_chart_svg(state.history, options, scores=state.scores)}</div>"
         f"{log_tail_html(state)}{probe_grid_html(state.probes)}{completions_html(state.completions)}{log_html(state)}"
     )

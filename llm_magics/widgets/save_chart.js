@@ -7,8 +7,7 @@ var chart = view && view.querySelector("svg.llm-curve");
 if (!chart) return false;
 // a theme colour computes to color(srgb ...), which few SVG readers know: its pixel, in hex
 var pixel = document.createElement("canvas").getContext("2d", {willReadFrequently: true}), known = {};
-var plain = function (value) {
-  if (value.indexOf("color(") < 0) return value;
+var hex = function (value) {
   if (!known[value]) {
     pixel.clearRect(0, 0, 1, 1); pixel.fillStyle = value; pixel.fillRect(0, 0, 1, 1);
     var d = pixel.getImageData(0, 0, 1, 1).data;
@@ -17,6 +16,7 @@ var plain = function (value) {
   }
   return known[value];
 };
+var plain = function (value) { return value.indexOf("color(") < 0 ? value : hex(value); };
 // the copy keeps what is visible (the switches' choices), each element with its computed style
 var copy = chart.cloneNode(true), from = chart.querySelectorAll("*"), to = copy.querySelectorAll("*");
 var properties = ("fill fill-opacity stroke stroke-width stroke-opacity stroke-dasharray stroke-linejoin " +
@@ -33,7 +33,7 @@ for (var node = chart.parentElement; node; node = node.parentElement) {
   var under = getComputedStyle(node).backgroundColor;
   if (under && under != "transparent" && !/^rgba\(.*, 0\)$/.test(under)) {
     var back = document.createElementNS("http://www.w3.org/2000/svg", "rect");
-    back.setAttribute("width", "100%"); back.setAttribute("height", "100%"); back.setAttribute("fill", plain(under));
+    back.setAttribute("width", "100%"); back.setAttribute("height", "100%"); back.setAttribute("fill", hex(under));
     copy.insertBefore(back, copy.firstChild);
     break;
   }
