@@ -17,7 +17,7 @@ import struct
 import xml.etree.ElementTree as ET
 
 import pytest
-from browser_lab import ARTIFACTS, cell_output, open_notebook
+from browser_lab import ARTIFACTS, cell_output, open_notebook, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 SVG = "{http://www.w3.org/2000/svg}"
@@ -39,8 +39,10 @@ log.write_text("".join(f"2026-12-05 10:00:{s:02d} step {s}/40  loss {2 / s**0.5:
 live = RunState("r1", "my model", "process", status="running", step=20, total_steps=40, history=history[:20],
                 log=log, config=config, config_set=["max_steps", "lora_r"])
 live.take({"step": 20, "cpu_percent": 187.0, "ram_rss": 1.5 * 2**30, "ram_peak": 1.75 * 2**30})
-done = RunState("r2", "my model", "thread", status="completed", step=40, total_steps=40, history=history,
-                config=config, config_set=["max_steps", "lora_r"])
+done = RunState("r2", "my model", "thread", status="completed", step=40, total_steps=40, epoch=2.0,
+                history=[{**row, "time": 1000 + 1.5 * row["step"]} for row in history], started=990.0,
+                ended=1062.0, loss=0.316, eval_loss=0.332, learning_rate=2.4e-6, tokens_per_s=10450.0,
+                checkpoints=[{"step": 20}, {"step": 40}], config=config, config_set=["max_steps", "lora_r"])
 """
 CELLS = [
     SETUP,
@@ -71,8 +73,8 @@ def test_the_chart_and_metrics_leave_the_view_as_shown(page, lab):
     # the CSV: every charted metric at each logged step, from the link itself
     name, data = saved(page, summary.locator(".llm-download-csv"))
     rows = list(csv.reader(io.StringIO(data.decode())))
-    assert name == "my_model-r2-metrics.csv" and rows[0] == ["step", "loss", "learning_rate", "eval_loss"]
-    assert len(rows) == 41 and float(rows[40][1]) == pytest.approx(2 / 40**0.5)
+    assert name == "my_model-r2-metrics.csv" and rows[0] == ["step", "elapsed_s", "loss", "learning_rate", "eval_loss"]
+    assert len(rows) == 41 and rows[40][:2] == ["40", "58.5"] and float(rows[40][2]) == pytest.approx(2 / 40**0.5)
 
     # the SVG as shown: on the linear axis, then on the log one the switch chose; no hover labels,
     # no style sheet (each line carries its computed colour), on the page's background
@@ -111,6 +113,7 @@ def test_the_chart_and_metrics_leave_the_view_as_shown(page, lab):
     panel.locator("summary").click()
     keys = panel.locator("tr th").all_inner_texts()
     assert keys[:2] == ["max_steps", "lora_r"] and panel.locator("tr").first.is_visible()
+    screenshot(summary, "run-summary.png")  # README's picture of a summary
     live.locator("details.llm-config summary").click()
     assert live.locator("details.llm-config tr").first.is_visible()
 
