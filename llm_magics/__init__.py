@@ -83,6 +83,27 @@ def load_ipython_extension(ipython: Any) -> None:
     if question_lines not in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.append(question_lines)
     _register_displays(ipython)
+    _say_data_warnings_plainly()
+
+
+def _say_data_warnings_plainly() -> None:
+    """A DataWarning shows in a cell as its one line: the file and line of ours that raised it,
+    and that line's code, mean nothing to the person reading it. Other warnings are as they were."""
+    import warnings
+
+    from llm_magics.core.errors import DataWarning
+
+    shown = warnings.formatwarning
+    if getattr(shown, "said_plainly", False):
+        return
+
+    def formatted(message: Any, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+        if issubclass(category, DataWarning):
+            return f"{category.__name__}: {message}\n"
+        return shown(message, category, filename, lineno, line)
+
+    formatted.said_plainly = True  # type: ignore[attr-defined]
+    warnings.formatwarning = formatted
 
 
 def _show_run(run: Run) -> None:
