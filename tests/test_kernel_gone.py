@@ -106,3 +106,34 @@ def test_a_run_of_this_kernel_updates_its_note_with_each_checkpoint_and_an_ended
 def test_an_interrupted_run_says_it_is_stopping_until_it_has_stopped(status):
     state = RunState("r1", "m", "kernel", status=status, stopping="stopping after this step (interrupt again)…")
     assert ("stopping after this step" in status_html(state)) == (status == "running")
+
+
+@pytest.mark.parametrize("detached", [True, False])
+def test_a_sweeps_view_leaves_its_note_too(db, detached):
+    """A detached sweep goes on in its process; one this kernel drives on Ray Tune stops with it."""
+    from llm_magics.store.records import now
+    from llm_magics.training.sweeps import SweepRun
+    from llm_magics.widgets.sweep import SweepView
+
+    Shell()
+    db.store.add_run({"_id": "gone0001", "model": "swept", "status": "running", "backend": "ray", "sweep": "sw1"})
+    db.store.sweeps.insert_one({"_id": "sw1", "model": "<b>swept</b>", "status": "running", "metric": "eval_loss",
+                                "mode": "min", "scheduler": "asha", "trials": ["gone0001"], "values": [{"lora_r": 8}],
+                                "started": now(), "detached": detached})  # fmt: skip
+    run = Run(db, "gone0001", RunState("gone0001", "swept", "ray", status="running"), Control())
+    view = SweepView(SweepRun(db, "sw1", [run], None if detached else Control()))
+    with capture_output() as shown:
+        view.show()
+    try:
+        (widget, note) = shown.outputs
+        assert WIDGET in widget.data and view.gone.view_class in view.widget._dom_classes
+        assert "&lt;b&gt;swept&lt;/b&gt; · sweep sw1:" in note.data["text/html"]  # a record's name, escaped
+        said = note.data["text/plain"]
+        if detached:
+            assert said.endswith("this kernel stopped following it; the sweep goes on — %llm_attach sw1")
+        else:
+            assert said.endswith(
+                "the sweep stopped with this kernel; its trials' checkpoints are kept — %llm_runs <b>swept</b>"
+            )
+    finally:
+        view.gone.remove()

@@ -29,6 +29,7 @@ import atexit
 import html
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -77,14 +78,28 @@ def note_of(state: RunState, followed: bool) -> Note:
     )
 
 
+def sweep_note(model: str, sweep_id: str, goes_on: bool) -> Note:
+    """The note of a sweep's view: ``goes_on``, it runs in a process of its own (``--detach``) or
+    in another kernel; else this kernel drove its trials on Ray Tune, and they stopped with it."""
+    sweep = f"{model} · sweep {sweep_id}"
+    if goes_on:
+        return Note(sweep, "this kernel stopped following it; the sweep goes on —", f"%llm_attach {sweep_id}")
+    return Note(sweep, "the sweep stopped with this kernel; its trials' checkpoints are kept —", f"%llm_runs {model}")
+
+
 class KernelGone:
     """The note of one view: shown beside it, kept current, and left alone when the kernel exits.
 
     ``view_class`` goes on the view's outermost widget and ``style`` into one of its HTML widgets.
+    ``note`` says what the note says now (default: the run's, ``note_of``).
     """
 
-    def __init__(self, run: Run):
-        self.run = run
+    def __init__(self, run: Run | None = None, note: Callable[[], Note] | None = None):
+        if note is None:
+            if run is None:
+                raise TypeError("KernelGone needs a run or a note")
+            note = lambda: note_of(run.live()[0], run.followed)  # noqa: E731
+        self._note = note
         token = uuid.uuid4().hex[:12]  # this view's own: two views of one run are two notes
         self.view_class, self._note_class = f"llm-view-{token}", f"llm-gone-{token}"
         self._lock = threading.Lock()
@@ -131,10 +146,6 @@ class KernelGone:
         self.refresh()
         if self._view is not None:
             self._view.update({}, raw=True)
-
-    def _note(self) -> Note:
-        state, _ = self.run.live()
-        return note_of(state, self.run.followed)
 
     def _bundle(self, note: Note) -> dict[str, str]:
         return {"text/html": note.html(self._note_class), "text/plain": note.text}

@@ -18,6 +18,7 @@ from llm_magics.runs.run import RunState
 from llm_magics.store.records import FINAL
 from llm_magics.widgets.curve import curves_svg
 from llm_magics.widgets.display import NOTHING, clock, is_number, shown
+from llm_magics.widgets.kernel_gone import KernelGone, sweep_note
 from llm_magics.widgets.progress import status_html
 
 if TYPE_CHECKING:
@@ -102,8 +103,12 @@ class SweepView:
         self.stop_button.tooltip = "Save a checkpoint in every trial and end the sweep"
         self.stop_button.on_click(self._stop)
         self.stop_button.disabled = sweep.control is None and not record.get("detached")
-        self.widget = w.VBox([w.HTML(title_html(sweep, record, record["status"])), self.stop_button, self.body])
+        goes_on = bool(record.get("detached")) or sweep.control is None  # its own process, or another kernel's
+        self.gone = KernelGone(note=lambda: sweep_note(str(record["model"]), sweep.id, goes_on))
+        title = w.HTML(self.gone.style + title_html(sweep, record, record["status"]))
+        self.widget = w.VBox([title, self.stop_button, self.body])
         self.widget.add_class("llm-sweep-view")
+        self.widget.add_class(self.gone.view_class)
         self.render()
         for state in self.states:
             state.listeners.append(self.changed)
@@ -117,6 +122,7 @@ class SweepView:
         from IPython.display import display
 
         self._handle = display(self, display_id=True)
+        self.gone.show(self._handle)  # the note that stays once the kernel is gone (``kernel_gone``)
         if self.ended:
             self.finish()
 
@@ -164,6 +170,7 @@ class SweepView:
             time.sleep(0.1)
         assert self._handle is not None  # finish() starts this only for a shown view
         self._handle.update(_Summary(self, status))
+        self.gone.remove()
 
     def _stop(self, _button: Any) -> None:
         self.stop_button.disabled = True
