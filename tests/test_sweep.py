@@ -367,3 +367,14 @@ def test_a_detached_sweep_runs_in_its_own_process_and_stops_from_another_connect
     for run in handle.runs:
         stored = connect().run(run.id).record
         assert stored["status"] == "stopped" and run.checkpoints[-1]["step"] == stored["step"] < 5000
+
+
+def test_a_sweeps_trials_share_their_documents_and_say_a_data_warning_once(db, tiny_path):
+    from llm_magics.core.errors import DataWarning
+
+    db["d"].insert_many(qa_docs(10) + qa_docs(10))  # every document twice
+    mapping = {**BODY, "model": tiny_path, "sweep": {"lora_r": [4, 8], "learning_rate": [1e-4, 2e-4]}}
+    with pytest.warns(DataWarning) as warned:
+        commands.finetune(db, "m", mapping, dry_run=True)
+    said = [str(w.message) for w in warned if issubclass(w.category, DataWarning)]
+    assert len(said) == 1 and said[0].startswith("data: 10 exact duplicate document(s)"), said

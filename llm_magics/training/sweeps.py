@@ -12,6 +12,7 @@ import math
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,15 +67,22 @@ def plan_sweep(
     _check_metric(sweep.metric, base)
     values = trials(sweep, base.seed)
     plans, failed = [], dict[str, str]()
-    for number, trial in enumerate(values, 1):
-        try:
-            config = LLMTrainingConfiguration.from_dict({**mapping, **trial})
-            plans.append(
-                plan_run(name, config, db, backend="ray", ray_address=ray_address, settings=settings or Placement())
-            )
-        except ConfigError as error:
-            for problem in error.problems:  # a problem of many trials is said once, by its first
-                failed.setdefault(problem, f"sweep trial {number} of {len(values)} ({described(trial)}): {problem}")
+    with warnings.catch_warnings(record=True) as warned:  # the trials share their documents: each warning once
+        warnings.simplefilter("always")
+        for number, trial in enumerate(values, 1):
+            try:
+                config = LLMTrainingConfiguration.from_dict({**mapping, **trial})
+                plans.append(
+                    plan_run(name, config, db, backend="ray", ray_address=ray_address, settings=settings or Placement())
+                )
+            except ConfigError as error:
+                for problem in error.problems:  # a problem of many trials is said once, by its first
+                    failed.setdefault(problem, f"sweep trial {number} of {len(values)} ({described(trial)}): {problem}")
+    said = set()
+    for warning in warned:
+        if (warning.category, str(warning.message)) not in said:
+            said.add((warning.category, str(warning.message)))
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if failed:
         raise ConfigError(list(failed.values()))
     return SweepPlan(name, sweep, values, plans, db)
