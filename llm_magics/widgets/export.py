@@ -3,7 +3,7 @@ transformers model), a progress bar through the export's stages, and at the end 
 check against the trained model (``gguf_check``) or where the merged model went.
 
 A checkpoint whose tokenizer cannot become a GGUF (``gguf_tokenizer``) is known before a click:
-the GGUF types are disabled, the reason is shown beside them and the merged model is the choice.
+the GGUF types are disabled, the reason is shown under them and the merged model is the choice.
 A failure ends as one line that says what failed and what to do, never a traceback; choosing
 another checkpoint clears it.
 
@@ -59,9 +59,10 @@ class ExportPanel:
         self.format = Choice(options=formats(), value=DEFAULT, description="as")
         self.format.add_class("llm-export-format")
         self.refusal: str | None = None  # why the checkpoint's tokenizer cannot become a GGUF
-        self.why = w.HTML(layout=w.Layout(flex="1 1 auto"))  # that reason, beside the choice
+        self.why = w.HTML()  # that reason, under the choice (beside it, it squeezed the button)
         self.why.add_class("llm-export-why")
         self.button = w.Button(description="Export", tooltip="Export the selected checkpoint (else the one in use)")
+        self.button.layout.flex = "0 0 auto"
         self.button.add_class("llm-export")
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(display="none"))
         self.progress.add_class("llm-export-progress")
@@ -70,13 +71,13 @@ class ExportPanel:
         self.output = w.HTML()
         self.output.add_class("llm-export-output")
         self.button.on_click(lambda _: self.start())
-        row = w.HBox([self.path, self.format, self.button, self.why], layout=w.Layout(align_items="center"))
-        self.widget = w.VBox([row, self.progress, self.status, self.output])
+        row = w.HBox([self.path, self.format, self.button], layout=w.Layout(align_items="center"))
+        self.widget = w.VBox([row, self.why, self.progress, self.status, self.output])
         self._thread: threading.Thread | None = None
 
     def offer(self, refusal: str | None) -> None:
         """The choices for the checkpoint to export: every GGUF type (q8_0 chosen), or, with
-        ``refusal`` (why its tokenizer cannot become a GGUF), the merged model, the reason beside."""
+        ``refusal`` (why its tokenizer cannot become a GGUF), the merged model, the reason under it."""
         if refusal == self.refusal:
             return  # the user's own choice stays
         self.refusal = refusal
