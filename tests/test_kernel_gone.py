@@ -102,6 +102,29 @@ def test_a_run_of_this_kernel_updates_its_note_with_each_checkpoint_and_an_ended
     assert at_exit == []  # nothing left to do at the kernel's exit
 
 
+def test_a_kernel_that_exits_just_after_the_end_leaves_the_summary_not_the_note(db, monkeypatch):
+    """The end is known (a sweep's last trial, a run's final state) but the summary's update has not
+    gone out when the kernel shuts down: its exit puts the summary in the view's place."""
+    Shell()
+    monkeypatch.setattr(atexit, "register", lambda hook: None)
+    monkeypatch.setattr(atexit, "unregister", lambda hook: None)
+    run = live_run(db)
+    view = TrainingView(run, update_interval=0)
+    with capture_output() as shown:
+        view.show()
+    (widget, note) = shown.outputs
+    run.state.status = "completed"  # ended; the view's own finish has not run yet
+    with capture_output() as exiting:
+        view.gone.exit()
+        view.gone.exit()  # once only
+    (summary, gone) = exiting.outputs
+    assert summary.transient == widget.transient and "llm-summary" in summary.data["text/html"]
+    assert gone.transient == note.transient and gone.data == {}
+    with capture_output() as later:
+        view.finish()  # the view's own finish, too late: a summary again, never the note
+    assert all("llm-kernel-gone" not in str(o.data) for o in later.outputs)
+
+
 @pytest.mark.parametrize("status", ["running", "stopped"])
 def test_an_interrupted_run_says_it_is_stopping_until_it_has_stopped(status):
     state = RunState("r1", "m", "kernel", status=status, stopping="stopping after this step (interrupt again)…")

@@ -94,12 +94,18 @@ class KernelGone:
     ``note`` says what the note says now (default: the run's, ``note_of``).
     """
 
-    def __init__(self, run: Run | None = None, note: Callable[[], Note] | None = None):
+    def __init__(
+        self, run: Run | None = None, note: Callable[[], Note] | None = None, ended: Callable[[], Any] | None = None
+    ):
         if note is None:
             if run is None:
                 raise TypeError("KernelGone needs a run or a note")
             note = lambda: note_of(run.live()[0], run.followed)  # noqa: E731
         self._note = note
+        # what takes the view's place once what it shows has ended (None while it goes on): a kernel
+        # that exits just after the end leaves that, not the note
+        self._ended = ended or (lambda: None)
+        self._done = False  # the view has been replaced by its summary
         token = uuid.uuid4().hex[:12]  # this view's own: two views of one run are two notes
         self.view_class, self._note_class = f"llm-view-{token}", f"llm-gone-{token}"
         self._lock = threading.Lock()
@@ -133,8 +139,17 @@ class KernelGone:
             self._said = said
             self._handle.update(self._bundle(said), raw=True)
 
+    def finish(self, view: Any, summary: Any) -> None:
+        """What the view showed ended while the kernel lived: ``summary`` takes the view's place
+        (``view``: its display handle) and the note goes, together (a kernel exiting meanwhile
+        waits, then leaves them so)."""
+        with self._lock:
+            self._done = True
+            view.update(summary)
+        self.remove()
+
     def remove(self) -> None:
-        """The run ended while the kernel lived, and its summary replaced the view: no note."""
+        """No note: the view is no more (its summary replaced it), or it never was shown."""
         atexit.unregister(self.exit)
         with self._lock:
             if self._handle is not None:
@@ -142,10 +157,20 @@ class KernelGone:
                 self._handle = None
 
     def exit(self) -> None:
-        """The kernel exits (shut down): the view's output goes, its note stays."""
+        """The kernel exits (shut down): the view's output goes, its note stays; or, where what it
+        showed has just ended, its summary takes the view's place and the note goes."""
+        with self._lock:
+            if self._done or self._view is None:
+                return
+            summary = self._ended()
+            if summary is not None:
+                self._done = True
+                self._view.update(summary)
+        if summary is not None:
+            self.remove()
+            return
         self.refresh()
-        if self._view is not None:
-            self._view.update({}, raw=True)
+        self._view.update({}, raw=True)
 
     def _bundle(self, note: Note) -> dict[str, str]:
         return {"text/html": note.html(self._note_class), "text/plain": note.text}

@@ -240,7 +240,8 @@ class TrainingView:
         controls = w.HBox([self.smoothing, self.log_scale, self.x_axis, self.zoom, self.chart_why, links])
         controls.layout.flex_flow = "row wrap"
         controls.add_class("llm-chart-controls")
-        self.gone = KernelGone(run)  # the note it leaves for when the kernel is gone
+        # the note it leaves for when the kernel is gone (or its summary, when the run has just ended)
+        self.gone = KernelGone(run, ended=lambda: self._summary() if self.state.status in FINAL else None)
         title = w.HTML(
             f"{self.gone.style}<b>{html.escape(self.state.model)}</b> · run <code>{self.state.run_id}</code> · "
             f"{self.state.backend}"
@@ -310,8 +311,10 @@ class TrainingView:
     def finish(self) -> None:
         """Leaves the static summary in the output (a saved notebook shows it without a kernel)."""
         if self._handle is not None:
-            self._handle.update(_Summary(self.state, self.options))
-            self.gone.remove()
+            self.gone.finish(self._handle, self._summary())
+
+    def _summary(self) -> _Summary:
+        return _Summary(self.state, self.options)
 
     def _zoom_span(self) -> None:
         """The range slider spans the run's steps (its total once known); a slider at its whole span

@@ -104,7 +104,10 @@ class SweepView:
         self.stop_button.on_click(self._stop)
         self.stop_button.disabled = sweep.control is None and not record.get("detached")
         goes_on = bool(record.get("detached")) or sweep.control is None  # its own process, or another kernel's
-        self.gone = KernelGone(note=lambda: sweep_note(str(record["model"]), sweep.id, goes_on))
+        self.gone = KernelGone(
+            note=lambda: sweep_note(str(record["model"]), sweep.id, goes_on),
+            ended=lambda: _Summary(self, self.sweep.status) if self.ended else None,
+        )
         title = w.HTML(self.gone.style + title_html(sweep, record, record["status"]))
         self.widget = w.VBox([title, self.stop_button, self.body])
         self.widget.add_class("llm-sweep-view")
@@ -169,8 +172,7 @@ class SweepView:
         while (status := self.sweep.status) == "running" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert self._handle is not None  # finish() starts this only for a shown view
-        self._handle.update(_Summary(self, status))
-        self.gone.remove()
+        self.gone.finish(self._handle, _Summary(self, status))
 
     def _stop(self, _button: Any) -> None:
         self.stop_button.disabled = True
