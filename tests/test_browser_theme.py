@@ -40,7 +40,7 @@ history = [{{"step": s, "loss": 2 / s**0.5, "learning_rate": 1e-4 * (1 - s / 41)
 live = RunState("r1", "theme-model", "kernel", status="running", step=20, total_steps=40, probes=probes,
                 history=history[:20])
 done = RunState("r2", "theme-model", "thread", status="completed", step=40, total_steps=40, probes=probes,
-                history=history)
+                history=history, config={{"lora_r": 16, "seed": 42}}, config_set=["lora_r"])
 for run_id in ("a", "b"):
     db.store.runs.insert_one({{"_id": run_id, "model": "theme-model", "config": {{"lr": 1}}, "status": "completed"}})
 """
@@ -77,6 +77,9 @@ READ = {
     "why the stop is off": ".llm-stop-why span",
     "why the chart's controls are off": ".llm-chart-why span",
     "probe answers": "table.llm-probe-grid td",
+    "downloads": ".llm-downloads a",
+    "configuration": "details.llm-config summary",
+    "chart switches": ".llm-chart-switches label",
 }
 
 

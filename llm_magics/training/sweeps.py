@@ -293,7 +293,7 @@ def run_here(
     if on_start is not None:
         on_start(handle)
     storage = Path(jobs[0].output_dir).parent / f"sweep-{sweep_id}"  # _sweep_log's
-    run_on_tune(jobs, recorders, runs, sweep, control, storage, address, ended, storage / logs.LOG)
+    run_on_tune(jobs, recorders, runs, sweep, control, storage, address, ended, log=storage / logs.LOG)
     return handle
 
 

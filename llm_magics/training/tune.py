@@ -32,28 +32,17 @@ if TYPE_CHECKING:
     from llm_magics.config.sweep import Sweep
 
 
-def run_on_tune(*args: Any) -> threading.Thread:
-    """Starts the sweep's trials on Ray Tune in the background (the arguments are ``_drive``'s);
-    returns the driving thread."""
-    thread = threading.Thread(target=_drive, args=args, daemon=True, name="llm_magics-sweep")
+def run_on_tune(*args: Any, log: Path | None = None) -> threading.Thread:
+    """Starts the sweep's trials on Ray Tune in the background (the arguments are ``_tune``'s);
+    Ray's own log goes to ``log`` (the sweep's) meanwhile. Returns the driving thread."""
+
+    def drive() -> None:
+        with ray_logged(log):
+            _tune(*args)
+
+    thread = threading.Thread(target=drive, daemon=True, name="llm_magics-sweep")
     thread.start()
     return thread
-
-
-def _drive(
-    jobs: list[TrainJob],
-    recorders: list[Recorder],
-    runs: list[Run],
-    sweep: Sweep,
-    control: Control,
-    storage: Path,
-    address: str | None,
-    on_end: Callable[[], None] | None,
-    log: Path | None = None,
-) -> None:
-    """Runs the trials; Ray's own log goes to ``log`` (the sweep's) meanwhile."""
-    with ray_logged(log):
-        _tune(jobs, recorders, runs, sweep, control, storage, address, on_end)
 
 
 def _tune(
