@@ -175,6 +175,27 @@ def test_a_download_that_fails_leaves_no_partial_copy(stored, tmp_path):
     assert list(other.downloads.iterdir()) == []
 
 
+def test_a_partial_download_another_process_installs_meanwhile_is_not_an_error(stored, tmp_path, monkeypatch):
+    """Another process renames its finished partial download into place between this process's
+    listing of leftovers and its look at their age (the four-process test met it in a suite run)."""
+    db, answer = stored
+    shutil.rmtree(tmp_path / "machine-a")
+    other = elsewhere(db, tmp_path / "machine-b")
+    theirs = other.downloads / ".partial-theirs"
+    theirs.mkdir(parents=True)
+    glob = Path.glob
+
+    def listed_then_installed(directory, pattern):
+        found = list(glob(directory, pattern))
+        if theirs in found:
+            theirs.rename(directory / "installed-by-them")
+        return found
+
+    monkeypatch.setattr(Path, "glob", listed_then_installed)
+    assert other.load("model", "shared").predict(PROMPT, max_new_tokens=8) == answer
+    assert (other.downloads / "installed-by-them").is_dir()  # theirs is left alone
+
+
 def test_chunks_of_an_upload_cut_short_are_swept(stored):
     import datetime as dt
 

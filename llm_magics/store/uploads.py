@@ -160,7 +160,11 @@ def _remove_leftovers(cache: Path) -> None:
     if not cache.is_dir():
         return
     for leftover in [*cache.glob(".partial-*"), *cache.glob(".stale-*")]:
-        if time.time() - leftover.stat().st_mtime > _STALE:
+        try:
+            age = time.time() - leftover.stat().st_mtime
+        except FileNotFoundError:
+            continue  # another process installed or removed it since the listing
+        if age > _STALE:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
