@@ -11,7 +11,7 @@ if [ "${1:-}" = "--quick" ]; then
   scripts/setup.sh dev
   .venv/bin/ruff check .
   .venv/bin/mypy
-  exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadgroup \
+  exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder \
     -m "not slow and not browser and not ray and not gguf" "$@"
 fi
 
@@ -41,6 +41,8 @@ fi
 rm -f "$build_log"  # (exec below ends the shell without its EXIT trap)
 scripts/setup_gguf.sh
 
-# Two workers: most tests wait on processes (kernels, Ray, a browser) as much as they compute.
-# Tests that start Ray share one worker (xdist_group "ray"): one Ray on the machine at a time.
-exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadgroup "$@"
+# Two workers: the suite is bound by the two cores (a third kept them 80-95% busy, won a minute,
+# and left a Ray head too starved to register within Ray's 30 s). A group (xdist_group) stays in
+# one worker: the Ray tests are two chains, so at most two Rays start at once; the workers take
+# the longest tests first (conftest.py).
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -50,12 +51,45 @@ def shell(db, tiny_path):
     return testing
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ray_ends_with_the_module():
+    """A Ray that a module's tests started in this worker (llm_magics starts a local one for a run
+    with no address) ends with the module, so no idle Ray stays behind it."""
+    yield
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+def _cost(item: pytest.Item) -> int:
+    """A rough rank of a test's time: the two chains of Ray tests (one on a shared local Ray,
+    one whose tests start their own), then the tests that start a browser or a training process
+    of their own, then the rest."""
+    group = item.get_closest_marker("xdist_group")
+    if group is not None and group.args[0] in ("ray", "ray-own"):
+        return 0
+    for rank, marker in enumerate(("ray", "browser", "slow"), start=1):
+        if item.get_closest_marker(marker) is not None:
+            return rank
+    return 4
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that share one Ray (xdist group "ray", one worker) first: they are the suite's
-    longest chain, so under ``-n 2 --dist loadgroup`` it starts at once and the other worker
-    takes everything else beside it."""
+    """The longest tests first: ``scripts/test.sh`` runs ``--dist loadgroup --no-loadscope-reorder``,
+    so the workers take them in this order and none starts a long test last."""
+    items.sort(key=_cost)
 
-    def ray_group(item: pytest.Item) -> bool:
-        return any(mark.args == ("ray",) for mark in item.iter_markers("xdist_group"))
 
-    items.sort(key=lambda item: not ray_group(item))
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under loadgroup each test of an ``xdist_group`` carries the group's name in its id: that is
+    how pytest-xdist keeps a group in one worker. With a pytest that xdist does not fit, the
+    groups would be ignored silently; their tests fail instead, saying so."""
+    group = item.get_closest_marker("xdist_group")
+    if group is None or not getattr(item.config.option, "loadgroup", False):
+        return
+    if not item.nodeid.endswith(f"@{group.args[0]}"):
+        pytest.fail(
+            f"pytest-xdist ignores xdist_group {group.args[0]!r} under pytest {pytest.__version__}: "
+            "install the pytest that pyproject.toml pins",
+            pytrace=False,
+        )

@@ -76,7 +76,7 @@ def test_python_api(workdir):
 
 
 @pytest.mark.ray
-@pytest.mark.xdist_group("ray")  # with test_ray.py: one Ray on the machine at a time
+@pytest.mark.xdist_group("ray-own")  # its own Ray, in turn with the others that start one (test_ray.py)
 def test_ray(workdir):
     outputs = execute("ray.ipynb", workdir)
     assert "completed [10, 20]" in text(outputs[3])
@@ -84,7 +84,7 @@ def test_ray(workdir):
 
 
 @pytest.mark.ray
-@pytest.mark.xdist_group("ray")
+@pytest.mark.xdist_group("ray-own")
 def test_sweeps(workdir):
     outputs = execute("sweeps.ipynb", workdir)
     sweep, waited, answer, runs = outputs[3], outputs[4], outputs[5], outputs[6]

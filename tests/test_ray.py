@@ -23,17 +23,16 @@ from helpers import qa_docs, small_config
 
 from llm_magics import LLM
 
-# one Ray per machine at a time: every test that starts one runs in the same pytest worker
-pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.xdist_group("ray")]
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ray = pytest.importorskip("ray")
 ONE_WORKER = {"scaling_config": {"num_workers": 1}}
 TWO_WORKERS = {"scaling_config": {"num_workers": 2}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_ends_with_the_module():
-    yield
-    ray.shutdown()
+# The tests on the local Ray that the first has llm_magics start share it: one pytest worker runs
+# them in turn (with test_sweep.py's). Those that start a cluster of their own run in turn in
+# another ("ray-own"): at most two Rays start at once on the machine. Each Ray has its own ports
+# and session; a cluster started with ``ray start --temp-dir`` is found by no plain ``ray.init``.
+SHARED_LOCAL_RAY = pytest.mark.xdist_group("ray")
+OWN_RAY = pytest.mark.xdist_group("ray-own")
 
 
 @pytest.fixture
@@ -43,6 +42,7 @@ def local_ray():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 
 
+@SHARED_LOCAL_RAY
 def test_fit_on_ray_starts_a_local_ray_returns_at_once_and_follows_the_workers(db, tiny_path):
     """No Ray running and no address: llm_magics starts a local Ray (every CPU of the machine)."""
     ray.shutdown()
@@ -79,6 +79,7 @@ def _live_children() -> set[str]:
     return {p.name() for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
 
 
+@SHARED_LOCAL_RAY
 def test_a_worker_error_fails_the_run_with_the_workers_message_passwords_hidden(local_ray, db, tiny_path):
     """Two runs that fail on their worker, at once (one CPU each): a model setting whose error holds a
     password, and deepspeed settings, which only the worker turns into TrainingArguments (the
@@ -138,6 +139,7 @@ def _forced_shipping_run(db, tiny_path, kernel_dir, name, config):
     return run
 
 
+@SHARED_LOCAL_RAY
 def test_grpo_learns_with_its_reward_by_value_while_a_run_with_corrupted_files_fails(
     local_ray, db, tiny_path, workdir, monkeypatch
 ):
@@ -180,6 +182,7 @@ def test_grpo_learns_with_its_reward_by_value_while_a_run_with_corrupted_files_f
     assert len(grpo.completions()) == 12 * 8
 
 
+@SHARED_LOCAL_RAY
 def test_stop_ends_a_ray_run_with_a_final_checkpoint(local_ray, db, tiny_path):
     db["docs"].insert_many(qa_docs(20))
     config = small_config(max_steps=100_000, save_steps=100_000, eval_strategy="no")
@@ -195,6 +198,7 @@ def test_stop_ends_a_ray_run_with_a_final_checkpoint(local_ray, db, tiny_path):
     assert run.checkpoints[-1]["step"] == run.record["step"] >= 3
 
 
+@SHARED_LOCAL_RAY
 def test_which_connections_ship_checkpoints_and_where_ray_train_stores(local_ray, tmp_path):
     from llm_magics.training.ray import default_storage, ray_trainer_kwargs, through_client
 
@@ -282,6 +286,7 @@ def _cluster_behind_ray_client(hidden: Path) -> Iterator[tuple[str, Path]]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+@OWN_RAY
 def test_a_ray_client_cluster_sends_its_checkpoints_to_the_kernel(db, tiny_path, workdir):
     """Through ``ray://`` the kernel's machine is not a cluster node: the workers cannot write where
     the kernel reads, so the checkpoint files come back over Ray and predict loads them here."""
@@ -304,6 +309,7 @@ def test_a_ray_client_cluster_sends_its_checkpoints_to_the_kernel(db, tiny_path,
     assert isinstance(llm.predict("hi", checkpoint=2, max_new_tokens=2), str)  # sha256 checked on load
 
 
+@OWN_RAY
 def test_ray_detach_submits_a_ray_job_whose_driver_records_the_run_and_stops_from_anywhere(tiny_path, workdir):
     """``--ray --detach``: a Ray Job on a cluster of its own (``ray start --head``, as a user runs
     it): the kernel only submits; the job's driver trains with Ray Train, writes the records to

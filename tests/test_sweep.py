@@ -219,7 +219,7 @@ def test_a_dry_run_lists_the_trials_and_the_memory_of_the_largest(db, tiny_path)
 
 @pytest.mark.slow
 @pytest.mark.ray
-@pytest.mark.xdist_group("ray")  # with test_ray.py: one Ray on the machine at a time
+@pytest.mark.xdist_group("ray")  # in turn with test_ray.py's local-Ray tests; the sweeps share the Ray the first starts
 def test_a_grid_on_ray_tune_prunes_the_trials_that_fall_behind_and_best_is_the_best_trials(db, tiny_path):
     """Two learning rates far too small to learn, tried after two that learn: ASHA stops them at
     an evaluation; every trial is a run of the model; @best is the best trial's best checkpoint."""
@@ -341,7 +341,7 @@ def test_a_sweep_stopped_from_its_view_ends_every_trial_with_a_checkpoint(db, ti
 
 @pytest.mark.slow
 @pytest.mark.ray
-@pytest.mark.xdist_group("ray")
+@pytest.mark.xdist_group("ray-own")  # a Ray of its own process
 def test_a_detached_sweep_runs_in_its_own_process_and_stops_from_another_connection(tiny_path, workdir):
     """``--detach`` on a sweep: its own process runs Ray Tune and records the trials; any kernel
     follows them through the store and can stop it (every trial ends with a checkpoint)."""

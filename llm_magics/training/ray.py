@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import pickle
 import shutil
 import tempfile
 import threading
@@ -158,6 +159,7 @@ def _train_on_ray(
     _, control = run.live()
     try:
         start_ray(address)
+        import cloudpickle
         import ray
         from ray.train.torch import TorchTrainer
 
@@ -175,7 +177,10 @@ def _train_on_ray(
         pump.start()
         storage = default_storage(address, client, Path(job.output_dir))
         kwargs = ray_trainer_kwargs(ray_configs, job.run_id, storage)
-        trainer = TorchTrainer(_worker_loop, train_loop_config={"job": job, "channel": channel}, **kwargs)
+        # the job travels as bytes: Ray Train's controller holds the loop's config, and unpickling
+        # the job there would import trl, transformers and peft for nothing (5 s of CPU a run)
+        packed = cloudpickle.dumps(job)
+        trainer = TorchTrainer(_worker_loop, train_loop_config={"job": packed, "channel": channel}, **kwargs)
         trainer.fit()
         pump.close()
         if pump.error is not None:
@@ -329,7 +334,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     import ray
     import ray.train.torch
 
-    job, channel = loop_config["job"], loop_config["channel"]
+    job, channel = pickle.loads(loop_config["job"]), loop_config["channel"]
     ship = job.ship_checkpoints
     if ship is None:  # a worker on the kernel's node writes where the kernel reads
         ship = ray.get_runtime_context().get_node_id() != job.kernel_node
