@@ -13,22 +13,50 @@ if [ -z "$python" ]; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
+# uv installs what pip would, from the same sources, in a fraction of the time (about 25 s against
+# 3 min here). It does not read pip's configuration, so the index, wheel folders, constraints and
+# certificate that pip is configured with are handed to it.
+uv_install() {
+  local args=(--python .venv/bin/python --quiet --index-strategy unsafe-best-match --compile-bytecode)
+  local line key value item
+  while IFS= read -r line; do
+    key="${line%%=*}"; key="${key##*.}"
+    value="${line#*=}"; value="${value#\'}"; value="${value%\'}"
+    for item in $value; do
+      case "$key" in
+        index-url) args+=(--index-url "$item") ;;
+        extra-index-url) args+=(--extra-index-url "$item") ;;
+        find-links) args+=(--find-links "$item") ;;
+        constraint) args+=(--constraint "$item") ;;
+        cert) export SSL_CERT_FILE="$item" ;;
+      esac
+    done
+  done < <(.venv/bin/pip config list 2>/dev/null)
+  .venv/bin/uv pip install "${args[@]}" "$@"
+}
+
 # Reinstall only when what decides the install changed.
 stamp=".venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-${extras:-base}"
 if [ ! -f "$stamp" ]; then
   # PyTorch: the CPU build, pinned (a plain "pip install torch" pulls a multi-GB CUDA build).
   # A configured index or wheel folder that has it is used first; else PyTorch's CPU index.
   # Install the torch you want into .venv first to keep it: an installed torch is kept.
-  # pip's own bytecode compilation runs on one core (about a minute); compileall below uses all.
-  pip=(.venv/bin/pip install --quiet --disable-pip-version-check --no-compile)
-  if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-    "${pip[@]}" "torch==2.13.0+cpu" 2>/dev/null \
-      || "${pip[@]}" --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"
+  torch=()
+  .venv/bin/python -c "import torch" >/dev/null 2>&1 || torch=("torch==2.13.0+cpu")
+  pytorch_cpu=https://download.pytorch.org/whl/cpu
+  package=(-e ".${extras:+[$extras]}")
+  pip=(.venv/bin/pip install --quiet --disable-pip-version-check)
+  if "${pip[@]}" uv >/dev/null 2>&1 \
+    && { uv_install "${torch[@]}" "${package[@]}" 2>/dev/null \
+      || uv_install --extra-index-url "$pytorch_cpu" "${torch[@]}" "${package[@]}"; }; then
+    :
+  else
+    echo "uv could not install; pip does (slower)" >&2
+    if [ ${#torch[@]} -gt 0 ]; then
+      "${pip[@]}" "${torch[@]}" 2>/dev/null || "${pip[@]}" --extra-index-url "$pytorch_cpu" "${torch[@]}"
+    fi
+    "${pip[@]}" "${package[@]}"
   fi
-  "${pip[@]}" -e ".${extras:+[$extras]}"
-  # (some packages ship files for other Pythons that do not compile: compileall says so, harmlessly)
-  .venv/bin/python -m compileall -q -j 0 "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-    >/dev/null 2>&1 || true
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
