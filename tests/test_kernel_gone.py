@@ -160,3 +160,40 @@ def test_a_sweeps_view_leaves_its_note_too(db, detached):
             )
     finally:
         view.gone.remove()
+
+
+def test_a_sweeps_wait_returns_once_its_view_shows_the_summary(db):
+    """The summary goes out while the cell that waits still runs: a notebook run headless
+    (nbclient, papermill) keeps only what a cell sends while it runs, and else kept the live
+    view with the note that the sweep stopped with the kernel."""
+    import threading
+    import time
+
+    from llm_magics.store.records import now
+    from llm_magics.training.sweeps import SweepRun
+    from llm_magics.widgets.sweep import SweepView
+
+    Shell()
+    db.store.add_run({"_id": "trial001", "model": "swept", "status": "running", "backend": "ray", "sweep": "sw2"})
+    db.store.sweeps.insert_one({"_id": "sw2", "model": "swept", "status": "running", "metric": "eval_loss",
+                                "mode": "min", "scheduler": "asha", "trials": ["trial001"], "values": [{"lora_r": 8}],
+                                "started": now(), "detached": False})  # fmt: skip
+    run = Run(db, "trial001", RunState("trial001", "swept", "ray", status="running"), Control())
+    sweep = SweepRun(db, "sw2", [run], Control())
+    view = SweepView(sweep)
+
+    def the_trial_then_the_sweep_end() -> None:  # as training/tune.py ends them
+        run.state.status = "completed"
+        for listener in run.state.listeners:
+            listener(run.state)
+        run.finished()
+        time.sleep(0.25)  # the sweep's end is recorded a moment after its last trial's
+        db.store.sweeps.update_one({"_id": "sw2"}, {"$set": {"status": "completed", "ended": now()}})
+        sweep.control.done.set()
+
+    with capture_output():
+        view.show()
+        threading.Thread(target=the_trial_then_the_sweep_end).start()
+        sweep.wait(30)
+        assert view.gone._done  # the view is its summary already
+    view.gone.remove()

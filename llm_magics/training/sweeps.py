@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -128,6 +129,10 @@ class SweepRun:
 
     def __init__(self, db: DatabaseHandle, sweep_id: str, runs: list[Run], control: Control | None = None):
         self.db, self.id, self.runs, self.control = db, sweep_id, runs, control
+        # set once a view of the sweep has shown its summary: wait() returns after that, so the
+        # summary goes out while the cell that waits still runs (a headless run of the notebook
+        # keeps only what a cell sends while it runs)
+        self.summaries: list[threading.Event] = []
 
     def __repr__(self) -> str:
         return (
@@ -160,6 +165,8 @@ class SweepRun:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"sweep {self.id} is still running after {timeout} s")
             time.sleep(0.5)
+        for shown in list(self.summaries):
+            shown.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return self
 
     def stop(self) -> SweepRun:

@@ -165,14 +165,19 @@ class SweepView:
             if self._handle is None or self._summarized:
                 return
             self._summarized = True
-        threading.Thread(target=self._summarize, daemon=True, name="llm_magics-sweep-summary").start()
+        shown = threading.Event()
+        self.sweep.summaries.append(shown)  # the sweep's wait() returns once it is shown
+        threading.Thread(target=self._summarize, args=(shown,), daemon=True, name="llm_magics-sweep-summary").start()
 
-    def _summarize(self) -> None:
-        deadline = time.monotonic() + _END_RECORDED
-        while (status := self.sweep.status) == "running" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert self._handle is not None  # finish() starts this only for a shown view
-        self.gone.finish(self._handle, _Summary(self, status))
+    def _summarize(self, shown: threading.Event) -> None:
+        try:
+            deadline = time.monotonic() + _END_RECORDED
+            while (status := self.sweep.status) == "running" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert self._handle is not None  # finish() starts this only for a shown view
+            self.gone.finish(self._handle, _Summary(self, status))
+        finally:
+            shown.set()
 
     def _stop(self, _button: Any) -> None:
         self.stop_button.disabled = True
