@@ -18,8 +18,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args(argv)
 
-    from llm_magics import LLM, LLMTrainingConfiguration, connect, tiny_model
+    from llm_magics import LLM, LLMTrainingConfiguration, _say_data_warnings_plainly, connect, tiny_model
 
+    _say_data_warnings_plainly()  # the repeated facts' warning as its one line, as in a notebook
     workdir = Path(args.workdir).resolve()
     started = time.perf_counter()
     db = connect(f"embedded://{workdir / '.llm_magics'}")
