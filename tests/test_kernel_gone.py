@@ -131,20 +131,27 @@ def test_an_interrupted_run_says_it_is_stopping_until_it_has_stopped(status):
     assert ("stopping after this step" in status_html(state)) == (status == "running")
 
 
+def one_trial_sweep(db, model: str, detached: bool):
+    """A running sweep ``sw1`` of one trial (run ``gone0001``): the trial's Run and the SweepRun,
+    driven by this kernel (not ``detached``) or followed through the store."""
+    from llm_magics.store.records import now
+    from llm_magics.training.sweeps import SweepRun
+
+    db.store.add_run({"_id": "gone0001", "model": model, "status": "running", "backend": "ray", "sweep": "sw1"})
+    db.store.sweeps.insert_one({"_id": "sw1", "model": model, "status": "running", "metric": "eval_loss",
+                                "mode": "min", "scheduler": "asha", "trials": ["gone0001"], "values": [{"lora_r": 8}],
+                                "started": now(), "detached": detached})  # fmt: skip
+    run = Run(db, "gone0001", RunState("gone0001", model, "ray", status="running"), Control())
+    return run, SweepRun(db, "sw1", [run], None if detached else Control())
+
+
 @pytest.mark.parametrize("detached", [True, False])
 def test_a_sweeps_view_leaves_its_note_too(db, detached):
     """A detached sweep goes on in its process; one this kernel drives on Ray Tune stops with it."""
-    from llm_magics.store.records import now
-    from llm_magics.training.sweeps import SweepRun
     from llm_magics.widgets.sweep import SweepView
 
     Shell()
-    db.store.add_run({"_id": "gone0001", "model": "swept", "status": "running", "backend": "ray", "sweep": "sw1"})
-    db.store.sweeps.insert_one({"_id": "sw1", "model": "<b>swept</b>", "status": "running", "metric": "eval_loss",
-                                "mode": "min", "scheduler": "asha", "trials": ["gone0001"], "values": [{"lora_r": 8}],
-                                "started": now(), "detached": detached})  # fmt: skip
-    run = Run(db, "gone0001", RunState("gone0001", "swept", "ray", status="running"), Control())
-    view = SweepView(SweepRun(db, "sw1", [run], None if detached else Control()))
+    view = SweepView(one_trial_sweep(db, "<b>swept</b>", detached)[1])
     with capture_output() as shown:
         view.show()
     try:
@@ -170,16 +177,10 @@ def test_a_sweeps_wait_returns_once_its_view_shows_the_summary(db):
     import time
 
     from llm_magics.store.records import now
-    from llm_magics.training.sweeps import SweepRun
     from llm_magics.widgets.sweep import SweepView
 
     Shell()
-    db.store.add_run({"_id": "trial001", "model": "swept", "status": "running", "backend": "ray", "sweep": "sw2"})
-    db.store.sweeps.insert_one({"_id": "sw2", "model": "swept", "status": "running", "metric": "eval_loss",
-                                "mode": "min", "scheduler": "asha", "trials": ["trial001"], "values": [{"lora_r": 8}],
-                                "started": now(), "detached": False})  # fmt: skip
-    run = Run(db, "trial001", RunState("trial001", "swept", "ray", status="running"), Control())
-    sweep = SweepRun(db, "sw2", [run], Control())
+    run, sweep = one_trial_sweep(db, "swept", detached=False)
     view = SweepView(sweep)
 
     def the_trial_then_the_sweep_end() -> None:  # as training/tune.py ends them
@@ -188,7 +189,7 @@ def test_a_sweeps_wait_returns_once_its_view_shows_the_summary(db):
             listener(run.state)
         run.finished()
         time.sleep(0.25)  # the sweep's end is recorded a moment after its last trial's
-        db.store.sweeps.update_one({"_id": "sw2"}, {"$set": {"status": "completed", "ended": now()}})
+        db.store.sweeps.update_one({"_id": "sw1"}, {"$set": {"status": "completed", "ended": now()}})
         sweep.control.done.set()
 
     with capture_output():
