@@ -349,3 +349,28 @@ def test_an_error_that_keeps_its_own_text_is_shown_redacted_all_the_same():
 
     shown = _without_secrets(StubbornError())
     assert "hunter2" not in str(shown) and "s3://AKIAEXAMPLE:***@bucket/runs" in str(shown)
+
+
+def test_a_local_ray_that_times_out_while_starting_is_started_again(monkeypatch):
+    """Ray's raylet gives up when its agent has not started within its 30 s (a busy machine):
+    a local start is tried up to three times; another error, or a cluster's address, is said at once."""
+    ray = pytest.importorskip("ray")
+    from llm_magics.training import ray as on_ray
+
+    tries: list[str | None] = []
+
+    def starting(address=None, **options):
+        tries.append(address)
+        if len(tries) < 3:
+            raise Exception("The current node timed out during startup. This could happen because ...")
+
+    monkeypatch.setattr(ray, "init", starting)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    on_ray.start_ray(None)
+    assert tries == [None, None, None]
+
+    tries.clear()
+    with pytest.raises(Exception, match="timed out during startup"):
+        on_ray.start_ray("127.0.0.1:9")  # a cluster that is not there: said at once
+    assert tries == ["127.0.0.1:9"]

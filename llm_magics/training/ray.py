@@ -82,6 +82,12 @@ def _cluster_has_gpus() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
+# A local Ray's raylet gives its agent (a Python process) about 30 s to start, and gives up for
+# good when it has not: on two cores busy with other work the agent took 60 s (the raylet's log:
+# "Timed out waiting for file .../metrics_agent_port_..."). Each start is a new chance.
+_LOCAL_STARTS = 3
+
+
 def start_ray(address: str | None) -> None:
     """Connects to ``address`` (a running cluster) or starts a local Ray; reuses a connection.
 
@@ -98,14 +104,13 @@ def start_ray(address: str | None) -> None:
     started: Future[None] = Future()
 
     def keep_ray() -> None:
-        for attempt in (1, 2):
+        for attempt in range(1, _LOCAL_STARTS + 1):
             try:
                 with stderr_logged():  # its warnings belong in the run's log, not in a cell
                     ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
                 break
             except Exception as error:
-                # Ray gives its processes 30 s to register; a busy machine can take longer: once more
-                if attempt == 2 or address is not None or "timed out during startup" not in str(error):
+                if attempt == _LOCAL_STARTS or address is not None or "timed out during startup" not in str(error):
                     started.set_exception(error)
                     return
                 ray.shutdown()
