@@ -13,9 +13,9 @@ if [ -z "$python" ]; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 
-# uv installs what pip would, from the same sources, in a fraction of the time (about 25 s against
-# 3 min here). It does not read pip's configuration, so the index, wheel folders, constraints and
-# certificate that pip is configured with are handed to it.
+# uv installs what pip would, from the same sources, faster (a fresh .venv with the dev extras,
+# bytecode compiled: 71 s against pip's 186 s here). It does not read pip's configuration, so the
+# index, wheel folders, constraints and certificate that pip is configured with are handed to it.
 uv_install() {
   local args=(--python .venv/bin/python --quiet --index-strategy unsafe-best-match --compile-bytecode)
   local line key value item

@@ -192,9 +192,11 @@ def test_a_sweeps_wait_returns_once_its_view_shows_the_summary(db):
         db.store.sweeps.update_one({"_id": "sw1"}, {"$set": {"status": "completed", "ended": now()}})
         sweep.control.done.set()
 
-    with capture_output():
+    with capture_output() as shown:
         view.show()
         threading.Thread(target=the_trial_then_the_sweep_end).start()
         sweep.wait(30)
         assert view.gone._done  # the view is its summary already
+        sent = [output.data.get("text/html", "") for output in shown.outputs]
+        assert any("llm-sweep-summary" in html for html in sent)  # and it went out before wait() returned
     view.gone.remove()
