@@ -52,13 +52,29 @@ def shell(db, tiny_path):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_ends_with_the_module():
+def ray_ends_with_the_module(request: pytest.FixtureRequest):
     """A Ray that a module's tests started in this worker (llm_magics starts a local one for a run
-    with no address) ends with the module, so no idle Ray stays behind it."""
+    with no address) ends with the module, so no idle Ray stays behind it; except between two
+    tests of the chain that shares a local Ray (test_ray.py's, then test_sweep.py's): the next
+    module uses it, and starting another costs a Ray's start."""
     yield
+    if getattr(request.session, "ray_carries_on", False):
+        return
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
+
+
+def _shares_the_local_ray(item: pytest.Item | None) -> bool:
+    group = item.get_closest_marker("xdist_group") if item is not None else None
+    return group is not None and group.args[0] == "ray"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """Tells ``ray_ends_with_the_module`` whether the next test goes on on this test's Ray."""
+    item.session.ray_carries_on = _shares_the_local_ray(item) and _shares_the_local_ray(nextitem)  # type: ignore[attr-defined]
+    return (yield)
 
 
 def _cost(item: pytest.Item) -> int:

@@ -12,17 +12,6 @@ from llm_magics import commands
 from llm_magics.config.sweep import parse_sweep, trials
 from llm_magics.core.errors import ConfigError, RunError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_ends_with_the_module():
-    """The sweeps start a local Ray in this process: it goes with the module, not the session."""
-    yield
-    import sys
-
-    if "ray" in sys.modules:
-        sys.modules["ray"].shutdown()
-
-
 KEYS = ["learning_rate", "lora_r", "max_steps", "warmup_steps", "model", "data"]
 BODY = {
     "data": "d",

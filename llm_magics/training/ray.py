@@ -219,9 +219,9 @@ class _Pump(threading.Thread):
     unrecorded while it trains on, so it stops the workers and is kept in ``error`` for the runner.
     """
 
-    def __init__(self, channel: Any, recorder: Recorder, output_dir: Path):
+    def __init__(self, channel: Any, recorder: Recorder, output_dir: Path, lane: int = 0):
         super().__init__(daemon=True, name="llm_magics-ray-events")
-        self.channel, self.recorder, self.output_dir = channel, recorder, output_dir
+        self.channel, self.recorder, self.output_dir, self.lane = channel, recorder, output_dir, lane
         self.stopped = self.ended = False  # ended: the trainer's end came (not cut short from outside)
         self.error: BaseException | None = None
         self._closing = threading.Event()
@@ -241,7 +241,7 @@ class _Pump(threading.Thread):
         if self.error is not None:
             return
         try:
-            for event in ray.get(self.channel.drain.remote()):
+            for event in ray.get(self.channel.drain.remote(self.lane)):
                 if "contents" in event:
                     event = self._materialize(event)
                 if event["kind"] == "end":
@@ -251,7 +251,7 @@ class _Pump(threading.Thread):
             # the recorder words its own failures; anything else is said to have stopped the run
             stopped = f"recording the run failed, so it was stopped: {describe(error)}"
             self.error = error if isinstance(error, RunError) else RunError(stopped)
-            self.channel.request_stop.remote()
+            self.channel.request_stop.remote(self.lane)
 
     def _materialize(self, event: dict[str, Any]) -> dict[str, Any]:
         """Writes a shipped checkpoint into the kernel's directory, complete before it is named."""
@@ -273,24 +273,32 @@ def _channel_class() -> Any:
 
     @ray.remote(num_cpus=0)
     class Channel:
-        """Events from rank 0 to the kernel, and the kernel's stop request to every worker."""
+        """Events from rank 0 to the kernel, and the kernel's stop request to every worker.
+
+        A sweep's trials share one channel, each in a lane of its own (its index): one actor, one
+        process, however many trials. A run on Ray has lane 0.
+        """
 
         def __init__(self) -> None:
-            self.events: list[dict[str, Any]] = []
-            self.stop = False
+            self.events: dict[int, list[dict[str, Any]]] = {}
+            self.stopped: set[int] = set()
+            self.all_stopped = False
 
-        def put(self, event: dict[str, Any]) -> None:
-            self.events.append(event)
+        def put(self, event: dict[str, Any], lane: int = 0) -> None:
+            self.events.setdefault(lane, []).append(event)
 
-        def drain(self) -> list[dict[str, Any]]:
-            events, self.events = self.events, []
-            return events
+        def drain(self, lane: int = 0) -> list[dict[str, Any]]:
+            return self.events.pop(lane, [])
 
-        def request_stop(self) -> None:
-            self.stop = True
+        def request_stop(self, lane: int | None = 0) -> None:
+            """Stops the run in ``lane``; None stops every lane."""
+            if lane is None:
+                self.all_stopped = True
+            else:
+                self.stopped.add(lane)
 
-        def stopping(self) -> bool:
-            return self.stop
+        def stopping(self, lane: int = 0) -> bool:
+            return self.all_stopped or lane in self.stopped
 
     return Channel
 
@@ -298,8 +306,8 @@ def _channel_class() -> Any:
 class _WorkerStop:
     """The kernel's stop request, agreed on by all workers at the same step."""
 
-    def __init__(self, channel: Any):
-        self.channel, self._asked, self._looked = channel, False, 0.0
+    def __init__(self, channel: Any, lane: int = 0):
+        self.channel, self.lane, self._asked, self._looked = channel, lane, False, 0.0
 
     def is_set(self) -> bool:
         import ray
@@ -307,7 +315,7 @@ class _WorkerStop:
         import torch.distributed as dist
 
         if not self._asked and time.monotonic() - self._looked > 0.5:
-            self._asked, self._looked = ray.get(self.channel.stopping.remote()), time.monotonic()
+            self._asked, self._looked = ray.get(self.channel.stopping.remote(self.lane)), time.monotonic()
         if not dist.is_initialized():
             return self._asked
         # every rank calls this once per step: all stop at the step where any saw the request
@@ -320,14 +328,14 @@ class _WorkerStop:
 class _WorkerSink:
     """Rank 0's events to the kernel; checkpoint files go along when the kernel cannot read them."""
 
-    def __init__(self, channel: Any, ship: bool):
-        self.channel, self.ship = channel, ship
+    def __init__(self, channel: Any, ship: bool, lane: int = 0):
+        self.channel, self.ship, self.lane = channel, ship, lane
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.ship and event["kind"] == "checkpoint":
             root = Path(event["path"])
             event = {**event, "contents": {f["name"]: (root / f["name"]).read_bytes() for f in event["files"]}}
-        reply = self.channel.put.remote(event)
+        reply = self.channel.put.remote(event, self.lane)
         if event["kind"] in ("checkpoint", "end"):
             import ray
 

@@ -1,7 +1,8 @@
 """Sweeps on Ray Tune: each trial runs the same train function as every other backend.
 
 The kernel never blocks: Tune runs in a background thread. Each trial trains in a Tune actor and
-sends its events through a channel of its own, which the kernel drains into that trial's recorder
+sends its events through its own lane of the sweep's one channel, which the kernel drains into that
+trial's recorder
 (as for ``--ray``: the trials never need the database). A trial reports its evaluation metric to
 Tune at each evaluation; with ASHA, Tune stops the trials that fall behind, and the kernel records
 them ``pruned`` with the step and the metric they stopped at, as soon as Tune stops them: each
@@ -12,6 +13,7 @@ checkpoint and end; trials not started yet do not start.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -76,26 +78,25 @@ def _tune(
         here = ray.get_runtime_context().get_node_id()
         jobs = [dataclasses.replace(job, kernel_node=here) for job in jobs]
 
-        channels = [_channel_class().remote() for _ in jobs]
+        channel = _channel_class().remote()  # one actor for the sweep: a lane per trial
 
         def stop_all() -> None:
-            for channel in channels:
-                channel.request_stop.remote()
+            channel.request_stop.remote(None)
 
         control.on_stop = stop_all
         if control.stop.is_set():
             stop_all()
-        for run, channel in zip(runs, channels, strict=True):  # one trial stops alone too
+        for lane, run in enumerate(runs):  # one trial stops alone too
             if run.control is not None:
-                run.control.on_stop = channel.request_stop.remote
+                run.control.on_stop = functools.partial(channel.request_stop.remote, lane)
         pumps = [
-            _Pump(channel, recorder, Path(job.output_dir))
-            for channel, recorder, job in zip(channels, recorders, jobs, strict=True)
+            _Pump(channel, recorder, Path(job.output_dir), lane)
+            for lane, (recorder, job) in enumerate(zip(recorders, jobs, strict=True))
         ]
         for pump in pumps:
             pump.start()
         trainable = tune.with_resources(
-            tune.with_parameters(_trial, jobs=jobs, channels=channels, metric=sweep.metric),
+            tune.with_parameters(_trial, jobs=jobs, channel=channel, metric=sweep.metric),
             dict(sweep.resources_per_trial),
         )
         tuner = tune.Tuner(
@@ -216,18 +217,18 @@ def _finish(recorder: Recorder, pump: _Pump, error: BaseException | None, sweep:
         recorder.finish("pruned")
 
 
-def _trial(config: dict[str, Any], jobs: list[TrainJob], channels: list[Any], metric: str) -> None:
+def _trial(config: dict[str, Any], jobs: list[TrainJob], channel: Any, metric: str) -> None:
     """One trial, in a Tune actor: trains its job, reports each evaluation to Tune."""
     from ray import tune
 
     index = config["index"]
-    job, channel = jobs[index], channels[index]
-    stop = _WorkerStop(channel)
+    job = jobs[index]
+    stop = _WorkerStop(channel, index)
     if stop.is_set():
         return  # the sweep was stopped before this trial began
     import ray
 
-    forward = _WorkerSink(channel, ship=ray.get_runtime_context().get_node_id() != job.kernel_node)
+    forward = _WorkerSink(channel, ship=ray.get_runtime_context().get_node_id() != job.kernel_node, lane=index)
 
     def sink(event: dict[str, Any]) -> None:
         forward(event)
