@@ -27,19 +27,24 @@ build_log=$(mktemp)
 trap 'rm -f "$build_log"' EXIT
 scripts/setup_gguf.sh wheel > "$build_log" 2>&1 &
 build=$!
-scripts/setup.sh dev
-compile_ours
 
-# The browser tests drive Debian's Chromium through Playwright (no browser download).
+# The browser tests drive Debian's Chromium through Playwright (no browser download). Installing
+# it waits mostly on the network and the disk, so it goes on beside setup.sh too.
+browser=
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }) \
-    || echo "could not install chromium: the browser tests will be skipped" >&2
+    >/dev/null 2>&1 || echo "could not install chromium: the browser tests will be skipped" >&2 &
+  browser=$!
 fi
+
+scripts/setup.sh dev
+compile_ours
 
 # lint and types while llama.cpp may still be building (mypy's first run takes most of a minute)
 .venv/bin/ruff check .
 .venv/bin/mypy
 
+[ -z "$browser" ] || wait "$browser"
 if ! wait "$build"; then
   cat "$build_log" >&2
   echo "building llama-cpp-python failed (above)" >&2
