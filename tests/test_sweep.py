@@ -212,16 +212,20 @@ def test_a_dry_run_lists_the_trials_and_the_memory_of_the_largest(db, tiny_path)
 def test_a_grid_on_ray_tune_prunes_the_trials_that_fall_behind_and_best_is_the_best_trials(db, tiny_path):
     """Two learning rates far too small to learn, tried after two that learn: ASHA stops them at
     an evaluation; every trial is a run of the model; @best is the best trial's best checkpoint."""
+    import ray
+
     db["d"].insert_many(qa_docs(40))
     sweep = {"learning_rate": [5e-3, 1e-9], "lora_r": [4, 8], "max_concurrent_trials": 2}
     mapping = {**BODY, "model": tiny_path, "max_steps": 24, "sweep": sweep}
     from IPython.utils.capture import capture_output
 
+    channels_before = _channel_actors() if ray.is_initialized() else 0
     with capture_output() as shown:
         handle = commands.finetune(db, "swept", mapping)
         assert handle.status == "running"  # the notebook is free while the trials train
         handle.wait(600)
     assert "Configuration for experiment" not in shown.stdout + shown.stderr  # the view shows it, not Tune
+    assert _channel_actors() == channels_before + 1  # one actor, one process, carries every trial's events
     record = handle.record
     assert record["status"] == "completed" and len(record["trials"]) == 4
     runs = {run["_id"]: run for run in db.show("run", "swept")}
@@ -259,6 +263,13 @@ def test_a_grid_on_ray_tune_prunes_the_trials_that_fall_behind_and_best_is_the_b
     assert [key for key, _ in config_diff([runs[run_id] for run_id in record["trials"]])] == ["learning_rate", "lora_r"]
     again = SweepView(commands.attach(db, handle.id))  # %llm_attach SWEEP: the ended sweep's trials
     assert again.ended and [state.status for state in again.states] == statuses
+
+
+def _channel_actors() -> int:
+    """How many event channels (Ray actors, each a process) this Ray has started, ended ones too."""
+    from ray._private.state import actors
+
+    return sum(actor["ActorClassName"].rsplit(".", 1)[-1] == "Channel" for actor in actors().values())
 
 
 @pytest.mark.slow

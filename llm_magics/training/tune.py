@@ -1,13 +1,12 @@
 """Sweeps on Ray Tune: each trial runs the same train function as every other backend.
 
 The kernel never blocks: Tune runs in a background thread. Each trial trains in a Tune actor and
-sends its events through its own lane of the sweep's one channel, which the kernel drains into that
-trial's recorder
-(as for ``--ray``: the trials never need the database). A trial reports its evaluation metric to
-Tune at each evaluation; with ASHA, Tune stops the trials that fall behind, and the kernel records
-them ``pruned`` with the step and the metric they stopped at, as soon as Tune stops them: each
-trial's run starts and ends with its trial. Stopping the sweep asks every trial to save a
-checkpoint and end; trials not started yet do not start.
+sends its events through its own lane of the sweep's one channel, which the kernel drains into
+that trial's recorder (as for ``--ray``: the trials never need the database). A trial reports its
+evaluation metric to Tune at each evaluation; with ASHA, Tune stops the trials that fall behind,
+and the kernel records them ``pruned`` with the step and the metric they stopped at, as soon as
+Tune stops them: each trial's run starts and ends with its trial. Stopping the sweep asks every
+trial to save a checkpoint and end; trials not started yet do not start.
 """
 
 from __future__ import annotations
