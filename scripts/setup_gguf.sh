@@ -27,8 +27,8 @@ build_wheel() {
   # Without llama.cpp's common library: the release forces it on, yet the Python package loads
   # only llama and ggml. Skipping it (and the HTTP library it brings) halves the build: 146 CPU-s
   # against 320 on two cores, 79 s against 165.
-  local tree
   tree=$(mktemp -d)
+  trap 'rm -rf "$tree"' EXIT  # a failed build leaves no unpacked tree behind either
   tar -xzf "$sdist" -C "$tree"
   local source="$tree/llama_cpp_python-$version"
   sed -i 's/set(LLAMA_BUILD_COMMON ON CACHE BOOL/set(LLAMA_BUILD_COMMON OFF CACHE BOOL/' "$source/CMakeLists.txt"
@@ -36,7 +36,6 @@ build_wheel() {
     || echo "llama-cpp-python $version: its common library is built too (the line that forces it changed)" >&2
   echo "building llama-cpp-python $version from source (a minute or two, once)"
   CMAKE_ARGS="$args" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "${pip[@]}" wheel --quiet --no-deps "$source" -w "$cache/wheels"
-  rm -rf "$tree"
 }
 
 if [ "${1:-}" = wheel ]; then

@@ -58,11 +58,14 @@ def ray_ends_with_the_module(request: pytest.FixtureRequest):
     tests of the chain that shares a local Ray (test_ray.py's, then test_sweep.py's): the next
     module uses it, and starting another costs a Ray's start."""
     yield
-    if getattr(request.session, "ray_carries_on", False):
+    if request.config.stash.get(RAY_CARRIES_ON, False):
         return
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
+
+
+RAY_CARRIES_ON = pytest.StashKey[bool]()  # the test being torn down and the next share the local Ray
 
 
 def _shares_the_local_ray(item: pytest.Item | None) -> bool:
@@ -73,7 +76,7 @@ def _shares_the_local_ray(item: pytest.Item | None) -> bool:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     """Tells ``ray_ends_with_the_module`` whether the next test goes on on this test's Ray."""
-    item.session.ray_carries_on = _shares_the_local_ray(item) and _shares_the_local_ray(nextitem)  # type: ignore[attr-defined]
+    item.config.stash[RAY_CARRIES_ON] = _shares_the_local_ray(item) and _shares_the_local_ray(nextitem)
     return (yield)
 
 
